@@ -1,0 +1,34 @@
+"""Storage backends of the shared task pool."""
+
+from __future__ import annotations
+
+from backends.base import PoolParams, PoolSnapshot, PoolState, TaskMemoryBackend, WriteBatch
+from backends.shared_memory import SharedMemoryBackend
+from curriculum.errors import ConfigError
+
+
+def open_backend(
+    backend_url: str | None,
+    session_id: str,
+    params: PoolParams,
+    *,
+    create: bool,
+    lock_timeout_s: float,
+) -> TaskMemoryBackend:
+    """Attach to (or create) the pool of ``session_id`` on the backend ``backend_url`` names."""
+    if backend_url is None:
+        return SharedMemoryBackend(session_id, params, create=create, lock_timeout_s=lock_timeout_s)
+    raise ConfigError(
+        f"unsupported backend_url {backend_url!r}: use None for the shared-memory pool"
+    )
+
+
+__all__ = [
+    "PoolParams",
+    "PoolSnapshot",
+    "PoolState",
+    "SharedMemoryBackend",
+    "TaskMemoryBackend",
+    "WriteBatch",
+    "open_backend",
+]

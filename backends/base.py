@@ -1,0 +1,212 @@
+"""The storage interface of a task pool, and the plain data that crosses it.
+
+A :class:`TaskMemoryBackend` owns all state that processes share: slots, labels, counters and the
+pool's hyper-parameters. Every method that changes state is atomic; :meth:`snapshot` is a
+consistent copy taken without blocking writers for long.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from backends.layout import LABEL_DTYPE, ROW_DTYPE, STRUCT_VERSION
+from curriculum.ema import EmaParams
+
+
+@dataclass(frozen=True)
+class PoolParams:
+    """What defines a pool: checked on every attach and on every checkpoint load.
+
+    ``pool_seed`` is the creator's seed; attaching processes adopt it (their own seed only drives
+    their sampling), so it is not compared.
+    """
+
+    capacity: int
+    label_capacity: int
+    algorithm: dict[str, Any]
+    ema: EmaParams
+    generator_fingerprint: str
+    pool_seed: int = 0
+    struct_version: int = STRUCT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (JSON- and msgpack-serialisable)."""
+        return {
+            "struct_version": self.struct_version,
+            "capacity": self.capacity,
+            "label_capacity": self.label_capacity,
+            "algorithm": self.algorithm,
+            "ema": self.ema.as_dict(),
+            "generator_fingerprint": self.generator_fingerprint,
+            "pool_seed": self.pool_seed,
+        }
+
+    def to_json(self) -> str:
+        """Canonical JSON of :meth:`to_dict`."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PoolParams:
+        """Inverse of :meth:`to_dict`; raises KeyError/TypeError on malformed data."""
+        return cls(
+            capacity=int(data["capacity"]),
+            label_capacity=int(data["label_capacity"]),
+            algorithm=dict(data["algorithm"]),
+            ema=EmaParams(**data["ema"]),
+            generator_fingerprint=str(data["generator_fingerprint"]),
+            pool_seed=int(data["pool_seed"]),
+            struct_version=int(data["struct_version"]),
+        )
+
+    def mismatches(self, other: PoolParams) -> list[str]:
+        """Human-readable differences (``field: pool=X, requested=Y``), ignoring the seed."""
+        mine, theirs = _flatten(self.to_dict()), _flatten(other.to_dict())
+        out = []
+        for key in sorted(set(mine) | set(theirs)):
+            if key == "pool_seed":
+                continue
+            if mine.get(key) != theirs.get(key):
+                out.append(f"{key}: pool={mine.get(key)!r}, requested={theirs.get(key)!r}")
+        return out
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+@dataclass
+class PoolSnapshot:
+    """A consistent copy of a pool, taken at ``version``."""
+
+    version: int
+    rows: np.ndarray  # ROW_DTYPE, one per slot
+    labels: np.ndarray  # LABEL_DTYPE, one per assigned label id
+    label_names: list[str]  # decoded names, index = label id
+    counters: dict[str, int]
+
+
+@dataclass
+class WriteBatch:
+    """Outcomes and sample counts to record under one atomic write.
+
+    Each outcome or sample names its slot and the task id the writer believes is there; entries
+    whose task has since been evicted are credited to their label only (and counted as late).
+    """
+
+    outcome_slots: list[int] = field(default_factory=list)
+    outcome_task_ids: list[int] = field(default_factory=list)
+    outcome_labels: list[int] = field(default_factory=list)
+    outcome_scores: list[float] = field(default_factory=list)
+    sample_slots: list[int] = field(default_factory=list)
+    sample_task_ids: list[int] = field(default_factory=list)
+    sample_labels: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.outcome_slots) + len(self.sample_slots)
+
+    def add_outcome(self, slot: int, task_id: int, label_id: int, score: float) -> None:
+        """Queue one outcome."""
+        self.outcome_slots.append(slot)
+        self.outcome_task_ids.append(task_id)
+        self.outcome_labels.append(label_id)
+        self.outcome_scores.append(score)
+
+    def add_sample(self, slot: int, task_id: int, label_id: int) -> None:
+        """Queue one scheduling of a task."""
+        self.sample_slots.append(slot)
+        self.sample_task_ids.append(task_id)
+        self.sample_labels.append(label_id)
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    """What a write applied: outcomes on live tasks, and late ones credited to labels only."""
+
+    applied: int
+    late: int
+
+
+@dataclass
+class PoolState:
+    """Everything a pool holds, for checkpoints."""
+
+    params: PoolParams
+    rows: np.ndarray
+    labels: np.ndarray
+    counters: dict[str, int]
+
+    def __post_init__(self) -> None:
+        if self.rows.dtype != ROW_DTYPE or self.labels.dtype != LABEL_DTYPE:
+            raise TypeError("PoolState rows and labels must use the pool layout's dtypes")
+
+
+class TaskMemoryBackend(ABC):
+    """Shared storage of one pool. Every mutating method is atomic across processes."""
+
+    session_id: str
+    params: PoolParams
+    created: bool
+
+    @abstractmethod
+    def version(self) -> int:
+        """A counter that moves on every change of the pool (cheap to read)."""
+
+    @abstractmethod
+    def snapshot(self) -> PoolSnapshot:
+        """A consistent copy of rows, labels and counters."""
+
+    @abstractmethod
+    def reserve_sequence(self) -> int:
+        """Atomically take the next task sequence number (ids derive from it)."""
+
+    @abstractmethod
+    def intern_label(self, name: str) -> int:
+        """The id of label ``name``, assigning the next free one if it is new."""
+
+    @abstractmethod
+    def create_task(self, task_id: int, label_id: int, seq: int) -> int | None:
+        """Put a new task into a free slot; its slot, or None when the pool is full."""
+
+    @abstractmethod
+    def replace_task(
+        self, slot: int, expected_task_id: int, task_id: int, label_id: int, seq: int
+    ) -> bool:
+        """Evict ``expected_task_id`` from ``slot`` and create the new task there, atomically.
+
+        Returns False (and changes nothing) when the slot no longer holds ``expected_task_id``.
+        """
+
+    @abstractmethod
+    def record(self, batch: WriteBatch) -> RecordResult:
+        """Apply a batch of outcomes and sample counts atomically."""
+
+    @abstractmethod
+    def end_epoch(self) -> dict[str, int]:
+        """Reset the epoch counters atomically; returns their values before the reset."""
+
+    @abstractmethod
+    def export_state(self) -> PoolState:
+        """A consistent copy of everything the pool holds."""
+
+    @abstractmethod
+    def import_state(self, state: PoolState) -> None:
+        """Replace the pool's rows, labels and counters with ``state`` atomically."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release this process's handles; the creator also removes the pool."""
+
+    @abstractmethod
+    def destroy(self) -> None:
+        """Remove the pool's storage now, whoever created it."""

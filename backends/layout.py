@@ -1,0 +1,89 @@
+"""The pool's data layout, shared by every backend.
+
+A pool is a fixed number of slots (one row each), a label table (append-only: a label's id never
+changes once assigned, so processes may cache name -> id) and pool-wide counters. Rows and labels
+are numpy structured arrays; the Redis backend encodes the same fields positionally.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+STRUCT_VERSION = 1
+EMPTY_TASK = -1
+LABEL_NAME_BYTES = 128
+OVERFLOW_LABEL = "(other)"
+
+ROW_DTYPE = np.dtype(
+    [
+        ("task_id", np.int64),  # EMPTY_TASK when the slot is free
+        ("seq", np.int64),  # creation sequence number of the task in this slot
+        ("label_id", np.int64),
+        ("n_outcomes", np.int64),
+        ("n_samples", np.int64),
+        ("n_success", np.int64),
+        ("score_sum", np.float64),
+        ("baseline", np.float64),
+        ("fast", np.float64),
+        ("slow", np.float64),
+        ("perf", np.float64),
+        ("reward", np.float64),
+        ("reward_sq", np.float64),
+    ]
+)
+
+LABEL_DTYPE = np.dtype(
+    [
+        ("name", f"S{LABEL_NAME_BYTES}"),
+        ("created", np.int64),
+        ("evicted", np.int64),
+        ("completions", np.int64),
+        ("samples", np.int64),
+        ("successes", np.int64),
+        ("late", np.int64),
+        ("score_sum", np.float64),
+    ]
+)
+
+# Pool-wide counters. ``epoch_*`` counters reset only when an epoch ends.
+COUNTER_NAMES = (
+    "next_seq",
+    "num_created",
+    "num_evicted",
+    "num_completed",
+    "num_scheduled",
+    "num_late_outcomes",
+    "num_active",
+    "num_labels",
+    "epoch",
+    "epoch_created",
+    "epoch_evicted",
+    "epoch_completed",
+    "epoch_scheduled",
+)
+EPOCH_COUNTERS = ("epoch_created", "epoch_evicted", "epoch_completed", "epoch_scheduled")
+
+
+def empty_rows(capacity: int) -> np.ndarray:
+    """Rows of a pool with every slot free."""
+    rows = np.zeros(capacity, dtype=ROW_DTYPE)
+    rows["task_id"] = EMPTY_TASK
+    rows["label_id"] = -1
+    return rows
+
+
+def encode_label(name: str) -> bytes:
+    """UTF-8 bytes of a label, shortened (with a hash suffix keeping it unique) to fit a row."""
+    raw = name.encode("utf-8")
+    if len(raw) <= LABEL_NAME_BYTES and not raw.endswith(b"\x00"):
+        return raw
+    digest = hashlib.sha256(raw).hexdigest()[:12]
+    head = raw[: LABEL_NAME_BYTES - 14].decode("utf-8", errors="ignore").encode("utf-8")
+    return head + b"~" + digest.encode("ascii")
+
+
+def decode_label(raw: bytes) -> str:
+    """The label string stored as ``raw``."""
+    return raw.decode("utf-8", errors="replace")

@@ -1,0 +1,53 @@
+"""A distributed curriculum coordinator for reinforcement-learning training.
+
+One pool of active tasks, shared by every environment worker (in /dev/shm on one host, or in
+Redis across hosts), scored by learning progress.
+
+The public names are imported lazily, so that the storage backends can use the core modules
+(errors, statistics math) without importing the whole package.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "BucketedTaskGenerator": "curriculum.generators",
+    "Curriculum": "curriculum.curriculum",
+    "CurriculumConfig": "curriculum.config",
+    "CurriculumTask": "curriculum.task",
+    "DiscreteRandomConfig": "curriculum.config",
+    "LearningProgressConfig": "curriculum.config",
+    "SingleTaskGenerator": "curriculum.generators",
+    "Span": "curriculum.generators",
+    "TaskGenerator": "curriculum.generators",
+    "TaskGeneratorSet": "curriculum.generators",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from curriculum.config import CurriculumConfig, DiscreteRandomConfig, LearningProgressConfig
+    from curriculum.curriculum import Curriculum
+    from curriculum.generators import (
+        BucketedTaskGenerator,
+        SingleTaskGenerator,
+        Span,
+        TaskGenerator,
+        TaskGeneratorSet,
+    )
+    from curriculum.task import CurriculumTask
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'curriculum' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,63 @@
+"""What every curriculum algorithm produces from a pool snapshot: a scored view to sample from.
+
+Algorithms are pure: they read a :class:`~backends.base.PoolSnapshot` and return a
+:class:`PoolView` (vectorised numpy, O(n) per refresh); sampling from the view is O(log n).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from backends.base import PoolSnapshot
+from backends.layout import EMPTY_TASK
+
+
+@dataclass
+class PoolView:
+    """A scored snapshot: which slots hold tasks, how likely each is sampled, what to evict.
+
+    Attributes:
+        snapshot: The pool copy the view was computed from.
+        active: Slots that hold a task.
+        probabilities: Sampling probability per active slot (sums to 1).
+        raw_scores: The algorithm's raw score per active slot (learning progress, or 0).
+        eviction_order: Slots that may be evicted, most evictable first.
+    """
+
+    snapshot: PoolSnapshot
+    active: np.ndarray
+    probabilities: np.ndarray
+    raw_scores: np.ndarray
+    eviction_order: list[int] = field(default_factory=list)
+    _cdf: np.ndarray | None = None
+
+    def sample_slot(self, rng: np.random.Generator) -> int:
+        """Draw one active slot with the view's probabilities (O(log n))."""
+        if self._cdf is None:
+            self._cdf = np.cumsum(self.probabilities)
+        position = int(np.searchsorted(self._cdf, rng.random() * self._cdf[-1], side="right"))
+        return int(self.active[min(position, len(self.active) - 1)])
+
+    def task_id(self, slot: int) -> int:
+        """The task id the snapshot holds in ``slot``."""
+        return int(self.snapshot.rows["task_id"][slot])
+
+    def label_id(self, slot: int) -> int:
+        """The label id the snapshot holds in ``slot``."""
+        return int(self.snapshot.rows["label_id"][slot])
+
+
+def active_slots(snapshot: PoolSnapshot) -> np.ndarray:
+    """Slots of the snapshot that hold a task."""
+    return np.flatnonzero(snapshot.rows["task_id"] != EMPTY_TASK)
+
+
+class CurriculumAlgorithm(ABC):
+    """Scores a snapshot; no I/O, no locks, no state shared between processes."""
+
+    @abstractmethod
+    def view(self, snapshot: PoolSnapshot) -> PoolView:
+        """Score ``snapshot`` into a view to sample from."""

@@ -1,0 +1,176 @@
+"""Configuration models: the curriculum, its algorithm, and where its pool lives.
+
+Configs are frozen pydantic models: they cross process boundaries (pickled into workers, or rebuilt
+from JSON on another host), never live clients or locks.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from curriculum.errors import ConfigError
+from curriculum.generators import AnyTaskGeneratorConfig
+
+if TYPE_CHECKING:
+    from curriculum.curriculum import Curriculum
+
+SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(_describe_validation_error(type(self).__name__, exc)) from None
+
+
+def _describe_validation_error(model: str, exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or model
+        parts.append(f"{where}={err.get('input')!r}: {err['msg']}")
+    return f"invalid {model}: " + "; ".join(parts)
+
+
+class PoolAlgorithmConfig(_Frozen):
+    """Fields every algorithm shares: where its pool lives and how large it is.
+
+    Attributes:
+        session_id: Name of the shared pool. Every process (and host) that uses the same
+            ``session_id`` (and backend) shares one pool. ``None`` gives this curriculum a private
+            pool with a generated name, still shared with the workers it is pickled into.
+        backend_url: ``None`` keeps the pool in /dev/shm on this host (no server needed);
+            ``redis://...`` URLs select the Redis backend.
+        num_active_tasks: Pool size. ``None`` takes ``CurriculumConfig.num_active_tasks``; when set
+            it must agree with it.
+    """
+
+    session_id: str | None = None
+    backend_url: str | None = None
+    num_active_tasks: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _check_session(self) -> PoolAlgorithmConfig:
+        if self.session_id is not None and not SESSION_ID_PATTERN.match(self.session_id):
+            raise ValueError(
+                f"session_id {self.session_id!r} must be 1-100 characters of letters, digits, "
+                "'.', '_' or '-', starting with a letter or digit"
+            )
+        return self
+
+    def algorithm_params(self) -> dict[str, Any]:
+        """The fields that define the algorithm's behaviour (not where its pool lives)."""
+        return self.model_dump(exclude={"session_id", "backend_url", "num_active_tasks"})
+
+
+class DiscreteRandomConfig(PoolAlgorithmConfig):
+    """Samples active tasks uniformly and never evicts.
+
+    Its pool still tracks every statistic (with the default timescales of
+    :class:`LearningProgressConfig`), so runs with either algorithm report comparable stats.
+    """
+
+    type: Literal["discrete_random"] = "discrete_random"
+
+
+class LearningProgressConfig(PoolAlgorithmConfig):
+    """Samples tasks by learning progress (how fast the success on a task is changing).
+
+    Attributes:
+        use_bidirectional: Score by |fast EMA - slow EMA| of the normalised score (bidirectional
+            learning progress). ``False`` scores by the variance of the score (basic scoring).
+        ema_timescale: Rate ``a`` of the fast EMA and of the true-performance EMA.
+        slow_timescale_factor: The slow EMA's rate is ``a * slow_timescale_factor``.
+        exploration_bonus: Z-score given to cold tasks (fewer than ``min_samples_for_lp``
+            outcomes): a cold task is sampled like a warm task that many standard deviations
+            above the pool's mean learning progress, on the same scale.
+        progress_smoothing: Reweighting of the EMAs before their difference, in [0, 0.5).
+            0 disables it; towards 0.5 it stretches progress made at low success rates.
+        performance_bonus_weight: Adds this times the true-performance EMA to the raw score.
+        lp_score_temperature: When > 0, weights are ``exp(z / T)`` (softmax with temperature T)
+            instead of the sigmoid of ``z_score_amplification * z``.
+        z_score_amplification: Slope of the sigmoid applied to the z-scored learning progress.
+        rand_task_rate: Share of samples drawn uniformly from the active tasks, mixed into the
+            learning-progress distribution.
+        min_samples_for_lp: Outcomes a task needs before its learning progress counts (warm).
+        min_presentations_for_eviction: Outcomes a task needs before it may be evicted. At most
+            one eviction per this many recorded outcomes can happen, which bounds churn.
+        eviction_threshold_percentile: A task may be evicted when its score is at or below this
+            quantile (a fraction in (0, 1]) of the scores of the tasks eligible for eviction.
+        task_tracker_ema_alpha: Rate of the per-task reward EMAs (mean and second moment) shown
+            in stats and used by basic scoring.
+        success_threshold: A score at or above this counts as a success in the success counts.
+    """
+
+    type: Literal["learning_progress"] = "learning_progress"
+    use_bidirectional: bool = True
+    ema_timescale: float = Field(default=0.1, gt=0.0, le=1.0)
+    slow_timescale_factor: float = Field(default=0.2, gt=0.0, le=1.0)
+    exploration_bonus: float = Field(default=0.5, allow_inf_nan=False)
+    progress_smoothing: float = Field(default=0.0, ge=0.0, lt=0.5)
+    performance_bonus_weight: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    lp_score_temperature: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    z_score_amplification: float = Field(default=3.0, gt=0.0, allow_inf_nan=False)
+    rand_task_rate: float = Field(default=0.1, ge=0.0, le=1.0)
+    min_samples_for_lp: int = Field(default=3, ge=1)
+    min_presentations_for_eviction: int = Field(default=10, ge=1)
+    eviction_threshold_percentile: float = Field(default=0.4, gt=0.0, le=1.0)
+    task_tracker_ema_alpha: float = Field(default=0.1, gt=0.0, le=1.0)
+    success_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+AlgorithmConfig = Annotated[
+    DiscreteRandomConfig | LearningProgressConfig, Field(discriminator="type")
+]
+
+
+class CurriculumConfig(_Frozen):
+    """Everything a process needs to join (or create) a curriculum's shared pool.
+
+    Attributes:
+        task_generator: Builds a task's env config from its id (deterministic in the id).
+        num_active_tasks: Number of slots in the shared pool.
+        algorithm_config: How tasks are sampled and evicted, and where the pool lives.
+        seed: Seeds the task ids of a pool this process creates and this process's sampling.
+        max_labels: Capacity of the pool's label table; labels past it count under "(other)".
+        write_batch_size: Outcomes buffered per process before they are written under one lock
+            acquisition; 1 writes every outcome immediately.
+        write_max_delay_s: Buffered outcomes older than this are written at the next call.
+        snapshot_max_age_s: How stale the scored snapshot used for sampling may get while other
+            processes write to the pool.
+        lock_timeout_s: How long a write waits for the pool's lock before raising.
+        clip_scores: Clip scores outside [0, 1] instead of raising ScoreError.
+    """
+
+    task_generator: AnyTaskGeneratorConfig
+    num_active_tasks: int = Field(default=256, gt=0, le=1_000_000)
+    algorithm_config: AlgorithmConfig = Field(default_factory=LearningProgressConfig)
+    seed: int = 0
+    max_labels: int = Field(default=4096, gt=0, le=1_000_000)
+    write_batch_size: int = Field(default=64, ge=1, le=100_000)
+    write_max_delay_s: float = Field(default=1.0, ge=0.0, allow_inf_nan=False)
+    snapshot_max_age_s: float = Field(default=0.05, ge=0.0, allow_inf_nan=False)
+    lock_timeout_s: float = Field(default=10.0, gt=0.0, allow_inf_nan=False)
+    clip_scores: bool = False
+
+    @model_validator(mode="after")
+    def _check_pool_size(self) -> CurriculumConfig:
+        declared = self.algorithm_config.num_active_tasks
+        if declared is not None and declared != self.num_active_tasks:
+            raise ValueError(
+                f"algorithm_config.num_active_tasks={declared} disagrees with "
+                f"num_active_tasks={self.num_active_tasks}"
+            )
+        return self
+
+    def make(self) -> Curriculum:
+        """Build the curriculum (same as ``Curriculum(config)``)."""
+        from curriculum.curriculum import Curriculum
+
+        return Curriculum(self)

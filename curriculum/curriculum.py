@@ -1,0 +1,284 @@
+"""The facade a trainer uses: which task next, how did it go, stats and checkpoints."""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from backends import open_backend
+from backends.base import PoolParams
+from curriculum.algorithms import make_algorithm
+from curriculum.checkpoint import decode_state, encode_state
+from curriculum.config import CurriculumConfig, LearningProgressConfig
+from curriculum.ema import EmaParams
+from curriculum.errors import CheckpointError, PoolClosedError, ScoreError
+from curriculum.generators import config_fingerprint
+from curriculum.pool import TaskPool
+from curriculum.stats import compute_stats
+from curriculum.task import CurriculumTask
+from curriculum.task_ids import check_task_id
+
+_DEFAULT_LP = LearningProgressConfig()
+
+
+def pool_params(config: CurriculumConfig) -> PoolParams:
+    """The parameters that define the pool ``config`` describes."""
+    algorithm = config.algorithm_config
+    lp = algorithm if isinstance(algorithm, LearningProgressConfig) else _DEFAULT_LP
+    return PoolParams(
+        capacity=config.num_active_tasks,
+        label_capacity=config.max_labels,
+        algorithm=algorithm.algorithm_params(),
+        ema=EmaParams(
+            ema_timescale=lp.ema_timescale,
+            slow_timescale_factor=lp.slow_timescale_factor,
+            task_tracker_ema_alpha=lp.task_tracker_ema_alpha,
+            success_threshold=lp.success_threshold,
+        ),
+        generator_fingerprint=config_fingerprint(config.task_generator),
+        pool_seed=config.seed,
+    )
+
+
+class Curriculum:
+    """One process's handle on a shared curriculum.
+
+    Every process (and host) built from the same config and ``session_id`` shares one pool of
+    active tasks. A curriculum pickles into worker processes (fork or spawn) as its config and
+    session: the worker attaches to the same pool; only the process that created the pool removes
+    it, at ``close()`` or at exit.
+
+    Outcomes are buffered per process (``write_batch_size``, ``write_max_delay_s``) and written
+    under one lock acquisition; ``stats()``, ``get_state()``, ``flush()`` and ``close()`` write
+    the buffer first. Use ``write_batch_size=1`` for immediate writes.
+    """
+
+    def __init__(self, config: CurriculumConfig) -> None:
+        """Create the pool of ``config``'s session, or attach to it if it exists."""
+        session = config.algorithm_config.session_id or f"auto-{os.getpid()}-{secrets.token_hex(4)}"
+        self._open(config, session, create=True)
+
+    def _open(self, config: CurriculumConfig, session_id: str, *, create: bool) -> None:
+        self.config = config
+        self.session_id = session_id
+        self._closed = False
+        self._generator = config.task_generator.create()
+        backend = open_backend(
+            config.algorithm_config.backend_url,
+            session_id,
+            pool_params(config),
+            create=create,
+            lock_timeout_s=config.lock_timeout_s,
+        )
+        self.backend = backend
+        self._pool = TaskPool(
+            backend,
+            self._generator,
+            make_algorithm(config.algorithm_config),
+            snapshot_max_age_s=config.snapshot_max_age_s,
+            write_batch_size=config.write_batch_size,
+            write_max_delay_s=config.write_max_delay_s,
+        )
+        if backend.created:
+            self._rng = np.random.default_rng(config.seed)
+        else:  # a distinct, reproducible-per-attach stream for every process sharing the pool
+            self._rng = np.random.default_rng([config.seed, backend.reserve_sequence()])
+        self._stats_cache: tuple[int, dict[str, float]] | None = None
+        self._exit_flush = weakref.finalize(self, _flush_quietly, self._pool)
+        lp = config.algorithm_config
+        self._min_samples_for_lp = (
+            lp.min_samples_for_lp if isinstance(lp, LearningProgressConfig) else 1
+        )
+
+    # -- pickling: config and session cross process boundaries, never handles -----------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config": self.config, "session_id": self.session_id}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._open(state["config"], state["session_id"], create=False)
+
+    # -- the hot path ---------------------------------------------------------------------------
+
+    def get_task(self) -> CurriculumTask:
+        """The task the next episode should play."""
+        self._check_open()
+        pool = self._pool
+        placed = pool.try_create()
+        if placed is None:
+            view = pool.view()
+            if view.eviction_order:
+                placed = pool.try_evict_and_replace(view)
+            if placed is None:
+                placed = pool.remember_sampled(view, view.sample_slot(self._rng))
+        task_id, slot, label_id = placed
+        pool.add_sample(slot, task_id, label_id)
+        return CurriculumTask(task_id, slot, self._generator)
+
+    def update_task_performance(self, task_id: int, score: float) -> None:
+        """Record the score (in [0, 1]) of an episode played on ``task_id``.
+
+        Raises:
+            ScoreError: the score is NaN, infinite, or outside [0, 1] (unless ``clip_scores``).
+            UnknownTaskError: the task is not active and was not handed out by this curriculum.
+        """
+        self._check_open()
+        value = self._check_score(task_id, score)
+        task_id = check_task_id(task_id)
+        slot, label_id = self._pool.locate(task_id)
+        self._pool.add_outcome(slot, task_id, label_id, value)
+
+    def update_task_performance_batch(
+        self, task_ids: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray
+    ) -> None:
+        """Record many outcomes at once, written under one lock acquisition (with the buffer).
+
+        Every score is validated before anything is recorded: one bad score records nothing.
+        """
+        self._check_open()
+        ids = [check_task_id(t) for t in task_ids]
+        try:
+            values = np.asarray(scores, dtype=np.float64)
+        except (TypeError, ValueError):
+            values = np.array([self._check_score(t, s) for t, s in zip(ids, scores, strict=False)])
+        if values.shape != (len(ids),):
+            raise ScoreError(f"{len(ids)} task ids but scores of shape {values.shape}")
+        bad = ~np.isfinite(values)
+        if not self.config.clip_scores:
+            bad |= (values < 0) | (values > 1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            self._check_score(ids[i], float(values[i]))
+        values = np.clip(values, 0.0, 1.0)
+        locations = [self._pool.locate(t) for t in ids]
+        for task_id, (slot, label_id), value in zip(ids, locations, values.tolist(), strict=True):
+            self._pool.add_outcome(slot, task_id, label_id, value, flush_when_due=False)
+        self._pool.flush()
+
+    def _check_score(self, task_id: object, score: object) -> float:
+        try:
+            value = float(score)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ScoreError(f"score {score!r} for task {task_id} is not a number") from None
+        if not math.isfinite(value):
+            raise ScoreError(f"score {score!r} for task {task_id} is not finite")
+        if not 0.0 <= value <= 1.0:
+            if not self.config.clip_scores:
+                raise ScoreError(
+                    f"score {score!r} for task {task_id} is outside [0, 1] "
+                    "(set clip_scores=True to clip)"
+                )
+            value = min(max(value, 0.0), 1.0)
+        return value
+
+    def flush(self) -> None:
+        """Write this process's buffered outcomes and sample counts now."""
+        self._check_open()
+        self._pool.flush()
+
+    # -- stats, epochs, checkpoints ---------------------------------------------------------------
+
+    def stats(self) -> dict[str, float]:
+        """Flat statistics of the shared pool (see :mod:`curriculum.stats` for the keys)."""
+        self._check_open()
+        self._pool.flush()
+        view = self._pool.view(fresh=True)
+        version = view.snapshot.version
+        if self._stats_cache is None or self._stats_cache[0] != version:
+            self._stats_cache = (version, compute_stats(view, self._min_samples_for_lp))
+        return dict(self._stats_cache[1])
+
+    def on_epoch_end(self) -> dict[str, float]:
+        """End the epoch: reset the pool's epoch counters; returns their values before."""
+        self._check_open()
+        self._pool.flush()
+        before = self.backend.end_epoch()
+        self._pool.invalidate()
+        return {f"epoch/num_{k.removeprefix('epoch_')}": float(v) for k, v in before.items()}
+
+    def get_state(self) -> dict[str, Any]:
+        """A checkpoint of the shared pool and this process's RNG, as plain data."""
+        self._check_open()
+        self._pool.flush()
+        return encode_state(self.backend.export_state(), self._rng)
+
+    def load_state(self, state: dict[str, Any], *, allow_param_mismatch: bool = False) -> None:
+        """Replace the shared pool's contents with a checkpoint.
+
+        Args:
+            state: What :meth:`get_state` returned (possibly after a JSON or msgpack round trip).
+            allow_param_mismatch: Load a checkpoint whose algorithm, timescales or generator
+                differ from this pool's. The slot count must match regardless.
+
+        Raises:
+            CheckpointError: the checkpoint is damaged, foreign, or incompatible.
+        """
+        self._check_open()
+        pool_state, rng_state = decode_state(state)
+        mine = self.backend.params
+        if pool_state.params.capacity != mine.capacity:
+            raise CheckpointError(
+                f"checkpoint has {pool_state.params.capacity} slots, "
+                f"pool {self.session_id!r} has {mine.capacity}"
+            )
+        problems = mine.mismatches(pool_state.params)
+        if problems and not allow_param_mismatch:
+            raise CheckpointError(
+                "checkpoint was made with other parameters (pass allow_param_mismatch=True to "
+                "load it anyway): " + "; ".join(p.replace("requested", "checkpoint") for p in problems)
+            )
+        if len(pool_state.labels) > mine.label_capacity:
+            raise CheckpointError(
+                f"checkpoint has {len(pool_state.labels)} labels, "
+                f"the pool holds at most {mine.label_capacity}"
+            )
+        try:
+            self._rng.bit_generator.state = rng_state
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"checkpoint RNG state is unusable: {exc}") from None
+        self._pool.flush()
+        pool_state.params = mine
+        self.backend.import_state(pool_state)
+        self._pool.forget_issued()
+        self._pool.invalidate()
+
+    # -- lifetime ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Write buffered outcomes and release the pool (its creator also removes it)."""
+        if self._closed:
+            return
+        try:
+            self._pool.flush()
+        finally:
+            self._closed = True
+            self._exit_flush.detach()
+            self.backend.close()
+
+    def __enter__(self) -> Curriculum:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PoolClosedError(f"curriculum of session {self.session_id!r} is closed")
+
+    def __repr__(self) -> str:
+        backend = type(self.backend).__name__
+        return f"Curriculum(session_id={self.session_id!r}, backend={backend})"
+
+
+def _flush_quietly(pool: TaskPool) -> None:
+    """At interpreter exit: write what this process still buffers, if the pool is reachable."""
+    try:
+        pool.flush()
+    except Exception:  # noqa: BLE001 - exit-time best effort; the pool may already be gone
+        pass

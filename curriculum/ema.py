@@ -1,0 +1,86 @@
+"""The per-task statistics update: the one definition every backend must reproduce.
+
+Spec, for one outcome ``s`` in [0, 1] on a task with ``n`` earlier outcomes, with
+``a = ema_timescale``, ``k = slow_timescale_factor``, ``b = task_tracker_ema_alpha``:
+
+- random baseline ``B``: on the first outcome ``B = min(s, 0.75)``, then fixed;
+- normalised score ``x = max(s - B, 0) / (1 - B)``;
+- first outcome: ``fast = slow = x``, ``perf = s``, ``reward = s``, ``reward_sq = s * s``;
+- later outcomes: ``fast += a (x - fast)``, ``slow += a k (x - slow)``, ``perf += a (s - perf)``,
+  ``reward += b (s - reward)``, ``reward_sq += b (s * s - reward_sq)``;
+- always: ``n += 1``, ``score_sum += s``, ``n_success += (s >= success_threshold)``.
+
+:func:`apply_outcomes` is the reference implementation (vectorised over distinct rows); the Redis
+backend's Lua script implements the same spec and a parity test compares both, field by field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+BASELINE_CAP = 0.75
+
+
+@dataclass(frozen=True)
+class EmaParams:
+    """The hyper-parameters of the statistics update (stored in, and checked against, the pool)."""
+
+    ema_timescale: float
+    slow_timescale_factor: float
+    task_tracker_ema_alpha: float
+    success_threshold: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-data form."""
+        return asdict(self)
+
+
+def apply_outcomes(rows: np.ndarray, scores: np.ndarray, params: EmaParams) -> None:
+    """Apply one outcome to each of ``rows`` in place.
+
+    Args:
+        rows: Structured array (a copy of the pool's rows, each row at most once) with the fields
+            ``n_outcomes, n_success, score_sum, baseline, fast, slow, perf, reward, reward_sq``.
+        scores: One score in [0, 1] per row.
+        params: Timescales and success threshold.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    first = rows["n_outcomes"] == 0
+    baseline = np.where(first, np.minimum(s, BASELINE_CAP), rows["baseline"])
+    x = np.maximum(s - baseline, 0.0) / (1.0 - baseline)
+    a = params.ema_timescale
+    slow_rate = a * params.slow_timescale_factor
+    b = params.task_tracker_ema_alpha
+    s_sq = s * s
+    rows["baseline"] = baseline
+    rows["fast"] = np.where(first, x, rows["fast"] + a * (x - rows["fast"]))
+    rows["slow"] = np.where(first, x, rows["slow"] + slow_rate * (x - rows["slow"]))
+    rows["perf"] = np.where(first, s, rows["perf"] + a * (s - rows["perf"]))
+    rows["reward"] = np.where(first, s, rows["reward"] + b * (s - rows["reward"]))
+    rows["reward_sq"] = np.where(first, s_sq, rows["reward_sq"] + b * (s_sq - rows["reward_sq"]))
+    rows["n_outcomes"] += 1
+    rows["score_sum"] += s
+    rows["n_success"] += s >= params.success_threshold
+
+
+def rounds(slots: np.ndarray) -> list[np.ndarray]:
+    """Split a batch's positions into rounds in which every slot appears at most once.
+
+    Outcomes on one slot must be applied in arrival order (EMAs are order-dependent); outcomes on
+    distinct slots are independent. Round ``r`` holds the ``r``-th outcome of every slot, so the
+    positions of each round can be applied together with :func:`apply_outcomes`.
+    """
+    if len(slots) == 0:
+        return []
+    order = np.argsort(slots, kind="stable")
+    sorted_slots = slots[order]
+    starts = np.r_[True, sorted_slots[1:] != sorted_slots[:-1]]
+    group_start = np.maximum.accumulate(np.where(starts, np.arange(len(slots)), 0))
+    occurrence = np.empty(len(slots), dtype=np.int64)
+    occurrence[order] = np.arange(len(slots)) - group_start
+    if occurrence.max() == 0:
+        return [np.arange(len(slots))]
+    return [np.flatnonzero(occurrence == r) for r in range(int(occurrence.max()) + 1)]

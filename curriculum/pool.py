@@ -1,0 +1,219 @@
+"""A process's handle on the shared pool: create, evict, record and view, over any backend.
+
+The pool keeps no shared truth of its own. What it keeps per process is either a cache checked
+against the backend (the scored view; the slot of each task this process handed out, verified by
+the backend's compare-and-set on every write) or this process's own unsent writes.
+
+The scored view is recomputed when the pool's version moved and either the view is older than
+``snapshot_max_age_s`` or this process alone wrote enough outcomes since the view was taken
+(``max(write_batch_size, capacity // 8)``): a fast loop in one process sees its own progress
+quickly, and a large pool is not re-scored after every batch.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from backends.base import PoolSnapshot, RecordResult, TaskMemoryBackend, WriteBatch
+from curriculum.algorithms import CurriculumAlgorithm, PoolView
+from curriculum.errors import UnknownTaskError
+from curriculum.generators import TaskGenerator
+from curriculum.task_ids import derive_task_id
+
+
+class TaskPool:
+    """Task lifecycle over a backend, with a cached scored view and a write buffer."""
+
+    def __init__(
+        self,
+        backend: TaskMemoryBackend,
+        generator: TaskGenerator,
+        algorithm: CurriculumAlgorithm,
+        *,
+        snapshot_max_age_s: float,
+        write_batch_size: int,
+        write_max_delay_s: float,
+    ) -> None:
+        """Wrap ``backend`` for one process."""
+        self.backend = backend
+        self.generator = generator
+        self.algorithm = algorithm
+        self.snapshot_max_age_s = snapshot_max_age_s
+        self.write_batch_size = write_batch_size
+        self.write_max_delay_s = write_max_delay_s
+        self.capacity = backend.params.capacity
+        self._view: PoolView | None = None
+        self._view_time = 0.0
+        self._written_since_view = 0
+        self._refresh_after_writes = max(write_batch_size, self.capacity // 8)
+        self._maybe_free_slots = True
+        self._issued: dict[int, tuple[int, int]] = {}  # task id -> (slot, label id)
+        self._pending = WriteBatch()
+        self._pending_since = 0.0
+
+    # -- views ----------------------------------------------------------------------------------
+
+    def view(self, *, fresh: bool = False) -> PoolView:
+        """The scored view; recomputed when stale (or ``fresh``) and the pool has changed."""
+        now = time.monotonic()
+        view = self._view
+        if (
+            view is None
+            or fresh
+            or now - self._view_time >= self.snapshot_max_age_s
+            or self._written_since_view >= self._refresh_after_writes
+        ):
+            if view is None or self.backend.version() != view.snapshot.version:
+                view = self.algorithm.view(self.backend.snapshot())
+                self._view = view
+                if len(view.active) < self.capacity:
+                    self._maybe_free_slots = True
+            self._view_time = now
+            self._written_since_view = 0
+        return view
+
+    def snapshot(self) -> PoolSnapshot:
+        """The snapshot behind a fresh view."""
+        return self.view(fresh=True).snapshot
+
+    def invalidate(self) -> None:
+        """Forget the cached view (after this process changed the pool)."""
+        self._view = None
+
+    # -- creating and evicting ------------------------------------------------------------------
+
+    def _new_task_fields(self) -> tuple[int, int, int]:
+        seq = self.backend.reserve_sequence()
+        task_id = derive_task_id(self.backend.params.pool_seed, seq)
+        label_id = self.backend.intern_label(self.generator.generate(task_id).label)
+        return task_id, label_id, seq
+
+    def try_create(self) -> tuple[int, int, int] | None:
+        """Create a task in a free slot: ``(task_id, slot, label_id)``, or None when full."""
+        if not self._maybe_free_slots:
+            return None
+        task_id, label_id, seq = self._new_task_fields()
+        slot = self.backend.create_task(task_id, label_id, seq)
+        if slot is None:
+            self._maybe_free_slots = False
+            return None
+        self._remember(task_id, slot, label_id)
+        self.invalidate()
+        return task_id, slot, label_id
+
+    def try_evict_and_replace(self, view: PoolView) -> tuple[int, int, int] | None:
+        """Evict the view's most evictable task and create a new one in its slot.
+
+        Candidates another process already replaced fail the backend's compare-and-set and are
+        skipped. Returns ``(task_id, slot, label_id)`` of the new task, or None when nothing was evicted.
+        """
+        if view.eviction_order:
+            self.flush()  # this process's outcomes for a candidate count before it goes
+        while view.eviction_order:
+            slot = view.eviction_order.pop(0)
+            old_task = view.task_id(slot)
+            task_id, label_id, seq = self._new_task_fields()
+            if self.backend.replace_task(slot, old_task, task_id, label_id, seq):
+                self._issued.pop(old_task, None)
+                self._remember(task_id, slot, label_id)
+                self.invalidate()
+                return task_id, slot, label_id
+        return None
+
+    def _remember(self, task_id: int, slot: int, label_id: int) -> None:
+        if len(self._issued) >= 4 * self.capacity + 1024:
+            self._issued.clear()  # only a cache: misses fall back to the snapshot
+        self._issued[task_id] = (slot, label_id)
+
+    def remember_sampled(self, view: PoolView, slot: int) -> tuple[int, int, int]:
+        """Note that this process handed out the task in ``slot``: ``(task_id, slot, label_id)``."""
+        task_id = view.task_id(slot)
+        label_id = view.label_id(slot)
+        if task_id not in self._issued:
+            self._remember(task_id, slot, label_id)
+        return task_id, slot, label_id
+
+    def forget_issued(self) -> None:
+        """Drop the cache of handed-out tasks (after the pool's contents were replaced)."""
+        self._issued.clear()
+
+    # -- recording ------------------------------------------------------------------------------
+
+    def locate(self, task_id: int) -> tuple[int, int]:
+        """``(slot, label id)`` of a task this process handed out or that is active in the pool.
+
+        Raises:
+            UnknownTaskError: the task is neither.
+        """
+        found = self._issued.get(task_id)
+        if found is not None:
+            return found
+        for fresh in (False, True):
+            snapshot = self.view(fresh=fresh).snapshot
+            slots = np.flatnonzero(snapshot.rows["task_id"] == task_id)
+            if len(slots):
+                slot = int(slots[0])
+                label_id = int(snapshot.rows["label_id"][slot])
+                self._remember(task_id, slot, label_id)
+                return slot, label_id
+        raise UnknownTaskError(
+            f"task id {task_id} is not active in pool {self.backend.session_id!r} "
+            "and was not handed out by this curriculum"
+        )
+
+    def add_outcome(
+        self, slot: int, task_id: int, label_id: int, score: float, *, flush_when_due: bool = True
+    ) -> None:
+        """Buffer an outcome; writes the buffer when it is full or old enough."""
+        pending = self._pending
+        if not pending.outcome_slots and not pending.sample_slots:
+            self._pending_since = time.monotonic()
+        pending.add_outcome(slot, task_id, label_id, score)
+        if flush_when_due:
+            self._flush_if_due()
+
+    def add_sample(self, slot: int, task_id: int, label_id: int) -> None:
+        """Buffer one scheduling of a task."""
+        pending = self._pending
+        if not pending.outcome_slots and not pending.sample_slots:
+            self._pending_since = time.monotonic()
+        pending.add_sample(slot, task_id, label_id)
+        self._flush_if_due()
+
+    def _flush_if_due(self) -> None:
+        pending = self._pending
+        if (
+            len(pending.outcome_slots) >= self.write_batch_size
+            or len(pending.sample_slots) >= 4 * self.write_batch_size
+            or time.monotonic() - self._pending_since >= self.write_max_delay_s
+        ):
+            self.flush()
+
+    def flush(self) -> RecordResult:
+        """Write every buffered outcome and sample count under one lock acquisition."""
+        pending = self._pending
+        if not len(pending):
+            return RecordResult(applied=0, late=0)
+        self._pending = WriteBatch()
+        try:
+            result = self.backend.record(pending)
+        except BaseException:
+            self._pending = _merge(pending, self._pending)  # keep them for the next attempt
+            raise
+        self._written_since_view += len(pending.outcome_slots)
+        return result
+
+    @property
+    def pending_outcomes(self) -> int:
+        """Outcomes buffered in this process and not yet written."""
+        return len(self._pending.outcome_slots)
+
+
+def _merge(first: WriteBatch, second: WriteBatch) -> WriteBatch:
+    merged = WriteBatch()
+    for batch in (first, second):
+        for name in vars(merged):
+            getattr(merged, name).extend(getattr(batch, name))
+    return merged

@@ -1,0 +1,103 @@
+"""Flat ``dict[str, float]`` statistics of a scored pool view, ready for ``wandb.log``.
+
+Keys (stable; ``<label>`` is a task label such as ``nav|difficulty:0.5``):
+
+- ``curriculum/capacity``, ``curriculum/num_active_tasks``, ``curriculum/num_labels``
+- ``curriculum/num_created``, ``num_evicted``, ``num_completed``, ``num_scheduled``,
+  ``num_late_outcomes`` (outcomes that arrived after their task was evicted: credited to the
+  label, not to a task): totals since the pool was created
+- ``curriculum/epoch``, ``epoch/num_created``, ``epoch/num_evicted``, ``epoch/num_completed``,
+  ``epoch/num_scheduled``: since the last ``on_epoch_end()``
+- ``lp/mean``, ``lp/std``, ``lp/min``, ``lp/max``, ``lp/median`` of the raw score of active tasks;
+  ``lp/num_zero`` (active tasks with zero learning progress), ``lp/num_warm``
+- ``reward/mean``: mean score over all recorded outcomes; ``reward/active_mean``: mean of the
+  reward EMA over active tasks that have outcomes
+- ``gini/sampling_probability``, ``gini/raw_lp``, ``gini/pool_occupancy`` (active tasks per label)
+- ``label/<label>/completions``, ``samples``, ``evictions``, ``created``, ``active_tasks``,
+  ``mean_lp`` (over the label's active tasks), ``mean_reward`` (over all its outcomes),
+  ``success_rate``
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from curriculum.algorithms import PoolView
+from curriculum.algorithms.learning_progress import ZERO_LP
+
+
+def gini(values: np.ndarray) -> float:
+    """Gini coefficient of non-negative values (0: all equal; towards 1: concentrated)."""
+    x = np.sort(np.asarray(values, dtype=np.float64))
+    n = len(x)
+    total = x.sum()
+    if n == 0 or total <= 0:
+        return 0.0
+    index = np.arange(1, n + 1)
+    return float((2.0 * (index * x).sum()) / (n * total) - (n + 1.0) / n)
+
+
+def _summary(prefix: str, values: np.ndarray) -> dict[str, float]:
+    if len(values) == 0:
+        return {f"{prefix}/{k}": 0.0 for k in ("mean", "std", "min", "max", "median")}
+    return {
+        f"{prefix}/mean": float(values.mean()),
+        f"{prefix}/std": float(values.std()),
+        f"{prefix}/min": float(values.min()),
+        f"{prefix}/max": float(values.max()),
+        f"{prefix}/median": float(np.median(values)),
+    }
+
+
+def compute_stats(view: PoolView, min_samples_for_lp: int) -> dict[str, float]:
+    """Every stats key for ``view``."""
+    snapshot = view.snapshot
+    counters = snapshot.counters
+    rows = snapshot.rows[view.active]
+    raw = view.raw_scores
+    stats: dict[str, float] = {
+        "curriculum/capacity": float(len(snapshot.rows)),
+        "curriculum/num_active_tasks": float(len(view.active)),
+        "curriculum/num_labels": float(len(snapshot.labels)),
+        "curriculum/epoch": float(counters["epoch"]),
+    }
+    for name in ("created", "evicted", "completed", "scheduled", "late_outcomes"):
+        stats[f"curriculum/num_{name}"] = float(counters[f"num_{name}"])
+    for name in ("created", "evicted", "completed", "scheduled"):
+        stats[f"epoch/num_{name}"] = float(counters[f"epoch_{name}"])
+    stats.update(_summary("lp", raw))
+    stats["lp/num_zero"] = float(np.count_nonzero(raw <= ZERO_LP))
+    stats["lp/num_warm"] = float(np.count_nonzero(rows["n_outcomes"] >= min_samples_for_lp))
+    completed = counters["num_completed"]
+    stats["reward/mean"] = float(snapshot.labels["score_sum"].sum() / completed) if completed else 0.0
+    played = rows["n_outcomes"] > 0
+    stats["reward/active_mean"] = float(rows["reward"][played].mean()) if played.any() else 0.0
+
+    n_labels = len(snapshot.labels)
+    label_ids = rows["label_id"]
+    known = label_ids >= 0
+    active_per_label = np.bincount(label_ids[known], minlength=n_labels)
+    lp_sum_per_label = np.bincount(label_ids[known], weights=raw[known], minlength=n_labels)
+    stats["gini/sampling_probability"] = gini(view.probabilities)
+    stats["gini/raw_lp"] = gini(raw)
+    stats["gini/pool_occupancy"] = gini(active_per_label[active_per_label > 0])
+
+    labels = snapshot.labels
+    for label_id, name in enumerate(snapshot.label_names):
+        record = labels[label_id]
+        completions = int(record["completions"])
+        active = int(active_per_label[label_id])
+        prefix = f"label/{name}"
+        stats[f"{prefix}/completions"] = float(completions)
+        stats[f"{prefix}/samples"] = float(record["samples"])
+        stats[f"{prefix}/evictions"] = float(record["evicted"])
+        stats[f"{prefix}/created"] = float(record["created"])
+        stats[f"{prefix}/active_tasks"] = float(active)
+        stats[f"{prefix}/mean_lp"] = float(lp_sum_per_label[label_id] / active) if active else 0.0
+        stats[f"{prefix}/mean_reward"] = (
+            float(record["score_sum"] / completions) if completions else 0.0
+        )
+        stats[f"{prefix}/success_rate"] = (
+            float(record["successes"] / completions) if completions else 0.0
+        )
+    return stats

@@ -1,0 +1,294 @@
+"""The Curriculum facade in one process: sampling, recording, eviction, stats, bad input."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+from conftest import kinds_generator, make_config
+
+from curriculum import Curriculum, CurriculumConfig, CurriculumTask, LearningProgressConfig
+from curriculum.errors import ConfigError, CurriculumError, PoolClosedError, ScoreError
+from curriculum.errors import UnknownTaskError
+from curriculum.stats import gini
+
+
+def test_readme_example_runs(curricula) -> None:
+    curriculum = curricula(num_active_tasks=256)
+    task = curriculum.get_task()
+    assert isinstance(task, CurriculumTask)
+    env = task.get_env_cfg()
+    assert env["difficulty"] in (0.1, 0.5, 0.9) and 8 <= env["size"] <= 32
+    assert task.get_label() == f"nav|difficulty:{env['difficulty']:g}|size:{env['size']}"
+    assert task.get_bucket_values() == {"difficulty": env["difficulty"], "size": env["size"]}
+    curriculum.update_task_performance(task.task_id, 0.75)
+    stats = curriculum.stats()
+    assert stats["curriculum/num_completed"] == 1
+    assert stats[f"label/{task.get_label()}/completions"] == 1
+    assert all(isinstance(v, float) for v in stats.values())
+
+
+def test_config_make_builds_a_curriculum() -> None:
+    with make_config().make() as curriculum:
+        assert isinstance(curriculum, Curriculum)
+        assert curriculum.get_task().task_id >= 0
+
+
+def test_pool_fills_before_sampling_then_stays_full(curricula) -> None:
+    curriculum = curricula(num_active_tasks=16)
+    first = [curriculum.get_task() for _ in range(16)]
+    assert len({t.task_id for t in first}) == 16
+    assert len({t.slot for t in first}) == 16
+    for _ in range(100):
+        curriculum.get_task()
+    stats = curriculum.stats()
+    assert stats["curriculum/num_active_tasks"] == 16
+    assert stats["curriculum/num_scheduled"] == 116
+
+
+def test_same_seed_gives_same_task_ids(curricula) -> None:
+    a = curricula(seed=7)
+    b = curricula(seed=7)
+    c = curricula(seed=8)
+    ids_a = [a.get_task().task_id for _ in range(10)]
+    assert ids_a == [b.get_task().task_id for _ in range(10)]
+    assert ids_a != [c.get_task().task_id for _ in range(10)]
+
+
+def _simulate(curriculum: Curriculum, episodes: int, seed: int = 0) -> Counter[str]:
+    """A student: impossible tasks always fail, mastered always succeed, learnable ones improve."""
+    rng = np.random.default_rng(seed)
+    practice: Counter[int] = Counter()
+    samples: Counter[str] = Counter()
+    for episode in range(episodes):
+        task = curriculum.get_task()
+        kind = task.get_label().split("|")[0]
+        if episode >= episodes // 2:
+            samples[kind] += 1
+        practice[task.task_id] += 1
+        if kind == "impossible":
+            score = 0.0
+        elif kind == "mastered":
+            score = 1.0
+        else:
+            score = float(rng.random() < min(1.0, practice[task.task_id] / 40))
+        curriculum.update_task_performance(task.task_id, score)
+    return samples
+
+
+def test_impossible_and_mastered_tasks_end_with_low_sampling_probability(curricula) -> None:
+    curriculum = curricula(generator=kinds_generator(), num_active_tasks=48)
+    _simulate(curriculum, 6000)
+    view = curriculum._pool.view(fresh=True)
+    names = view.snapshot.label_names
+    kinds = np.array([names[view.label_id(slot)].split("|")[0] for slot in view.active])
+    warm = view.snapshot.rows["n_outcomes"][view.active] >= 3
+    p = view.probabilities
+    learnable = p[warm & (kinds == "learnable")].mean()
+    for kind in ("impossible", "mastered"):
+        chosen = warm & (kinds == kind)
+        assert chosen.any()
+        assert p[chosen].max() < learnable, kind
+
+
+def test_discrete_random_samples_uniformly_and_never_evicts(curricula) -> None:
+    curriculum = curricula(algorithm="random", generator=kinds_generator(), num_active_tasks=8)
+    counts: Counter[int] = Counter()
+    for _ in range(8000):
+        task = curriculum.get_task()
+        counts[task.task_id] += 1
+        curriculum.update_task_performance(task.task_id, 0.0)
+    stats = curriculum.stats()
+    assert stats["curriculum/num_evicted"] == 0
+    assert len(counts) == 8
+    assert max(counts.values()) < 1.15 * min(counts.values())
+
+
+def test_eviction_churn_is_bounded_by_presentations(curricula) -> None:
+    curriculum = curricula(
+        num_active_tasks=16, lp_min_presentations_for_eviction=10, write_batch_size=1
+    )
+    rng = np.random.default_rng(3)
+    outcomes: Counter[int] = Counter()
+    active: set[int] = set()
+    for _ in range(4000):
+        task = curriculum.get_task()
+        curriculum.update_task_performance(task.task_id, float(rng.random()))
+        outcomes[task.task_id] += 1
+        active.add(task.task_id)
+    stats = curriculum.stats()
+    assert 0 < stats["curriculum/num_evicted"] <= stats["curriculum/num_completed"] / 10
+    now_active = set(curriculum.backend.snapshot().rows["task_id"].tolist())
+    evicted = active - now_active
+    assert len(evicted) == stats["curriculum/num_evicted"]
+    assert min(outcomes[t] for t in evicted) >= 10  # nobody evicted before 10 presentations
+
+
+def test_epoch_counters_reset_only_at_epoch_end(curricula) -> None:
+    curriculum = curricula(num_active_tasks=8)
+    for _ in range(50):
+        task = curriculum.get_task()
+        curriculum.update_task_performance(task.task_id, 0.5)
+    for _ in range(3):  # stats never reset anything
+        assert curriculum.stats()["epoch/num_completed"] == 50
+    before = curriculum.on_epoch_end()
+    assert before["epoch/num_completed"] == 50 and before["epoch/num_scheduled"] == 50
+    stats = curriculum.stats()
+    assert stats["epoch/num_completed"] == 0
+    assert stats["curriculum/num_completed"] == 50
+    assert stats["curriculum/epoch"] == 1
+
+
+def test_zero_lp_count_counts_tasks_without_progress(curricula) -> None:
+    curriculum = curricula(
+        num_active_tasks=4, lp_min_presentations_for_eviction=1000, write_batch_size=1
+    )
+    tasks = [curriculum.get_task() for _ in range(4)]
+    for _ in range(20):
+        for i, task in enumerate(tasks[:3]):
+            curriculum.update_task_performance(task.task_id, 1.0 if i == 0 else 0.0)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        curriculum.update_task_performance(tasks[3].task_id, float(rng.random()))
+    stats = curriculum.stats()
+    assert stats["lp/num_zero"] == 3
+    assert stats["lp/max"] > 0
+
+
+def test_gini_coefficient() -> None:
+    assert gini(np.ones(5)) == pytest.approx(0.0)
+    assert gini(np.array([0.0, 0.0, 0.0, 1.0])) == pytest.approx(0.75)
+    assert gini(np.zeros(3)) == 0.0
+    assert gini(np.array([])) == 0.0
+
+
+def test_stats_cover_labels_and_are_cached_until_the_pool_changes(curricula) -> None:
+    curriculum = curricula(num_active_tasks=8)
+    tasks = [curriculum.get_task() for _ in range(8)]
+    for task in tasks:
+        curriculum.update_task_performance(task.task_id, 1.0)
+    stats = curriculum.stats()
+    labels = {t.get_label() for t in tasks}
+    assert sum(stats[f"label/{name}/completions"] for name in labels) == 8
+    assert all(stats[f"label/{name}/mean_reward"] == 1.0 for name in labels)
+    assert curriculum.stats() == stats
+    curriculum.update_task_performance(tasks[0].task_id, 0.0)
+    assert curriculum.stats()["curriculum/num_completed"] == 9
+
+
+@pytest.mark.parametrize("score", [math.nan, math.inf, -math.inf, -0.1, 1.5, "high", None])
+def test_bad_scores_raise_and_record_nothing(curricula, score) -> None:
+    curriculum = curricula(num_active_tasks=4)
+    task = curriculum.get_task()
+    with pytest.raises(ScoreError) as caught:
+        curriculum.update_task_performance(task.task_id, score)
+    assert repr(score) in str(caught.value)
+    with pytest.raises(ScoreError):
+        curriculum.update_task_performance_batch([task.task_id, task.task_id], [0.5, score])
+    assert curriculum.stats()["curriculum/num_completed"] == 0
+
+
+def test_out_of_range_scores_clip_when_asked(curricula) -> None:
+    curriculum = curricula(num_active_tasks=4, clip_scores=True, write_batch_size=1)
+    task = curriculum.get_task()
+    curriculum.update_task_performance(task.task_id, 1.5)
+    curriculum.update_task_performance_batch([task.task_id], [-2.0])
+    row = curriculum.backend.snapshot().rows[task.slot]
+    assert row["score_sum"] == 1.0 and row["n_outcomes"] == 2
+    with pytest.raises(ScoreError):
+        curriculum.update_task_performance(task.task_id, math.nan)
+
+
+def test_unknown_and_malformed_task_ids_raise(curricula) -> None:
+    curriculum = curricula(num_active_tasks=4)
+    curriculum.get_task()
+    with pytest.raises(UnknownTaskError) as caught:
+        curriculum.update_task_performance(12345, 0.5)
+    assert "12345" in str(caught.value)
+    for bad in (-1, 2**53, 1.5, "7", True):
+        with pytest.raises(ConfigError):
+            curriculum.update_task_performance(bad, 0.5)
+    assert curriculum.stats()["curriculum/num_completed"] == 0
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"num_active_tasks": 0},
+        {"num_active_tasks": -3},
+        {"max_labels": 0},
+        {"write_batch_size": 0},
+        {"lock_timeout_s": 0},
+        {"lp_ema_timescale": 0.0},
+        {"lp_eviction_threshold_percentile": 1.5},
+        {"lp_num_active_tasks": 64},
+        {"lp_session_id": "has space"},
+        {"lp_session_id": "{tag}"},
+    ],
+)
+def test_invalid_configs_raise_config_error_naming_the_value(fields) -> None:
+    with pytest.raises(ConfigError) as caught:
+        make_config(**fields)
+    value = next(iter(fields.values()))
+    assert str(value) in str(caught.value)
+
+
+def test_every_error_shares_one_root() -> None:
+    assert issubclass(ScoreError, CurriculumError)
+    assert issubclass(UnknownTaskError, CurriculumError)
+    assert issubclass(PoolClosedError, CurriculumError)
+
+
+def test_closed_curriculum_refuses_use(curricula) -> None:
+    curriculum = curricula(num_active_tasks=4)
+    curriculum.close()
+    with pytest.raises(PoolClosedError):
+        curriculum.get_task()
+    curriculum.close()  # idempotent
+
+
+def test_buffered_outcomes_are_written_by_stats_and_close(curricula) -> None:
+    config = make_config(num_active_tasks=4, write_batch_size=1000, write_max_delay_s=3600)
+    writer = Curriculum(config)
+    reader = Curriculum(config)  # attaches to the same pool
+    task = writer.get_task()
+    for _ in range(10):
+        writer.update_task_performance(task.task_id, 0.5)
+    assert reader.backend.snapshot().counters["num_completed"] == 0
+    writer.flush()
+    assert reader.backend.snapshot().counters["num_completed"] == 10
+    writer.update_task_performance(task.task_id, 0.5)
+    reader.close()
+    writer.close()
+    assert isinstance(config, CurriculumConfig)
+
+
+def test_late_outcomes_count_for_their_label(curricula) -> None:
+    config = make_config(
+        num_active_tasks=2,
+        lp_min_presentations_for_eviction=1,
+        lp_eviction_threshold_percentile=1.0,
+        write_batch_size=1,
+    )
+    a = curricula(config)
+    b = curricula(config)
+    task = a.get_task()
+    label = task.get_label()
+    a.update_task_performance(task.task_id, 0.5)
+    other = a.get_task()
+    a.update_task_performance(other.task_id, 0.5)
+    for _ in range(10):  # b evicts everything that has an outcome
+        b.get_task()
+    assert task.task_id not in b.backend.snapshot().rows["task_id"]
+    a.update_task_performance(task.task_id, 1.0)  # a handed it out: late, not unknown
+    stats = a.stats()
+    assert stats["curriculum/num_late_outcomes"] == 1
+    assert stats[f"label/{label}/completions"] >= 2
+
+
+def test_learning_progress_defaults_are_valid() -> None:
+    config = LearningProgressConfig()
+    assert 0 < config.ema_timescale <= 1
+    assert config.min_presentations_for_eviction >= config.min_samples_for_lp
