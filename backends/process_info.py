@@ -37,6 +37,13 @@ def describe_process(pid: int, start: int | None = None) -> tuple[str, bool]:
         return "running", True
     if start is not None and start and int(fields[19]) != start:
         return "exited (pid reused)", False
-    state = {"R": "running", "S": "sleeping", "D": "in I/O", "T": "stopped", "t": "stopped",
-             "Z": "zombie", "X": "dead"}.get(fields[0], fields[0])
+    state = {
+        "R": "running",
+        "S": "sleeping",
+        "D": "in I/O",
+        "T": "stopped",
+        "t": "stopped",
+        "Z": "zombie",
+        "X": "dead",
+    }.get(fields[0], fields[0])
     return state, fields[0] not in ("Z", "X")

@@ -18,6 +18,7 @@ attach never remove it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
 import os
@@ -28,8 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-from backends.base import PoolParams, PoolSnapshot, PoolState, RecordResult, TaskMemoryBackend
-from backends.base import WriteBatch
+from backends.base import (
+    PoolParams,
+    PoolSnapshot,
+    PoolState,
+    RecordResult,
+    TaskMemoryBackend,
+    WriteBatch,
+)
 from backends.file_lock import FileLock
 from backends.layout import (
     COUNTER_NAMES,
@@ -43,6 +50,7 @@ from backends.layout import (
     empty_rows,
     encode_label,
 )
+from backends.process_info import describe_process, process_identity
 from curriculum.ema import apply_outcomes, rounds
 from curriculum.errors import (
     BackendError,
@@ -51,7 +59,6 @@ from curriculum.errors import (
     PoolMismatchError,
     PoolNotFoundError,
 )
-from backends.process_info import describe_process, process_identity
 
 MAGIC = 0x4C4F4F5043525543  # b"CURCPOOL" little-endian
 META = (
@@ -122,7 +129,9 @@ class SharedMemoryBackend(TaskMemoryBackend):
             self.created = False
             if create:
                 try:
-                    fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                    fd = os.open(
+                        self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600
+                    )
                     self.created = True
                 except FileExistsError:
                     fd = -1
@@ -229,7 +238,8 @@ class SharedMemoryBackend(TaskMemoryBackend):
         if problems:
             self._release_mapping()
             raise PoolMismatchError(
-                f"pool {self.session_id!r} was created with other parameters: " + "; ".join(problems)
+                f"pool {self.session_id!r} was created with other parameters: "
+                + "; ".join(problems)
             )
         self.params = stored
         return True
@@ -239,7 +249,9 @@ class SharedMemoryBackend(TaskMemoryBackend):
         try:
             return PoolParams.from_dict(json.loads(self._params_buf[:length].tobytes()))
         except (ValueError, KeyError, TypeError) as exc:
-            raise PoolCorruptedError(f"pool {self.session_id!r} has unreadable parameters: {exc}")
+            raise PoolCorruptedError(
+                f"pool {self.session_id!r} has unreadable parameters: {exc}"
+            ) from None
 
     def _register_cleanup(self) -> None:
         owner = os.getpid() if self.created else -1
@@ -444,7 +456,9 @@ class SharedMemoryBackend(TaskMemoryBackend):
         labels = self._labels[: counters["num_labels"]].copy()
         rows = self._rows.copy()
         if len(self._label_names) < len(labels):
-            self._label_names.extend(decode_label(n) for n in labels["name"][len(self._label_names) :])
+            self._label_names.extend(
+                decode_label(n) for n in labels["name"][len(self._label_names) :]
+            )
         return rows, labels, self._label_names[: len(labels)], counters
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -507,10 +521,8 @@ class SharedMemoryBackend(TaskMemoryBackend):
 
     def destroy(self) -> None:
         """Remove the segment now (processes still attached keep their mapping until they close)."""
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        except FileNotFoundError:
-            pass
         self.close()
 
 
@@ -518,8 +530,6 @@ def _remove_segment(path: str, ino: int, owner_pid: int) -> None:
     """Unlink the creator's segment, unless this is not the creating process or it was replaced."""
     if owner_pid != os.getpid():
         return
-    try:
+    with contextlib.suppress(FileNotFoundError):
         if os.stat(path).st_ino == ino:
             os.unlink(path)
-    except FileNotFoundError:
-        pass

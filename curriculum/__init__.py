@@ -25,7 +25,18 @@ _EXPORTS = {
     "TaskGeneratorSet": "curriculum.generators",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BucketedTaskGenerator",
+    "Curriculum",
+    "CurriculumConfig",
+    "CurriculumTask",
+    "DiscreteRandomConfig",
+    "LearningProgressConfig",
+    "SingleTaskGenerator",
+    "Span",
+    "TaskGenerator",
+    "TaskGeneratorSet",
+]
 
 if TYPE_CHECKING:
     from curriculum.config import CurriculumConfig, DiscreteRandomConfig, LearningProgressConfig

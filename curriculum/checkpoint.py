@@ -50,8 +50,9 @@ def decode_state(data: Any) -> tuple[PoolState, dict[str, Any]]:
         found = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise CheckpointError(f"not a curriculum checkpoint (format {found!r})")
     if data.get("version") != STATE_VERSION:
+        version = data.get("version")
         raise CheckpointError(
-            f"checkpoint version {data.get('version')!r} is not supported (expected {STATE_VERSION})"
+            f"checkpoint version {version!r} is not supported (expected {STATE_VERSION})"
         )
     try:
         params = PoolParams.from_dict(data["params"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import secrets
@@ -231,7 +232,8 @@ class Curriculum:
         if problems and not allow_param_mismatch:
             raise CheckpointError(
                 "checkpoint was made with other parameters (pass allow_param_mismatch=True to "
-                "load it anyway): " + "; ".join(p.replace("requested", "checkpoint") for p in problems)
+                "load it anyway): "
+                + "; ".join(p.replace("requested", "checkpoint") for p in problems)
             )
         if len(pool_state.labels) > mine.label_capacity:
             raise CheckpointError(
@@ -245,8 +247,7 @@ class Curriculum:
         self._pool.flush()
         pool_state.params = mine
         self.backend.import_state(pool_state)
-        self._pool.forget_issued()
-        self._pool.invalidate()
+        self._pool.reset_after_import(int((pool_state.rows["task_id"] >= 0).sum()))
 
     # -- lifetime ---------------------------------------------------------------------------------
 
@@ -278,7 +279,5 @@ class Curriculum:
 
 def _flush_quietly(pool: TaskPool) -> None:
     """At interpreter exit: write what this process still buffers, if the pool is reachable."""
-    try:
+    with contextlib.suppress(Exception):  # exit-time best effort: the pool may be gone
         pool.flush()
-    except Exception:  # noqa: BLE001 - exit-time best effort; the pool may already be gone
-        pass

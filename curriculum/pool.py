@@ -107,7 +107,8 @@ class TaskPool:
         """Evict the view's most evictable task and create a new one in its slot.
 
         Candidates another process already replaced fail the backend's compare-and-set and are
-        skipped. Returns ``(task_id, slot, label_id)`` of the new task, or None when nothing was evicted.
+        skipped. Returns ``(task_id, slot, label_id)`` of the new task, or None when nothing was
+        evicted.
         """
         if view.eviction_order:
             self.flush()  # this process's outcomes for a candidate count before it goes
@@ -135,9 +136,11 @@ class TaskPool:
             self._remember(task_id, slot, label_id)
         return task_id, slot, label_id
 
-    def forget_issued(self) -> None:
-        """Drop the cache of handed-out tasks (after the pool's contents were replaced)."""
+    def reset_after_import(self, num_active: int) -> None:
+        """Drop every cache after the pool's contents were replaced by a checkpoint."""
         self._issued.clear()
+        self._maybe_free_slots = num_active < self.capacity
+        self.invalidate()
 
     # -- recording ------------------------------------------------------------------------------
 

@@ -9,7 +9,8 @@ Keys (stable; ``<label>`` is a task label such as ``nav|difficulty:0.5``):
 - ``curriculum/epoch``, ``epoch/num_created``, ``epoch/num_evicted``, ``epoch/num_completed``,
   ``epoch/num_scheduled``: since the last ``on_epoch_end()``
 - ``lp/mean``, ``lp/std``, ``lp/min``, ``lp/max``, ``lp/median`` of the raw score of active tasks;
-  ``lp/num_zero`` (active tasks with zero learning progress), ``lp/num_warm``
+  ``lp/num_warm`` (tasks with at least ``min_samples_for_lp`` outcomes) and ``lp/num_zero`` (warm
+  tasks whose learning progress is zero: mastered, impossible or stuck)
 - ``reward/mean``: mean score over all recorded outcomes; ``reward/active_mean``: mean of the
   reward EMA over active tasks that have outcomes
 - ``gini/sampling_probability``, ``gini/raw_lp``, ``gini/pool_occupancy`` (active tasks per label)
@@ -66,10 +67,13 @@ def compute_stats(view: PoolView, min_samples_for_lp: int) -> dict[str, float]:
     for name in ("created", "evicted", "completed", "scheduled"):
         stats[f"epoch/num_{name}"] = float(counters[f"epoch_{name}"])
     stats.update(_summary("lp", raw))
-    stats["lp/num_zero"] = float(np.count_nonzero(raw <= ZERO_LP))
-    stats["lp/num_warm"] = float(np.count_nonzero(rows["n_outcomes"] >= min_samples_for_lp))
+    warm = rows["n_outcomes"] >= min_samples_for_lp
+    stats["lp/num_zero"] = float(np.count_nonzero(warm & (raw <= ZERO_LP)))
+    stats["lp/num_warm"] = float(np.count_nonzero(warm))
     completed = counters["num_completed"]
-    stats["reward/mean"] = float(snapshot.labels["score_sum"].sum() / completed) if completed else 0.0
+    stats["reward/mean"] = (
+        float(snapshot.labels["score_sum"].sum() / completed) if completed else 0.0
+    )
     played = rows["n_outcomes"] > 0
     stats["reward/active_mean"] = float(rows["reward"][played].mean()) if played.any() else 0.0
 

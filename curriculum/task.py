@@ -14,7 +14,7 @@ class CurriculumTask:
     from the id by the task generator the first time they are asked for (in any process).
     """
 
-    __slots__ = ("task_id", "slot", "_generator", "_generated")
+    __slots__ = ("_generated", "_generator", "slot", "task_id")
 
     def __init__(self, task_id: int, slot: int, generator: TaskGenerator) -> None:
         """A task with id ``task_id`` in pool slot ``slot``."""

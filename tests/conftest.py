@@ -33,7 +33,9 @@ def nav_generator() -> BucketedTaskGenerator.Config:
     )
 
 
-def kinds_generator(weights: tuple[float, float, float] = (1.0, 1.0, 2.0)) -> TaskGeneratorSet.Config:
+def kinds_generator(
+    weights: tuple[float, float, float] = (1.0, 1.0, 2.0),
+) -> TaskGeneratorSet.Config:
     """Impossible, mastered and learnable tasks, by label."""
     return TaskGeneratorSet.Config(
         generator_configs=[
@@ -48,9 +50,7 @@ def kinds_generator(weights: tuple[float, float, float] = (1.0, 1.0, 2.0)) -> Ta
     )
 
 
-def make_config(
-    *, algorithm: str = "lp", generator: Any = None, **fields: Any
-) -> CurriculumConfig:
+def make_config(*, algorithm: str = "lp", generator: Any = None, **fields: Any) -> CurriculumConfig:
     """A config with a fresh session; ``lp_*`` keyword arguments go to the algorithm config."""
     algo_fields = {k[3:]: v for k, v in fields.items() if k.startswith("lp_")}
     rest = {k: v for k, v in fields.items() if not k.startswith("lp_")}

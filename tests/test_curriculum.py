@@ -10,8 +10,13 @@ import pytest
 from conftest import kinds_generator, make_config
 
 from curriculum import Curriculum, CurriculumConfig, CurriculumTask, LearningProgressConfig
-from curriculum.errors import ConfigError, CurriculumError, PoolClosedError, ScoreError
-from curriculum.errors import UnknownTaskError
+from curriculum.errors import (
+    ConfigError,
+    CurriculumError,
+    PoolClosedError,
+    ScoreError,
+    UnknownTaskError,
+)
 from curriculum.stats import gini
 
 

@@ -125,7 +125,9 @@ def test_all_cold_pool_is_sampled_uniformly() -> None:
 
 
 def test_eviction_needs_presentations_and_a_low_score() -> None:
-    config = LearningProgressConfig(min_presentations_for_eviction=5, eviction_threshold_percentile=0.5)
+    config = LearningProgressConfig(
+        min_presentations_for_eviction=5, eviction_threshold_percentile=0.5
+    )
     raw = np.array([0.0, 0.1, 0.2, 0.3, 0.0, 0.9])
     n = np.array([5, 5, 5, 5, 4, 9])
     slots = np.array([10, 11, 12, 13, 14, 15])
@@ -166,7 +168,9 @@ def test_learning_tasks_outscore_flat_impossible_and_mastered_ones() -> None:
     assert raw_learning_progress(impossible, config)[0] == 0.0
     assert raw_learning_progress(mastered, config)[0] == 0.0
     rows = np.concatenate([learning, flat, impossible, mastered])
-    p = sampling_probabilities(raw_learning_progress(rows, config), np.ones(len(rows), bool), config)
+    p = sampling_probabilities(
+        raw_learning_progress(rows, config), np.ones(len(rows), bool), config
+    )
     assert p[:20].mean() > p[20:40].mean() > p[40:].mean()
 
 

@@ -1,0 +1,163 @@
+"""Checkpoints: plain data, round trips into fresh sessions, and refusal of bad ones."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import msgpack
+import numpy as np
+import pytest
+from conftest import make_config, unique_session
+
+from curriculum import Curriculum, LearningProgressConfig
+from curriculum.errors import CheckpointError
+
+
+def _played(curricula, episodes: int = 400, **fields) -> Curriculum:
+    curriculum = curricula(num_active_tasks=16, **fields)
+    rng = np.random.default_rng(0)
+    for _ in range(episodes):
+        task = curriculum.get_task()
+        curriculum.update_task_performance(task.task_id, float(rng.random()))
+    return curriculum
+
+
+def _fresh_session(curriculum: Curriculum, **updates) -> Curriculum:
+    algorithm = curriculum.config.algorithm_config.model_copy(
+        update={"session_id": unique_session("restore"), **updates}
+    )
+    return Curriculum(curriculum.config.model_copy(update={"algorithm_config": algorithm}))
+
+
+def _rows_by_task(curriculum: Curriculum) -> dict[int, tuple]:
+    snapshot = curriculum.backend.snapshot()
+    out = {}
+    for row in snapshot.rows:
+        if row["task_id"] >= 0:
+            values = [row[f] for f in row.dtype.names if f != "label_id"]
+            out[int(row["task_id"])] = (snapshot.label_names[row["label_id"]], *values)
+    return out
+
+
+@pytest.mark.parametrize("encoding", ["json", "msgpack"])
+def test_round_trip_into_a_fresh_session_restores_everything(curricula, encoding) -> None:
+    source = _played(curricula)
+    state = source.get_state()
+    if encoding == "json":
+        state = json.loads(json.dumps(state))
+    else:
+        state = msgpack.unpackb(msgpack.packb(state), strict_map_key=False)
+    target = _fresh_session(source)
+    try:
+        target.get_task()  # the fresh pool already has a label and a task of its own
+        target.load_state(state)
+        assert _rows_by_task(target) == _rows_by_task(source)
+        source_stats, target_stats = source.stats(), target.stats()
+        assert target_stats == source_stats
+        # the RNG travels too: both now sample the same tasks
+        assert [target.get_task().task_id for _ in range(20)] == [
+            source.get_task().task_id for _ in range(20)
+        ]
+    finally:
+        target.close()
+
+
+def test_loaded_pool_keeps_training(curricula) -> None:
+    source = _played(curricula)
+    state = source.get_state()
+    target = _fresh_session(source)
+    try:
+        target.load_state(state)
+        for _ in range(50):
+            task = target.get_task()
+            target.update_task_performance(task.task_id, 0.5)
+        assert target.stats()["curriculum/num_completed"] == 450
+    finally:
+        target.close()
+
+
+def _corrupt(state: dict, path: str, value) -> dict:
+    broken = copy.deepcopy(state)
+    *parents, leaf = path.split(".")
+    node = broken
+    for part in parents:
+        node = node[part]
+    if value is KeyError:
+        del node[leaf]
+    else:
+        node[leaf] = value
+    return broken
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("format", "something-else", "something-else"),
+        ("version", 99, "99"),
+        ("params", KeyError, "params"),
+        ("rows.fast", [0.1, 0.2], "fast"),
+        ("rows.seq", KeyError, "seq"),
+        ("labels.name", [1, 2], "label names"),
+        ("counters.num_created", "many", "many"),
+    ],
+)
+def test_damaged_checkpoints_raise_and_leave_the_pool_intact(curricula, path, value, message):
+    curriculum = _played(curricula)
+    state = curriculum.get_state()
+    before = curriculum.stats()
+    with pytest.raises(CheckpointError) as caught:
+        curriculum.load_state(_corrupt(state, path, value))
+    assert message in str(caught.value)
+    assert curriculum.stats() == before
+
+
+def test_non_finite_statistics_and_dangling_labels_are_refused(curricula) -> None:
+    curriculum = _played(curricula)
+    state = curriculum.get_state()
+    nan_state = copy.deepcopy(state)
+    nan_state["rows"]["slow"][0] = float("nan")
+    with pytest.raises(CheckpointError, match="slow"):
+        curriculum.load_state(nan_state)
+    dangling = copy.deepcopy(state)
+    dangling["rows"]["label_id"][0] = 10_000
+    with pytest.raises(CheckpointError, match="10000"):
+        curriculum.load_state(dangling)
+    for foreign in (None, [], "state", {"format": "curriculum-state"}):
+        with pytest.raises(CheckpointError):
+            curriculum.load_state(foreign)
+
+
+def test_mismatched_parameters_need_an_explicit_override(curricula) -> None:
+    source = _played(curricula)
+    state = source.get_state()
+    target = _fresh_session(source, ema_timescale=0.3)
+    try:
+        with pytest.raises(CheckpointError, match="ema_timescale"):
+            target.load_state(state)
+        target.load_state(state, allow_param_mismatch=True)
+        assert target.stats()["curriculum/num_completed"] == 400
+    finally:
+        target.close()
+
+
+def test_a_checkpoint_of_another_size_is_refused_even_with_override(curricula) -> None:
+    source = _played(curricula)
+    state = source.get_state()
+    other = make_config(num_active_tasks=32)
+    target = Curriculum(other)
+    try:
+        with pytest.raises(CheckpointError, match="16 slots"):
+            target.load_state(state, allow_param_mismatch=True)
+    finally:
+        target.close()
+
+
+def test_state_is_versioned_and_carries_parameters(curricula) -> None:
+    curriculum = _played(curricula, episodes=10)
+    state = curriculum.get_state()
+    assert state["format"] == "curriculum-state" and state["version"] == 1
+    assert state["params"]["capacity"] == 16
+    default = LearningProgressConfig()
+    assert state["params"]["ema"]["ema_timescale"] == default.ema_timescale
+    assert len(state["rows"]["task_id"]) == 16
