@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import multiprocessing as mp
 
 import msgpack
 import numpy as np
@@ -73,6 +74,35 @@ def test_loaded_pool_keeps_training(curricula) -> None:
             task = target.get_task()
             target.update_task_performance(task.task_id, 0.5)
         assert target.stats()["curriculum/num_completed"] == 450
+    finally:
+        target.close()
+
+
+def _train(curriculum: Curriculum, episodes: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for _ in range(episodes):
+        task = curriculum.get_task()
+        curriculum.update_task_performance(task.task_id, float(rng.random()))
+    curriculum.close()
+
+
+def test_round_trip_after_a_multi_process_run(curricula) -> None:
+    source = curricula(num_active_tasks=16, lp_min_presentations_for_eviction=5)
+    context = mp.get_context("spawn")
+    workers = [context.Process(target=_train, args=(source, 500, i)) for i in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    state = source.get_state()
+    assert state["counters"]["num_completed"] == 1500
+    assert state["counters"]["num_evicted"] > 0
+    target = _fresh_session(source)
+    try:
+        target.load_state(json.loads(json.dumps(state)))
+        assert _rows_by_task(target) == _rows_by_task(source)
+        assert target.stats() == source.stats()
     finally:
         target.close()
 

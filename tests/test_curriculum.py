@@ -146,6 +146,21 @@ def test_epoch_counters_reset_only_at_epoch_end(curricula) -> None:
     assert stats["curriculum/epoch"] == 1
 
 
+def test_eviction_counters_accumulate_over_episodes_until_the_epoch_ends(curricula) -> None:
+    curriculum = curricula(num_active_tasks=8, lp_min_presentations_for_eviction=3)
+    rng = np.random.default_rng(5)
+    evictions_seen = []
+    for _ in range(400):
+        task = curriculum.get_task()
+        curriculum.update_task_performance(task.task_id, float(rng.random()))
+        evictions_seen.append(curriculum.stats()["epoch/num_evicted"])
+    assert evictions_seen[-1] > 0
+    assert evictions_seen == sorted(evictions_seen)  # never reset by an episode
+    assert curriculum.on_epoch_end()["epoch/num_evicted"] == evictions_seen[-1]
+    assert curriculum.stats()["epoch/num_evicted"] == 0
+    assert curriculum.stats()["curriculum/num_evicted"] == evictions_seen[-1]
+
+
 def test_zero_lp_count_counts_tasks_without_progress(curricula) -> None:
     curriculum = curricula(
         num_active_tasks=4, lp_min_presentations_for_eviction=1000, write_batch_size=1
