@@ -17,6 +17,13 @@ import numpy as np
 from backends.layout import LABEL_DTYPE, ROW_DTYPE, STRUCT_VERSION
 from curriculum.ema import EmaParams
 
+# How the pool's parameters are called in the configs users write.
+CONFIG_NAMES = {
+    "capacity": "num_active_tasks",
+    "label_capacity": "max_labels",
+    "generator_fingerprint": "task_generator (fingerprint)",
+}
+
 
 @dataclass(frozen=True)
 class PoolParams:
@@ -71,7 +78,8 @@ class PoolParams:
             if key == "pool_seed":
                 continue
             if mine.get(key) != theirs.get(key):
-                out.append(f"{key}: pool={mine.get(key)!r}, requested={theirs.get(key)!r}")
+                name = CONFIG_NAMES.get(key, key)
+                out.append(f"{name}: pool={mine.get(key)!r}, requested={theirs.get(key)!r}")
         return out
 
 

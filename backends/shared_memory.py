@@ -24,7 +24,7 @@ import mmap
 import os
 import tempfile
 import time
-import weakref
+from multiprocessing import util as mp_util
 from pathlib import Path
 
 import numpy as np
@@ -256,27 +256,45 @@ class SharedMemoryBackend(TaskMemoryBackend):
     def _register_cleanup(self) -> None:
         owner = os.getpid() if self.created else -1
         ino = os.fstat(self._fd).st_ino
-        self._finalizer = weakref.finalize(self, _remove_segment, str(self.path), ino, owner)
+        # multiprocessing's Finalize also runs when a fork-started child exits (os._exit skips
+        # atexit and weakref.finalize there); the callback itself checks the creating pid.
+        self._finalizer = mp_util.Finalize(
+            self, _remove_segment, args=(str(self.path), ino, owner), exitpriority=10
+        )
 
     def _describe_holder(self) -> str:
-        try:
-            pid = int(self._meta[META_INDEX["holder_pid"]])
-        except AttributeError:
-            return "the segment is being set up"
+        raw = os.pread(self._fd, 8, 8 * META_INDEX["holder_pid"])
+        pid = int.from_bytes(raw, "little", signed=True) if len(raw) == 8 else 0
+        if pid <= 0:
+            return "the holder did not record itself (the pool is being created or attached)"
         state, alive = describe_process(pid)
-        return f"last holder: process {pid} ({state})" if alive else "holder unknown"
+        return (
+            f"held by process {pid} ({state})" if alive else f"last held by process {pid} ({state})"
+        )
 
     # -- locked writes --------------------------------------------------------------------------
+    # The seqlock is odd while a change is in progress. A writer that finds it odd under the lock
+    # knows its predecessor died mid-change, and moves it on to an odd value of its own.
 
-    def _begin_write(self) -> None:
+    def _acquire(self) -> None:
         if self._closed:
             raise PoolClosedError(f"pool {self.session_id!r} is closed in this process")
         self._lock.acquire()
         self._meta[META_INDEX["holder_pid"]] = os.getpid()
-        self._meta[META_INDEX["seqlock"]] += 1  # odd: a write is in progress
+
+    def _start_change(self) -> None:
+        seqlock = int(self._meta[META_INDEX["seqlock"]])
+        self._meta[META_INDEX["seqlock"]] = seqlock + 1 if seqlock % 2 == 0 else seqlock + 2
+
+    def _begin_write(self) -> None:
+        self._acquire()
+        self._start_change()
 
     def _end_write(self) -> None:
-        self._meta[META_INDEX["seqlock"]] += 1
+        """Close the change (if one was started) and release the lock."""
+        if int(self._meta[META_INDEX["seqlock"]]) % 2:
+            self._meta[META_INDEX["seqlock"]] += 1
+        self._meta[META_INDEX["holder_pid"]] = 0
         self._lock.release()
 
     def _count(self, name: str, amount: int = 1) -> None:
@@ -342,10 +360,11 @@ class SharedMemoryBackend(TaskMemoryBackend):
     ) -> bool:
         """Compare-and-set eviction of ``expected_task_id`` followed by the new task's creation."""
         self._check_slot(slot)
-        self._begin_write()
+        self._acquire()
         try:
             if int(self._rows["task_id"][slot]) != expected_task_id:
                 return False
+            self._start_change()
             old_label = int(self._rows["label_id"][slot])
             if old_label >= 0:
                 self._labels["evicted"][old_label] += 1
@@ -445,11 +464,11 @@ class SharedMemoryBackend(TaskMemoryBackend):
             copied = self._copy()
             if int(self._meta[seqlock]) == before:
                 return PoolSnapshot(before >> 1, *copied)
-        self._lock.acquire()
+        self._acquire()  # writers keep overlapping, or one died mid-change: read under the lock
         try:
             return PoolSnapshot(int(self._meta[seqlock]) >> 1, *self._copy())
         finally:
-            self._lock.release()
+            self._end_write()
 
     def _copy(self) -> tuple[np.ndarray, np.ndarray, list[str], dict[str, int]]:
         counters = dict(zip(COUNTER_NAMES, self._counters.tolist(), strict=True))
@@ -467,8 +486,11 @@ class SharedMemoryBackend(TaskMemoryBackend):
         """Everything in the pool, copied under the lock."""
         if self._closed:
             raise PoolClosedError(f"pool {self.session_id!r} is closed in this process")
-        with self._lock:
+        self._acquire()
+        try:
             rows, labels, _, counters = self._copy()
+        finally:
+            self._end_write()
         return PoolState(params=self.params, rows=rows, labels=labels, counters=counters)
 
     def import_state(self, state: PoolState) -> None:

@@ -6,8 +6,8 @@ import contextlib
 import math
 import os
 import secrets
-import weakref
 from collections.abc import Sequence
+from multiprocessing import util as mp_util
 from typing import Any
 
 import numpy as np
@@ -91,11 +91,24 @@ class Curriculum:
         else:  # a distinct, reproducible-per-attach stream for every process sharing the pool
             self._rng = np.random.default_rng([config.seed, backend.reserve_sequence()])
         self._stats_cache: tuple[int, dict[str, float]] | None = None
-        self._exit_flush = weakref.finalize(self, _flush_quietly, self._pool)
+        self._pid = os.getpid()
+        self._exit_flush = self._register_exit_flush()
         lp = config.algorithm_config
         self._min_samples_for_lp = (
             lp.min_samples_for_lp if isinstance(lp, LearningProgressConfig) else 1
         )
+
+    def _register_exit_flush(self) -> mp_util.Finalize:
+        # Runs at interpreter exit and when a multiprocessing child (fork or spawn) exits,
+        # before the backend's own clean-up (lower priority).
+        return mp_util.Finalize(self, _flush_quietly, args=(self._pool,), exitpriority=20)
+
+    def _adopt_process(self) -> None:
+        """First use in a forked child: own sampling stream and exit hook; no parent buffer."""
+        self._pid = os.getpid()
+        self._pool.discard_pending()
+        self._rng = np.random.default_rng([self.config.seed, self.backend.reserve_sequence()])
+        self._exit_flush = self._register_exit_flush()
 
     # -- pickling: config and session cross process boundaries, never handles -----------------
 
@@ -259,7 +272,7 @@ class Curriculum:
             self._pool.flush()
         finally:
             self._closed = True
-            self._exit_flush.detach()
+            self._exit_flush.cancel()
             self.backend.close()
 
     def __enter__(self) -> Curriculum:
@@ -271,6 +284,8 @@ class Curriculum:
     def _check_open(self) -> None:
         if self._closed:
             raise PoolClosedError(f"curriculum of session {self.session_id!r} is closed")
+        if self._pid != os.getpid():
+            self._adopt_process()
 
     def __repr__(self) -> str:
         backend = type(self.backend).__name__

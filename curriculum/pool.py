@@ -12,6 +12,7 @@ quickly, and a large pool is not re-scored after every batch.
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -52,6 +53,7 @@ class TaskPool:
         self._issued: dict[int, tuple[int, int]] = {}  # task id -> (slot, label id)
         self._pending = WriteBatch()
         self._pending_since = 0.0
+        self._pending_pid = os.getpid()
 
     # -- views ----------------------------------------------------------------------------------
 
@@ -185,6 +187,11 @@ class TaskPool:
         pending.add_sample(slot, task_id, label_id)
         self._flush_if_due()
 
+    def discard_pending(self) -> None:
+        """Drop buffered writes inherited from a parent process (the parent still owns them)."""
+        self._pending = WriteBatch()
+        self._pending_pid = os.getpid()
+
     def _flush_if_due(self) -> None:
         pending = self._pending
         if (
@@ -196,6 +203,8 @@ class TaskPool:
 
     def flush(self) -> RecordResult:
         """Write every buffered outcome and sample count under one lock acquisition."""
+        if self._pending_pid != os.getpid():
+            self.discard_pending()
         pending = self._pending
         if not len(pending):
             return RecordResult(applied=0, late=0)

@@ -1,0 +1,600 @@
+"""Lifetime of the /dev/shm segment and of its lock, across real processes.
+
+Who removes ``/dev/shm/curriculum.<session>`` (only its creator, at close or exit), what a dead,
+stopped or sleeping lock holder does to the others (flock dies with its holder; a live holder makes
+writers raise LockTimeoutError naming it), and how attaching fails (PoolMismatchError,
+PoolNotFoundError) without harming the pool. Children are always killed in ``finally``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import multiprocessing as mp
+import os
+import pickle
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from backends.shared_memory import segment_path
+from curriculum import (
+    BucketedTaskGenerator,
+    Curriculum,
+    CurriculumConfig,
+    DiscreteRandomConfig,
+    LearningProgressConfig,
+    SingleTaskGenerator,
+    Span,
+)
+from curriculum.errors import LockTimeoutError, PoolMismatchError, PoolNotFoundError
+
+WAIT_S = 60.0
+_KEEP: list[Any] = []  # keeps a child's curriculum alive until its process exits
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def session_id() -> Iterator[str]:
+    """A session id no other test uses; its segment is removed even when the test fails."""
+    sid = f"life-{uuid.uuid4().hex}"
+    yield sid
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(segment_path(sid))
+
+
+def nav_generator(size: Span | None = None) -> BucketedTaskGenerator.Config:
+    return BucketedTaskGenerator.Config(
+        child_generator_config=SingleTaskGenerator.Config(env={"label": "nav"}),
+        buckets={"difficulty": [0.1, 0.5, 0.9], "size": size or Span(8, 32)},
+    )
+
+
+def make_config(
+    session_id: str,
+    *,
+    num_active_tasks: int = 64,
+    generator: Any = None,
+    algorithm: str = "lp",
+    lp: dict[str, Any] | None = None,
+    **fields: Any,
+) -> CurriculumConfig:
+    algorithm_config = (
+        LearningProgressConfig(session_id=session_id, **(lp or {}))
+        if algorithm == "lp"
+        else DiscreteRandomConfig(session_id=session_id)
+    )
+    return CurriculumConfig(
+        task_generator=generator or nav_generator(),
+        num_active_tasks=num_active_tasks,
+        algorithm_config=algorithm_config,
+        seed=0,
+        **fields,
+    )
+
+
+def record(cur: Curriculum, n: int, score: float = 0.5) -> None:
+    for _ in range(n):
+        task = cur.get_task()
+        cur.update_task_performance(task.task_id, score)
+
+
+def completed(cur: Curriculum) -> float:
+    return cur.stats()["curriculum/num_completed"]
+
+
+def reap(*procs: Any) -> None:
+    """Kill (after resuming, if stopped) every child still alive."""
+    for proc in procs:
+        if proc is not None and proc.is_alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+            proc.join(timeout=10)
+
+
+def finish(proc: Any) -> None:
+    """Wait (bounded) for a child that should exit on its own, successfully."""
+    proc.join(timeout=WAIT_S)
+    assert not proc.is_alive(), f"child {proc.pid} did not exit"
+    assert proc.exitcode == 0, f"child {proc.pid} exited with {proc.exitcode}"
+
+
+def process_state(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as handle:
+        raw = handle.read()
+    return raw[raw.rfind(")") + 2]
+
+
+def lock_is_held(session_id: str) -> bool:
+    """Whether some process holds the segment's flock (probed on a fresh open file)."""
+    fd = os.open(segment_path(session_id), os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def names_pid(message: str, pid: int) -> bool:
+    return re.search(rf"(?<!\d){pid}(?!\d)", message) is not None
+
+
+def _open(handle: Curriculum | bytes) -> Curriculum:
+    return pickle.loads(handle) if isinstance(handle, bytes) else handle
+
+
+# -- children (module level: spawn children import them) ---------------------------------------
+
+
+def _create_and_return(session_id: str, report: Any) -> None:
+    """Create a pool, record, and return without close() (keeping the curriculum until exit)."""
+    cur = Curriculum(make_config(session_id, num_active_tasks=8))
+    _KEEP.append(cur)
+    record(cur, 3)
+    report.put((os.getpid(), segment_path(session_id).exists()))
+
+
+def _attach_and_record(handle: Curriculum | bytes, n: int, ending: str, report: Any) -> None:
+    """Attach, write ``n`` outcomes, then close() or just return (exit with the pool open)."""
+    cur = _open(handle)
+    record(cur, n)
+    if ending == "close":
+        cur.close()
+    elif ending == "flush-and-exit":
+        cur.flush()
+        _KEEP.append(cur)
+    else:  # "exit": leave the outcomes buffered; the process exits with them
+        _KEEP.append(cur)
+    report.put(os.getpid())
+
+
+def _hold_lock_mid_write(handle: Curriculum, ready: Any, release: Any) -> None:
+    """Take the pool's lock as a write does (seqlock odd), and keep it until ``release``."""
+    cur = _open(handle)
+    cur.backend._begin_write()
+    ready.put(os.getpid())
+    if not release.wait(timeout=WAIT_S):
+        os._exit(3)
+    cur.backend._end_write()
+    record(cur, 1)
+    cur.close()
+
+
+def _hold_raw_lock(handle: Curriculum, attached: Any, go: Any, ready: Any, release: Any) -> None:
+    """Attach, wait for ``go``, then hold the pool's lock (no write) until ``release``."""
+    cur = _open(handle)
+    attached.set()
+    if not go.wait(timeout=WAIT_S):
+        os._exit(3)
+    cur.backend._acquire()
+    ready.put(os.getpid())
+    if not release.wait(timeout=WAIT_S):
+        os._exit(3)
+    cur.backend._end_write()
+    cur.close()
+
+
+def _try_to_open(config: CurriculumConfig | None, blob: bytes | None, report: Any) -> None:
+    """Build a curriculum from ``config`` or unpickle ``blob``; report the error it raised."""
+    try:
+        cur = Curriculum(config) if config is not None else pickle.loads(blob)
+    except Exception as exc:  # the parent inspects it
+        report.put((type(exc).__name__, str(exc)))
+    else:
+        cur.close()
+        report.put(("no error", ""))
+
+
+# -- who removes the segment --------------------------------------------------------------------
+
+
+def test_creator_close_removes_the_segment(session_id: str) -> None:
+    path = segment_path(session_id)
+    cur = Curriculum(make_config(session_id))
+    assert path.exists()
+    record(cur, 5)
+    cur.close()
+    assert not path.exists()
+    cur.close()  # idempotent
+    assert not path.exists()
+
+
+CREATOR_SCRIPT = """
+import sys
+from backends.shared_memory import segment_path
+from curriculum import Curriculum, CurriculumConfig, LearningProgressConfig, SingleTaskGenerator
+
+session_id, ending = sys.argv[1], sys.argv[2]
+config = CurriculumConfig(
+    task_generator=SingleTaskGenerator.Config(env={"label": "nav"}),
+    num_active_tasks=8,
+    algorithm_config=LearningProgressConfig(session_id=session_id),
+)
+cur = Curriculum(config)
+task = cur.get_task()
+cur.update_task_performance(task.task_id, 0.5)
+print("exists" if segment_path(session_id).exists() else "missing", flush=True)
+if ending == "exception":
+    raise RuntimeError("the trainer crashed")
+"""
+
+
+@pytest.mark.parametrize("ending", ["return", "exception"])
+def test_creator_process_exiting_without_close_removes_the_segment(
+    session_id: str, ending: str
+) -> None:
+    """A fresh interpreter creates the pool and exits (normally, or on an uncaught exception)
+    without close(): nothing is left in /dev/shm."""
+    done = subprocess.run(
+        [sys.executable, "-c", CREATOR_SCRIPT, session_id, ending],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=False,
+    )
+    assert done.stdout.strip() == "exists", done.stderr
+    assert done.returncode == (0 if ending == "return" else 1), done.stderr
+    assert not segment_path(session_id).exists()
+
+
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_creator_child_returning_without_close_removes_the_segment(
+    session_id: str, method: str
+) -> None:
+    """A multiprocessing child that created the pool returns normally without close(): its exit
+    removes the segment."""
+    ctx = mp.get_context(method)
+    report = ctx.Queue()
+    proc = ctx.Process(target=_create_and_return, args=(session_id, report), daemon=True)
+    try:
+        proc.start()
+        pid, existed = report.get(timeout=WAIT_S)
+        assert (pid, existed) == (proc.pid, True)
+        finish(proc)
+    finally:
+        reap(proc)
+    assert not segment_path(session_id).exists(), f"segment left behind by {method} child"
+
+
+@pytest.mark.parametrize("ending", ["close", "flush-and-exit"])
+@pytest.mark.parametrize(
+    ("method", "transport"),
+    [("spawn", "inherit"), ("fork", "pickle"), ("fork", "inherit")],
+    ids=["spawn", "fork-pickled", "fork-inherited"],
+)
+def test_attached_worker_never_removes_the_segment(
+    session_id: str, method: str, transport: str, ending: str
+) -> None:
+    """A worker attaches, records, closes (or just exits) and is gone: the creator's segment
+    (same inode) and the worker's outcomes remain, and the pool keeps working."""
+    ctx = mp.get_context(method)
+    path = segment_path(session_id)
+    with Curriculum(make_config(session_id, write_batch_size=1)) as cur:
+        record(cur, 3)
+        inode = os.stat(path).st_ino
+        handle = cur if transport == "inherit" else pickle.dumps(cur)
+        report = ctx.Queue()
+        proc = ctx.Process(target=_attach_and_record, args=(handle, 7, ending, report))
+        try:
+            proc.start()
+            assert report.get(timeout=WAIT_S) == proc.pid
+            finish(proc)
+        finally:
+            reap(proc)
+        assert path.exists(), "a worker removed the creator's segment"
+        assert os.stat(path).st_ino == inode, "the segment was replaced"
+        assert completed(cur) == 3 + 7
+        record(cur, 2)
+        assert completed(cur) == 3 + 7 + 2
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_worker_exiting_without_close_writes_its_buffered_outcomes(
+    session_id: str, method: str
+) -> None:
+    """Outcomes a worker still buffers (fewer than write_batch_size) when its process ends
+    without close() are written at exit, as the curriculum promises."""
+    ctx = mp.get_context(method)
+    with Curriculum(make_config(session_id)) as cur:
+        report = ctx.Queue()
+        proc = ctx.Process(target=_attach_and_record, args=(pickle.dumps(cur), 5, "exit", report))
+        try:
+            proc.start()
+            assert report.get(timeout=WAIT_S) == proc.pid
+            finish(proc)
+        finally:
+            reap(proc)
+        assert segment_path(session_id).exists()
+        assert completed(cur) == 5, f"{method} worker's buffered outcomes were lost at exit"
+
+
+# -- dead, stopped and sleeping lock holders ----------------------------------------------------
+
+
+def test_holder_killed_mid_write_releases_the_lock(session_id: str) -> None:
+    """SIGKILL a process inside a write: the kernel drops its flock; the parent and a new worker
+    write, and stats stay readable."""
+    ctx = mp.get_context("spawn")
+    path = segment_path(session_id)
+    holder = other = None
+    with Curriculum(make_config(session_id, write_batch_size=1, lock_timeout_s=5.0)) as cur:
+        record(cur, 3)
+        try:
+            ready, release = ctx.Queue(), ctx.Event()
+            holder = ctx.Process(target=_hold_lock_mid_write, args=(cur, ready, release))
+            holder.start()
+            assert ready.get(timeout=WAIT_S) == holder.pid
+            assert lock_is_held(session_id)
+            os.kill(holder.pid, signal.SIGKILL)
+            holder.join(timeout=WAIT_S)
+            assert not holder.is_alive()
+            assert holder.exitcode == -signal.SIGKILL
+            assert not lock_is_held(session_id)
+
+            record(cur, 3)  # writes succeed
+            stats = cur.stats()  # reads succeed (the seqlock was left mid-write)
+            assert stats["curriculum/num_completed"] == 6
+            snapshot = cur.backend.snapshot()
+            assert snapshot.counters["num_completed"] == 6
+
+            report = ctx.Queue()
+            other = ctx.Process(
+                target=_attach_and_record, args=(pickle.dumps(cur), 4, "close", report)
+            )
+            other.start()
+            assert report.get(timeout=WAIT_S) == other.pid
+            finish(other)
+        finally:
+            reap(holder, other)
+        assert completed(cur) == 10
+        assert cur.backend.snapshot().version > snapshot.version
+        assert path.exists()
+
+
+class StoppedWriter:
+    """A child that attached to a pool, took its lock inside a write, and was SIGSTOPped."""
+
+    def __init__(self, holder: Any, release: Any) -> None:
+        self.holder = holder
+        self.pid: int = holder.pid
+        self._release = release
+
+    def resume(self) -> None:
+        """Continue it: it releases the lock, records one outcome and exits successfully."""
+        os.kill(self.pid, signal.SIGCONT)
+        self._release.set()
+        finish(self.holder)
+
+    def kill(self) -> None:
+        """SIGKILL it while stopped, still holding the lock."""
+        os.kill(self.pid, signal.SIGKILL)
+        self.holder.join(timeout=WAIT_S)
+        assert not self.holder.is_alive()
+        assert self.holder.exitcode == -signal.SIGKILL
+
+
+@contextlib.contextmanager
+def stopped_writer(ctx: Any, cur: Curriculum) -> Iterator[StoppedWriter]:
+    """Start a :class:`StoppedWriter` on ``cur``'s pool; it is killed on the way out if alive."""
+    ready, release = ctx.Queue(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock_mid_write, args=(cur, ready, release), daemon=True)
+    try:
+        holder.start()
+        pid = ready.get(timeout=WAIT_S)
+        assert pid == holder.pid
+        os.kill(pid, signal.SIGSTOP)
+        deadline = time.monotonic() + WAIT_S
+        while process_state(pid) not in "Tt":
+            assert time.monotonic() < deadline, "holder never stopped"
+            time.sleep(0.01)
+        assert lock_is_held(cur.session_id)
+        yield StoppedWriter(holder, release)
+    finally:
+        reap(holder)
+
+
+@pytest.mark.parametrize("recovery", ["resume", "kill"])
+def test_stopped_holder_makes_writers_raise_lock_timeout(session_id: str, recovery: str) -> None:
+    """A holder stopped (SIGSTOP) inside a write: a write raises LockTimeoutError naming it
+    instead of hanging; once the holder resumes (or is killed), the failed write goes through
+    exactly once."""
+    ctx = mp.get_context("spawn")
+    with Curriculum(make_config(session_id, write_batch_size=1, lock_timeout_s=0.5)) as cur:
+        task = cur.get_task()
+        with stopped_writer(ctx, cur) as holder:
+            with pytest.raises(LockTimeoutError) as caught:
+                cur.update_task_performance(task.task_id, 0.25)  # writes at once (batch 1)
+            message = str(caught.value)
+            assert isinstance(caught.value, TimeoutError)
+            assert names_pid(message, holder.pid), message
+            assert "stopped" in message, message
+            assert cur._pool.pending_outcomes == 1  # kept for the next write
+            if recovery == "resume":
+                holder.resume()
+            else:
+                holder.kill()
+        cur.flush()
+        holders_outcomes = 1 if recovery == "resume" else 0
+        assert completed(cur) == 1 + holders_outcomes  # the parent's outcome, once
+        record(cur, 1)
+        assert completed(cur) == 2 + holders_outcomes
+
+
+def test_attach_during_a_stopped_write_raises_lock_timeout_naming_the_holder(
+    session_id: str,
+) -> None:
+    """A new process attaching while the lock's holder is stopped raises LockTimeoutError (no
+    hang) naming the holder; after the holder resumes, attaching works."""
+    ctx = mp.get_context("spawn")
+    with Curriculum(make_config(session_id, write_batch_size=1, lock_timeout_s=0.5)) as cur:
+        record(cur, 1)
+        blob = pickle.dumps(cur)
+        with stopped_writer(ctx, cur) as holder:
+            with pytest.raises(LockTimeoutError) as caught:
+                pickle.loads(blob)  # what a worker does when it starts
+            message = str(caught.value)
+            holder.resume()
+        with pickle.loads(blob) as worker:
+            record(worker, 1)
+        assert completed(cur) == 3
+        assert names_pid(message, holder.pid), (
+            f"holder {holder.pid} not named in: {message!r} (the test process is {os.getpid()})"
+        )
+
+
+def test_sleeping_lock_holder_is_named_in_the_timeout(session_id: str) -> None:
+    """A live holder of the raw lock (as get_state() or an attach takes it), after another
+    process wrote last: reads still work without the lock, writes raise LockTimeoutError naming
+    the holder, and writing works again once it releases."""
+    ctx = mp.get_context("spawn")
+    holder = None
+    with Curriculum(make_config(session_id, write_batch_size=1, lock_timeout_s=0.5)) as cur:
+        try:
+            attached, go, release = ctx.Event(), ctx.Event(), ctx.Event()
+            ready = ctx.Queue()
+            holder = ctx.Process(
+                target=_hold_raw_lock, args=(cur, attached, go, ready, release), daemon=True
+            )
+            holder.start()
+            assert attached.wait(timeout=WAIT_S)
+            record(cur, 1)
+            task = cur.get_task()
+            cur.flush()  # this process is now the last writer
+            go.set()
+            pid = ready.get(timeout=WAIT_S)
+            assert pid == holder.pid
+            assert lock_is_held(session_id)
+
+            assert completed(cur) == 1  # snapshots need no lock
+            with pytest.raises(LockTimeoutError) as caught:
+                cur.update_task_performance(task.task_id, 0.75)
+            message = str(caught.value)
+
+            release.set()
+            finish(holder)
+        finally:
+            reap(holder)
+        cur.flush()
+        assert completed(cur) == 2
+        assert names_pid(message, pid), (
+            f"holder {pid} not named in: {message!r} (the test process is {os.getpid()})"
+        )
+
+
+# -- attaching fails cleanly --------------------------------------------------------------------
+
+MISMATCHES = {
+    "num_active_tasks": (
+        {"num_active_tasks": 128},
+        [r"capacity|num_active_tasks", r"\b64\b", r"\b128\b"],
+    ),
+    "ema_timescale": ({"lp": {"ema_timescale": 0.2}}, [r"ema_timescale", r"0\.1\b", r"0\.2\b"]),
+    "task_generator": ({"generator": nav_generator(Span(8, 64))}, [r"generator"]),
+    "algorithm": ({"algorithm": "discrete_random"}, [r"algorithm", r"discrete_random"]),
+    "max_labels": ({"max_labels": 1000}, [r"label_capacity|max_labels", r"\b4096\b", r"\b1000\b"]),
+    "min_presentations": (
+        {"lp": {"min_presentations_for_eviction": 5}},
+        [r"min_presentations_for_eviction", r"\b10\b", r"\b5\b"],
+    ),
+}
+
+
+def _pool_state(cur: Curriculum) -> tuple[Any, ...]:
+    snapshot = cur.backend.snapshot()
+    return snapshot.version, snapshot.rows.copy(), snapshot.labels.copy(), snapshot.counters
+
+
+@pytest.mark.parametrize("variant", sorted(MISMATCHES))
+def test_mismatched_attach_raises_and_leaves_the_pool_intact(session_id: str, variant: str) -> None:
+    overrides, patterns = MISMATCHES[variant]
+    path = segment_path(session_id)
+    with Curriculum(make_config(session_id, write_batch_size=1)) as cur:
+        record(cur, 20)
+        stats_before = cur.stats()
+        version, rows, labels, counters = _pool_state(cur)
+        inode = os.stat(path).st_ino
+
+        with pytest.raises(PoolMismatchError) as caught:
+            Curriculum(make_config(session_id, **overrides))
+        message = str(caught.value)
+        assert session_id in message, message
+        for pattern in patterns:
+            assert re.search(pattern, message), f"{pattern!r} not in: {message}"
+
+        assert cur.stats() == stats_before
+        after_version, after_rows, after_labels, after_counters = _pool_state(cur)
+        assert after_version == version
+        assert np.array_equal(after_rows, rows)
+        assert np.array_equal(after_labels, labels)
+        assert after_counters == counters
+        assert os.stat(path).st_ino == inode
+        with pickle.loads(pickle.dumps(cur)) as same:  # a matching attach still works
+            record(same, 2)
+        record(cur, 1)
+        assert completed(cur) == 23
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("method", ["spawn", "fork"])
+def test_mismatched_attach_from_another_process(session_id: str, method: str) -> None:
+    ctx = mp.get_context(method)
+    with Curriculum(make_config(session_id, write_batch_size=1)) as cur:
+        record(cur, 4)
+        stats_before = cur.stats()
+        report = ctx.Queue()
+        bad = make_config(session_id, num_active_tasks=128)
+        proc = ctx.Process(target=_try_to_open, args=(bad, None, report))
+        try:
+            proc.start()
+            kind, message = report.get(timeout=WAIT_S)
+            finish(proc)
+        finally:
+            reap(proc)
+        assert kind == "PoolMismatchError", message
+        assert re.search(r"capacity|num_active_tasks", message), message
+        assert cur.stats() == stats_before
+        assert segment_path(session_id).exists()
+
+
+@pytest.mark.parametrize("method", ["spawn", "fork", "in-process"])
+def test_unpickling_after_the_creator_closed_raises_pool_not_found(
+    session_id: str, method: str
+) -> None:
+    cur = Curriculum(make_config(session_id))
+    record(cur, 2)
+    blob = pickle.dumps(cur)
+    cur.close()
+    assert not segment_path(session_id).exists()
+    if method == "in-process":
+        with pytest.raises(PoolNotFoundError) as caught:
+            pickle.loads(blob)
+        kind, message = type(caught.value).__name__, str(caught.value)
+    else:
+        ctx = mp.get_context(method)
+        report = ctx.Queue()
+        proc = ctx.Process(target=_try_to_open, args=(None, blob, report))
+        try:
+            proc.start()
+            kind, message = report.get(timeout=WAIT_S)
+            finish(proc)
+        finally:
+            reap(proc)
+    assert kind == "PoolNotFoundError", message
+    assert session_id in message
+    assert not segment_path(session_id).exists(), "a failed attach must not create a pool"
