@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from backends.base import PoolParams, PoolSnapshot, PoolState, TaskMemoryBackend, WriteBatch
 from backends.shared_memory import SharedMemoryBackend
-from curriculum.errors import ConfigError
 
 
 def open_backend(
@@ -18,9 +17,9 @@ def open_backend(
     """Attach to (or create) the pool of ``session_id`` on the backend ``backend_url`` names."""
     if backend_url is None:
         return SharedMemoryBackend(session_id, params, create=create, lock_timeout_s=lock_timeout_s)
-    raise ConfigError(
-        f"unsupported backend_url {backend_url!r}: use None for the shared-memory pool"
-    )
+    from backends.redis_backend import RedisBackend
+
+    return RedisBackend(backend_url, session_id, params, create=create)
 
 
 __all__ = [

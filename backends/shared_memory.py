@@ -325,6 +325,8 @@ class SharedMemoryBackend(TaskMemoryBackend):
             label_id = self._intern_locked(encoded)
         finally:
             self._end_write()
+        if len(self._label_ids) >= 2 * self.params.label_capacity:
+            self._label_ids.clear()  # a cache of an append-only table: safe to drop
         self._label_ids[name] = label_id
         return label_id
 
@@ -391,51 +393,51 @@ class SharedMemoryBackend(TaskMemoryBackend):
             raise BackendError(f"slot {slot} is outside the pool's {len(self._rows)} slots")
 
     def record(self, batch: WriteBatch) -> RecordResult:
-        """Apply outcomes (in order per slot) and sample counts under one lock acquisition."""
+        """Apply outcomes (in order per slot) and sample counts under one lock acquisition.
+
+        Everything that does not depend on the pool's contents (the order of application, the
+        per-label sums) is computed before the lock is taken, so the lock is held briefly.
+        """
         slots = np.asarray(batch.outcome_slots, dtype=np.int64)
         task_ids = np.asarray(batch.outcome_task_ids, dtype=np.int64)
         labels = np.asarray(batch.outcome_labels, dtype=np.int64)
         scores = np.asarray(batch.outcome_scores, dtype=np.float64)
         s_slots = np.asarray(batch.sample_slots, dtype=np.int64)
         s_task_ids = np.asarray(batch.sample_task_ids, dtype=np.int64)
-        s_labels = np.asarray(batch.sample_labels, dtype=np.int64)
         for array in (slots, s_slots):
             if len(array) and (array.min() < 0 or array.max() >= len(self._rows)):
                 raise BackendError(f"batch names slots outside the pool: {array.tolist()}")
+        parts = rounds(slots)
+        credit = _LabelCredit(labels, scores, self.params.ema.success_threshold)
+        sample_labels = _LabelCounts(np.asarray(batch.sample_labels, dtype=np.int64))
+        sampled_slots, samples_per_slot = np.unique(s_slots, return_counts=True)
         self._begin_write()
         try:
             live = self._rows["task_id"][slots] == task_ids
-            live_positions = np.flatnonzero(live)
-            for positions in rounds(slots[live_positions]):
-                chosen = live_positions[positions]
+            all_live = bool(live.all())
+            for positions in parts:
+                chosen = positions if all_live else positions[live[positions]]
                 row_index = slots[chosen]
                 updated = self._rows[row_index]  # fancy indexing: a copy
                 apply_outcomes(updated, scores[chosen], self.params.ema)
-                self._rows[row_index] = updated
-            self._credit_labels(labels, scores, live)
+                self._rows[row_index] = updated  # whole records, one copy each
+            credit.apply(self._labels, live)
             applied = int(live.sum())
             self._count("num_completed", len(slots))
             self._count("epoch_completed", len(slots))
             self._count("num_late_outcomes", len(slots) - applied)
             if len(s_slots):
                 s_live = self._rows["task_id"][s_slots] == s_task_ids
-                np.add.at(self._rows["n_samples"], s_slots[s_live], 1)
-                known = s_labels >= 0
-                np.add.at(self._labels["samples"], s_labels[known], 1)
+                if s_live.all():
+                    self._rows["n_samples"][sampled_slots] += samples_per_slot
+                else:
+                    np.add.at(self._rows["n_samples"], s_slots[s_live], 1)
+                sample_labels.add_to(self._labels["samples"])
                 self._count("num_scheduled", len(s_slots))
                 self._count("epoch_scheduled", len(s_slots))
             return RecordResult(applied=applied, late=len(slots) - applied)
         finally:
             self._end_write()
-
-    def _credit_labels(self, labels: np.ndarray, scores: np.ndarray, live: np.ndarray) -> None:
-        known = labels >= 0
-        ids = labels[known]
-        np.add.at(self._labels["completions"], ids, 1)
-        np.add.at(self._labels["score_sum"], ids, scores[known])
-        threshold = self.params.ema.success_threshold
-        np.add.at(self._labels["successes"], ids, scores[known] >= threshold)
-        np.add.at(self._labels["late"], ids, ~live[known])
 
     def end_epoch(self) -> dict[str, int]:
         """Reset the epoch counters; their values before the reset."""
@@ -546,6 +548,42 @@ class SharedMemoryBackend(TaskMemoryBackend):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
         self.close()
+
+
+class _LabelCounts:
+    """How often each label id occurs in a batch (ids < 0 are ignored)."""
+
+    def __init__(self, label_ids: np.ndarray) -> None:
+        known = label_ids[label_ids >= 0]
+        self.ids, self.inverse, self.counts = np.unique(
+            known, return_inverse=True, return_counts=True
+        )
+        self.known = label_ids >= 0
+
+    def add_to(self, column: np.ndarray) -> None:
+        column[self.ids] += self.counts
+
+
+class _LabelCredit(_LabelCounts):
+    """Per-label completions, score sums and successes of a batch of outcomes."""
+
+    def __init__(self, label_ids: np.ndarray, scores: np.ndarray, threshold: float) -> None:
+        super().__init__(label_ids)
+        self.label_ids = label_ids
+        known_scores = scores[self.known]
+        self.score_sums = np.bincount(self.inverse, weights=known_scores, minlength=len(self.ids))
+        self.successes = np.bincount(
+            self.inverse, weights=known_scores >= threshold, minlength=len(self.ids)
+        ).astype(np.int64)
+
+    def apply(self, labels: np.ndarray, live: np.ndarray) -> None:
+        """Credit the label table; outcomes whose task is gone also count as late."""
+        labels["completions"][self.ids] += self.counts
+        labels["score_sum"][self.ids] += self.score_sums
+        labels["successes"][self.ids] += self.successes
+        late = self.known & ~live
+        if late.any():
+            np.add.at(labels["late"], self.label_ids[late], 1)
 
 
 def _remove_segment(path: str, ino: int, owner_pid: int) -> None:

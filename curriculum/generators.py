@@ -70,19 +70,32 @@ _FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 class Span(_Frozen):
     """A range of bucket values: integers in [low, high] if both bounds are ints, else floats in
-    [low, high)."""
+    [low, high).
+
+    Labels show an integer value as it is, and a float value as the lower edge of its bin (the
+    span cut into ``bins`` equal bins), so a float span adds at most ``bins`` distinct labels.
+    """
 
     low: StrictInt | _FiniteFloat
     high: StrictInt | _FiniteFloat
+    bins: int = Field(default=10, ge=1, le=10_000)
 
-    def __init__(self, low: float, high: float) -> None:
-        super().__init__(low=low, high=high)
+    def __init__(self, low: float, high: float, bins: int = 10) -> None:
+        super().__init__(low=low, high=high, bins=bins)
 
     @model_validator(mode="after")
     def _check_order(self) -> Span:
         if self.low > self.high:
             raise ValueError(f"Span low={self.low!r} > high={self.high!r}")
         return self
+
+    def label_for(self, value: int | float) -> str:
+        """The text of ``value`` in a task label."""
+        if isinstance(value, int):
+            return str(value)
+        width = (self.high - self.low) / self.bins
+        index = min(int((value - self.low) / width), self.bins - 1) if width > 0 else 0
+        return format(self.low + index * width, ".3g")
 
     def sample(self, rng: random.Random) -> int | float:
         """Draw one value uniformly from the span."""
@@ -106,13 +119,14 @@ class GeneratedTask:
 class _Draft:
     """A task under construction: its env config as an owned plain dict."""
 
-    __slots__ = ("buckets", "data", "label", "model_cls")
+    __slots__ = ("bucket_labels", "buckets", "data", "label", "model_cls")
 
     def __init__(self, model_cls: Any, data: dict[str, Any]) -> None:
         self.model_cls = model_cls  # the env's pydantic class, or None for a dict env
         self.data = data
         self.label: str | None = None
         self.buckets: dict[str, Any] = {}
+        self.bucket_labels: dict[str, str] = {}
 
     def set(self, parts: tuple[str, ...], value: Any) -> None:
         set_in_place(self.data, parts, _fresh(value), create=self.model_cls is None)
@@ -294,7 +308,7 @@ class TaskGenerator(ABC):
         base = draft.data.get("label")
         if not isinstance(base, str):
             base = draft.label if draft.label is not None else "task"
-        label = base + "".join(f"|{p}:{_format_value(v)}" for p, v in draft.buckets.items())
+        label = base + "".join(f"|{p}:{text}" for p, text in draft.bucket_labels.items())
         buckets = {p: _fresh(v) for p, v in draft.buckets.items()}
         return GeneratedTask(tid, env, label, buckets)
 
@@ -358,6 +372,7 @@ class BucketedTaskGenerator(TaskGenerator):
             value = values.sample(rng) if is_span else values[rng.randrange(len(values))]
             draft.set(parts, value)
             draft.buckets[path] = value
+            draft.bucket_labels[path] = values.label_for(value) if is_span else _format_value(value)
         return draft
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis_support
 
 from curriculum import (
     BucketedTaskGenerator,
@@ -50,6 +52,53 @@ def kinds_generator(
     )
 
 
+# -- backends -----------------------------------------------------------------------------------
+# Tests that take ``backend_url`` run on every backend: the /dev/shm pool, Redis through
+# fakeredis (fast, in-process) and a real Redis. Multi-process tests take ``process_backend_url``
+# (fakeredis cannot be shared between processes). On CI a real Redis is required.
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis: $CURRICULUM_TEST_REDIS_URL, the one on 6379, or one spawned for the run."""
+    url = os.environ.get("CURRICULUM_TEST_REDIS_URL", redis_support.DEFAULT_URL)
+    if redis_support.answers(url):
+        yield url
+        return
+    try:
+        with redis_support.spawned_redis() as (spawned, _):
+            yield spawned
+    except RuntimeError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"the Redis tests must run on CI, but no Redis is available: {exc}")
+        pytest.skip(f"no Redis available: {exc}")
+
+
+def _backend(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    if request.param == "shm":
+        yield None
+    elif request.param == "fakeredis":
+        redis_support.FAKE.reset()
+        yield "fakeredis://"
+    else:
+        url = request.getfixturevalue("redis_url")
+        before = redis_support.registered_sessions(url)
+        yield url
+        redis_support.remove_sessions_created_since(url, before)
+
+
+@pytest.fixture(params=["shm", "fakeredis", "redis"])
+def backend_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """Where the test's pools live: None (/dev/shm) or a Redis URL."""
+    yield from _backend(request)
+
+
+@pytest.fixture(params=["shm", "redis"])
+def process_backend_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """Backends that several processes can share."""
+    yield from _backend(request)
+
+
 def make_config(*, algorithm: str = "lp", generator: Any = None, **fields: Any) -> CurriculumConfig:
     """A config with a fresh session; ``lp_*`` keyword arguments go to the algorithm config."""
     algo_fields = {k[3:]: v for k, v in fields.items() if k.startswith("lp_")}
@@ -67,11 +116,15 @@ def make_config(*, algorithm: str = "lp", generator: Any = None, **fields: Any) 
 
 
 @pytest.fixture
-def curricula() -> Iterator[Callable[..., Curriculum]]:
-    """Build curricula with :func:`make_config`'s arguments; all are closed after the test."""
+def curricula(backend_url: str | None) -> Iterator[Callable[..., Curriculum]]:
+    """Build curricula with :func:`make_config`'s arguments on the test's backend.
+
+    All are closed after the test (and their Redis pools removed).
+    """
     opened: list[Curriculum] = []
 
     def build(config: CurriculumConfig | None = None, **fields: Any) -> Curriculum:
+        fields.setdefault("lp_backend_url", backend_url)
         curriculum = Curriculum(config or make_config(**fields))
         opened.append(curriculum)
         return curriculum

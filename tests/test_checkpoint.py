@@ -86,8 +86,17 @@ def _train(curriculum: Curriculum, episodes: int, seed: int) -> None:
     curriculum.close()
 
 
-def test_round_trip_after_a_multi_process_run(curricula) -> None:
-    source = curricula(num_active_tasks=16, lp_min_presentations_for_eviction=5)
+def test_round_trip_after_a_multi_process_run(process_backend_url) -> None:
+    config = make_config(
+        num_active_tasks=16,
+        lp_min_presentations_for_eviction=5,
+        lp_backend_url=process_backend_url,
+    )
+    with Curriculum(config) as source:
+        _check_multi_process_round_trip(source)
+
+
+def _check_multi_process_round_trip(source: Curriculum) -> None:
     context = mp.get_context("spawn")
     workers = [context.Process(target=_train, args=(source, 500, i)) for i in range(3)]
     for worker in workers:
@@ -174,7 +183,9 @@ def test_mismatched_parameters_need_an_explicit_override(curricula) -> None:
 def test_a_checkpoint_of_another_size_is_refused_even_with_override(curricula) -> None:
     source = _played(curricula)
     state = source.get_state()
-    other = make_config(num_active_tasks=32)
+    other = make_config(
+        num_active_tasks=32, lp_backend_url=source.config.algorithm_config.backend_url
+    )
     target = Curriculum(other)
     try:
         with pytest.raises(CheckpointError, match="16 slots"):

@@ -35,8 +35,8 @@ def test_readme_example_runs(curricula) -> None:
     assert all(isinstance(v, float) for v in stats.values())
 
 
-def test_config_make_builds_a_curriculum() -> None:
-    with make_config().make() as curriculum:
+def test_config_make_builds_a_curriculum(backend_url) -> None:
+    with make_config(lp_backend_url=backend_url).make() as curriculum:
         assert isinstance(curriculum, Curriculum)
         assert curriculum.get_task().task_id >= 0
 
@@ -269,8 +269,13 @@ def test_closed_curriculum_refuses_use(curricula) -> None:
     curriculum.close()  # idempotent
 
 
-def test_buffered_outcomes_are_written_by_stats_and_close(curricula) -> None:
-    config = make_config(num_active_tasks=4, write_batch_size=1000, write_max_delay_s=3600)
+def test_buffered_outcomes_are_written_by_stats_and_close(backend_url) -> None:
+    config = make_config(
+        num_active_tasks=4,
+        write_batch_size=1000,
+        write_max_delay_s=3600,
+        lp_backend_url=backend_url,
+    )
     writer = Curriculum(config)
     reader = Curriculum(config)  # attaches to the same pool
     task = writer.get_task()
@@ -285,8 +290,9 @@ def test_buffered_outcomes_are_written_by_stats_and_close(curricula) -> None:
     assert isinstance(config, CurriculumConfig)
 
 
-def test_late_outcomes_count_for_their_label(curricula) -> None:
+def test_late_outcomes_count_for_their_label(curricula, backend_url) -> None:
     config = make_config(
+        lp_backend_url=backend_url,
         num_active_tasks=2,
         lp_min_presentations_for_eviction=1,
         lp_eviction_threshold_percentile=1.0,

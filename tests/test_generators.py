@@ -415,3 +415,21 @@ def test_env_to_plain() -> None:
     plain = env_to_plain(cfg)
     plain["a"]["b"] = 2
     assert cfg == {"a": {"b": 1}}
+
+
+def test_float_span_labels_show_bins_while_configs_keep_exact_values() -> None:
+    gen = BucketedTaskGenerator.Config(
+        child_generator_config=SingleTaskGenerator.Config(env={"label": "nav"}),
+        buckets={"difficulty": Span(0.0, 1.0), "speed": Span(0.0, 2.0, bins=4)},
+    ).create()
+    labels, values = set(), set()
+    for task_id in range(2000):
+        task = gen.generate(task_id)
+        difficulty, speed = task.env_cfg["difficulty"], task.env_cfg["speed"]
+        values.add(difficulty)
+        edge = format(int(difficulty * 10) / 10, ".3g")
+        speed_edge = format(int(speed / 0.5) * 0.5, ".3g")
+        assert task.label == f"nav|difficulty:{edge}|speed:{speed_edge}"
+        labels.add(task.label)
+    assert len(values) == 2000  # the configs keep exact values
+    assert len(labels) <= 10 * 4  # labels stay bounded

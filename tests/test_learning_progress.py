@@ -124,19 +124,25 @@ def test_all_cold_pool_is_sampled_uniformly() -> None:
     assert p == pytest.approx(np.full(8, 1 / 8))
 
 
-def test_eviction_needs_presentations_and_a_low_score() -> None:
+def test_eviction_needs_presentations_and_a_low_score_within_the_whole_pool() -> None:
     config = LearningProgressConfig(
         min_presentations_for_eviction=5, eviction_threshold_percentile=0.5
     )
-    raw = np.array([0.0, 0.1, 0.2, 0.3, 0.0, 0.9])
-    n = np.array([5, 5, 5, 5, 4, 9])
-    slots = np.array([10, 11, 12, 13, 14, 15])
-    order = eviction_order(raw, n, slots, config)
-    assert order[0] == 10  # lowest score first
+    raw = np.array([0.0, 0.1, 0.2, 0.3, 0.0, 0.9, 0.05, 0.6, 0.7, 0.8])
+    n = np.array([5, 5, 5, 5, 4, 9, 3, 3, 3, 3])
+    warm = n >= 3
+    slots = np.arange(10, 20)
+    order = eviction_order(raw, n, warm, slots, config)
+    # the median over all warm tasks is 0.25: only eligible tasks at or below it qualify
+    assert order == [10, 11, 12]  # lowest score first
     assert 14 not in order  # too few presentations, however low its score
-    assert 15 not in order  # above the median of eligible scores
-    assert set(order) == {10, 11, 12}
-    assert eviction_order(raw, np.zeros(6, int), slots, config) == []
+    assert 13 not in order  # eligible, but above the pool's median
+    young = np.array([9, 3, 3, 3, 3, 3, 3, 3, 3, 3])
+    # the only eligible task is the best in the pool: it is not evicted for being the lowest
+    # of the (one) eligible task
+    high = np.array([0.9, 0.1, 0.2, 0.3, 0.0, 0.2, 0.05, 0.6, 0.7, 0.8])
+    assert eviction_order(high, young, young >= 3, slots, config) == []
+    assert eviction_order(raw, np.zeros(10, int), np.zeros(10, bool), slots, config) == []
 
 
 def _learning_curve(steps: int, rng: np.random.Generator, params: EmaParams) -> np.ndarray:

@@ -71,17 +71,24 @@ def sampling_probabilities(
 
 
 def eviction_order(
-    raw: np.ndarray, n_outcomes: np.ndarray, slots: np.ndarray, config: LearningProgressConfig
+    raw: np.ndarray,
+    n_outcomes: np.ndarray,
+    warm: np.ndarray,
+    slots: np.ndarray,
+    config: LearningProgressConfig,
 ) -> list[int]:
     """Slots that may be evicted, lowest score first.
 
-    A task may be evicted once it has ``min_presentations_for_eviction`` outcomes and its score is
-    at or below the ``eviction_threshold_percentile`` quantile of the eligible tasks' scores.
+    The threshold is the ``eviction_threshold_percentile`` quantile of the scores of all warm
+    tasks (the whole pool's learning progress, not only of the tasks old enough to be evicted); a
+    task may be evicted once it has ``min_presentations_for_eviction`` outcomes and its score is
+    at or below that threshold.
     """
     eligible = n_outcomes >= config.min_presentations_for_eviction
     if not eligible.any():
         return []
-    threshold = np.quantile(raw[eligible], config.eviction_threshold_percentile)
+    reference = raw[warm] if warm.any() else raw[eligible]
+    threshold = np.quantile(reference, config.eviction_threshold_percentile)
     candidates = np.flatnonzero(eligible & (raw <= threshold))
     return slots[candidates[np.argsort(raw[candidates], kind="stable")]].tolist()
 
@@ -104,5 +111,5 @@ class LearningProgressAlgorithm(CurriculumAlgorithm):
             active=active,
             probabilities=sampling_probabilities(raw, warm, self.config),
             raw_scores=raw,
-            eviction_order=eviction_order(raw, rows["n_outcomes"], active, self.config),
+            eviction_order=eviction_order(raw, rows["n_outcomes"], warm, active, self.config),
         )

@@ -1,0 +1,29 @@
+-- Attach to a pool, creating it when absent (and ARGV[5] == '1').
+-- KEYS: see _lib.lua.
+-- ARGV: 1 params JSON, 2 capacity, 3 label capacity, 4 struct version, 5 create ('1'/'0'),
+--       6 ema_timescale, 7 slow_timescale_factor, 8 task_tracker_ema_alpha, 9 success_threshold
+-- Returns: {'created'} | {'exists', stored params JSON, stored struct version} | {'missing'}
+local stored = redis.call('HMGET', META, 'params', 'struct_version')
+if stored[1] then
+  return {'exists', stored[1], stored[2]}
+end
+if ARGV[5] ~= '1' then
+  return {'missing'}
+end
+redis.call('HSET', META, 'params', ARGV[1], 'capacity', ARGV[2], 'label_capacity', ARGV[3],
+  'struct_version', ARGV[4], 'ema_timescale', ARGV[6], 'slow_timescale_factor', ARGV[7],
+  'task_tracker_ema_alpha', ARGV[8], 'success_threshold', ARGV[9], 'version', 0,
+  'next_seq', 0, 'num_created', 0, 'num_evicted', 0, 'num_completed', 0, 'num_scheduled', 0,
+  'num_late_outcomes', 0, 'num_active', 0, 'num_labels', 0, 'epoch', 0, 'epoch_created', 0,
+  'epoch_evicted', 0, 'epoch_completed', 0, 'epoch_scheduled', 0)
+local capacity = tonumber(ARGV[2])
+local chunk = {}
+for slot = 0, capacity - 1 do
+  chunk[#chunk + 1] = slot
+  chunk[#chunk + 1] = slot
+  if #chunk >= 2000 or slot == capacity - 1 then
+    redis.call('ZADD', FREE, unpack(chunk))
+    chunk = {}
+  end
+end
+return {'created'}

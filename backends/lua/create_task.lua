@@ -1,0 +1,15 @@
+-- Put a new task into the lowest free slot.
+-- KEYS: see _lib.lua.
+-- ARGV: 1 client id, 2 write number, 3 task id, 4 label id, 5 sequence number
+-- Returns: the slot, or '-1' when the pool is full (as a string)
+local done = replay(ARGV[1], ARGV[2])
+if done then return done end
+local free = redis.call('ZPOPMIN', FREE)
+if #free == 0 then
+  return remember(ARGV[1], ARGV[2], '-1')
+end
+local slot = tonumber(free[1])
+new_task(slot, tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
+count('num_active', 1)
+count('version', 1)
+return remember(ARGV[1], ARGV[2], tostring(slot))

@@ -1,0 +1,101 @@
+-- Record a batch of outcomes and sample counts. Outcomes on one slot apply in order; an outcome
+-- or sample whose task was evicted meanwhile counts for its label only (late).
+-- The statistics update is the spec of curriculum/ema.py, operation for operation.
+-- KEYS: see _lib.lua.
+-- ARGV: 1 client id, 2 write number, 3 outcome count N, then N x (slot, task id, label id, score),
+--       then sample count M, then M x (slot, task id, label id)
+-- Returns: 'applied:late'
+local done = replay(ARGV[1], ARGV[2])
+if done then return done end
+local params = redis.call('HMGET', META, 'ema_timescale', 'slow_timescale_factor',
+  'task_tracker_ema_alpha', 'success_threshold')
+local a, k, b, threshold = tonumber(params[1]), tonumber(params[2]), tonumber(params[3]),
+  tonumber(params[4])
+local slow_rate = a * k
+local rows, dirty, labels = {}, {}, {}
+
+local function row_of(slot)
+  local row = rows[slot]
+  if row == nil then
+    row = get_row(slot) or false
+    rows[slot] = row
+  end
+  return row
+end
+
+local function label_amounts(label_id)
+  local amounts = labels[label_id]
+  if amounts == nil then
+    amounts = {[4] = 0, [5] = 0, [6] = 0, [7] = 0, [8] = 0.0}
+    labels[label_id] = amounts
+  end
+  return amounts
+end
+
+local n = tonumber(ARGV[3])
+local applied = 0
+for i = 0, n - 1 do
+  local slot, task_id = tonumber(ARGV[4 + 4 * i]), tonumber(ARGV[5 + 4 * i])
+  local label_id, s = tonumber(ARGV[6 + 4 * i]), tonumber(ARGV[7 + 4 * i])
+  local row = row_of(slot)
+  local live = row and row[1] == task_id
+  if live then
+    local first = row[4] == 0
+    local baseline = row[8]
+    if first then baseline = math.min(s, 0.75) end
+    local x = math.max(s - baseline, 0.0) / (1.0 - baseline)
+    local s_sq = s * s
+    row[8] = baseline
+    if first then
+      row[9], row[10], row[11], row[12], row[13] = x, x, s, s, s_sq
+    else
+      row[9] = row[9] + a * (x - row[9])
+      row[10] = row[10] + slow_rate * (x - row[10])
+      row[11] = row[11] + a * (s - row[11])
+      row[12] = row[12] + b * (s - row[12])
+      row[13] = row[13] + b * (s_sq - row[13])
+    end
+    row[4] = row[4] + 1
+    row[7] = row[7] + s
+    if s >= threshold then row[6] = row[6] + 1 end
+    dirty[slot] = true
+    applied = applied + 1
+  end
+  if label_id >= 0 then
+    local amounts = label_amounts(label_id)
+    amounts[4] = amounts[4] + 1
+    amounts[8] = amounts[8] + s
+    if s >= threshold then amounts[6] = amounts[6] + 1 end
+    if not live then amounts[7] = amounts[7] + 1 end
+  end
+end
+
+local base = 4 + 4 * n
+local m = tonumber(ARGV[base])
+for j = 0, m - 1 do
+  local slot, task_id = tonumber(ARGV[base + 1 + 3 * j]), tonumber(ARGV[base + 2 + 3 * j])
+  local label_id = tonumber(ARGV[base + 3 + 3 * j])
+  local row = row_of(slot)
+  if row and row[1] == task_id then
+    row[5] = row[5] + 1
+    dirty[slot] = true
+  end
+  if label_id >= 0 then
+    local amounts = label_amounts(label_id)
+    amounts[5] = amounts[5] + 1
+  end
+end
+
+for slot in pairs(dirty) do put_row(slot, rows[slot]) end
+for label_id, amounts in pairs(labels) do add_to_label(label_id, amounts) end
+if n > 0 then
+  count('num_completed', n)
+  count('epoch_completed', n)
+  count('num_late_outcomes', n - applied)
+end
+if m > 0 then
+  count('num_scheduled', m)
+  count('epoch_scheduled', m)
+end
+count('version', 1)
+return remember(ARGV[1], ARGV[2], applied .. ':' .. (n - applied))

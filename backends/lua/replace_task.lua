@@ -1,0 +1,18 @@
+-- Compare-and-set eviction: replace the task in a slot only if it is still the expected one.
+-- KEYS: see _lib.lua.
+-- ARGV: 1 client id, 2 write number, 3 slot, 4 expected task id, 5 new task id, 6 label id,
+--       7 sequence number
+-- Returns: '1' when replaced, '0' when the slot holds another task (nothing changed)
+local done = replay(ARGV[1], ARGV[2])
+if done then return done end
+local slot = tonumber(ARGV[3])
+local row = get_row(slot)
+if not row or row[1] ~= tonumber(ARGV[4]) then
+  return remember(ARGV[1], ARGV[2], '0')
+end
+if row[3] >= 0 then add_to_label(row[3], {[3] = 1}) end
+count('num_evicted', 1)
+count('epoch_evicted', 1)
+new_task(slot, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))
+count('version', 1)
+return remember(ARGV[1], ARGV[2], '1')

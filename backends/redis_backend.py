@@ -1,0 +1,400 @@
+"""The Redis backend: one pool shared by processes on many hosts.
+
+Keys of a session (all share the hash tag ``{session}``, so a pool lives in one Cluster slot)::
+
+    curriculum:{session}:meta       hash: parameters, layout, counters, version
+    curriculum:{session}:rows       hash: slot -> msgpack array of the row (ROW_DTYPE order)
+    curriculum:{session}:free       sorted set of free slots (score = slot)
+    curriculum:{session}:labels     hash: label id -> msgpack array (LABEL_DTYPE order)
+    curriculum:{session}:label_ids  hash: label name -> label id
+    curriculum:{session}:tokens     hash: client id -> last write number and its reply
+    curriculum:sessions             set of session ids (the registry the inspection tools read)
+
+Every read-modify-write is one Lua script (``backends/lua``). Writes carry a client id and a write
+number: a write retried after a connection error is recognised by the script and not applied twice.
+Snapshots are one MULTI/EXEC of HGETALLs. No live client crosses a process boundary: the backend
+pickles as its URL and session and reconnects in the new process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import msgpack
+import numpy as np
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+from backends.base import (
+    PoolParams,
+    PoolSnapshot,
+    PoolState,
+    RecordResult,
+    TaskMemoryBackend,
+    WriteBatch,
+)
+from backends.layout import (
+    COUNTER_NAMES,
+    EMPTY_TASK,
+    LABEL_DTYPE,
+    OVERFLOW_LABEL,
+    ROW_DTYPE,
+    STRUCT_VERSION,
+    decode_label,
+    empty_rows,
+    encode_label,
+)
+from curriculum.errors import (
+    BackendError,
+    ConfigError,
+    PoolClosedError,
+    PoolCorruptedError,
+    PoolMismatchError,
+    PoolNotFoundError,
+)
+
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+REGISTRY_KEY = "curriculum:sessions"
+LUA_DIR = Path(__file__).parent / "lua"
+SCRIPT_NAMES = (
+    "attach",
+    "intern_label",
+    "create_task",
+    "replace_task",
+    "record",
+    "end_epoch",
+    "import_state",
+    "destroy",
+)
+
+ClientFactory = Callable[[str], "redis.Redis"]
+_CLIENT_FACTORIES: dict[str, ClientFactory] = {}
+
+
+def register_client_factory(scheme: str, factory: ClientFactory) -> None:
+    """Build clients for URLs of ``scheme`` with ``factory(url)`` (e.g. a test double)."""
+    _CLIENT_FACTORIES[scheme] = factory
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (for logs, reprs and errors)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{user}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def connect(url: str) -> redis.Redis:
+    """A client for ``url`` that retries connection errors with jittered backoff."""
+    scheme = urlsplit(url).scheme
+    if scheme in _CLIENT_FACTORIES:
+        return _CLIENT_FACTORIES[scheme](url)
+    if scheme not in REDIS_SCHEMES:
+        raise ConfigError(
+            f"backend_url {redact_url(url)!r} is not a redis://, rediss:// or unix:// URL"
+        )
+    try:
+        return redis.Redis.from_url(
+            url,
+            decode_responses=False,
+            retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.01), retries=5),
+            socket_timeout=10.0,
+            socket_connect_timeout=5.0,
+            health_check_interval=30,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"backend_url {redact_url(url)!r} is invalid: {exc}") from None
+
+
+def load_script(name: str) -> str:
+    """The source of a pool script, with the shared helpers in front."""
+    return (LUA_DIR / "_lib.lua").read_text() + "\n" + (LUA_DIR / f"{name}.lua").read_text()
+
+
+def session_keys(session_id: str) -> list[str]:
+    """The keys of a session's pool, in the order every script expects them."""
+    prefix = f"curriculum:{{{session_id}}}"
+    return [
+        f"{prefix}:{part}" for part in ("meta", "rows", "free", "labels", "label_ids", "tokens")
+    ]
+
+
+class RedisBackend(TaskMemoryBackend):
+    """A pool in Redis, changed only by Lua scripts."""
+
+    def __init__(
+        self, url: str, session_id: str, params: PoolParams, *, create: bool = True
+    ) -> None:
+        """Attach to the session's pool on ``url``, creating it when absent and ``create``.
+
+        Raises:
+            PoolMismatchError: the existing pool was made with different parameters.
+            PoolNotFoundError: the pool does not exist and ``create`` is false.
+            BackendError: Redis is unreachable or answered with an error.
+        """
+        self.url = url
+        self.session_id = session_id
+        self._keys = session_keys(session_id)
+        self._client = connect(url)
+        self._scripts = {
+            name: self._client.register_script(load_script(name)) for name in SCRIPT_NAMES
+        }
+        self._client_id = f"{os.getpid()}-{secrets.token_hex(6)}"
+        self._write_seq = 0
+        self._closed = False
+        self._label_ids: dict[str, int] = {}
+        self._label_names: dict[int, str] = {}
+        reply = self._call(
+            "attach",
+            params.to_json(),
+            params.capacity,
+            params.label_capacity,
+            params.struct_version,
+            "1" if create else "0",
+            repr(params.ema.ema_timescale),
+            repr(params.ema.slow_timescale_factor),
+            repr(params.ema.task_tracker_ema_alpha),
+            repr(params.ema.success_threshold),
+        )
+        status = _text(reply[0])
+        if status == "missing":
+            raise PoolNotFoundError(f"no pool for session {session_id!r} at {redact_url(url)}")
+        self.created = status == "created"
+        if self.created:
+            self.params = params
+            self._redis("SADD", REGISTRY_KEY, session_id)
+            return
+        if int(reply[2]) != STRUCT_VERSION:
+            raise PoolMismatchError(
+                f"pool {session_id!r} uses layout version {int(reply[2])}, "
+                f"this library writes {STRUCT_VERSION}"
+            )
+        try:
+            stored = PoolParams.from_dict(json.loads(reply[1]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PoolCorruptedError(
+                f"pool {session_id!r} has unreadable parameters: {exc}"
+            ) from None
+        problems = stored.mismatches(params)
+        if problems:
+            raise PoolMismatchError(
+                f"pool {session_id!r} was created with other parameters: " + "; ".join(problems)
+            )
+        self.params = stored
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError("a RedisBackend holds a live client; pickle the Curriculum instead")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PoolClosedError(f"pool {self.session_id!r} is closed in this process")
+
+    def _redis(self, *command: Any) -> Any:
+        self._check_open()
+        try:
+            return self._client.execute_command(*command)
+        except redis.RedisError as exc:
+            raise self._error(exc) from exc
+
+    def _call(self, name: str, *args: Any) -> Any:
+        self._check_open()
+        try:
+            return self._scripts[name](keys=self._keys, args=args, client=self._client)
+        except redis.RedisError as exc:
+            raise self._error(exc) from exc
+
+    def _write(self, name: str, *args: Any) -> Any:
+        """Run a mutating script under this client's next write number (safe to retry)."""
+        self._write_seq += 1
+        return self._call(name, self._client_id, self._write_seq, *args)
+
+    def _error(self, exc: redis.RedisError) -> BackendError:
+        return BackendError(
+            f"Redis at {redact_url(self.url)} failed for pool {self.session_id!r}: "
+            f"{type(exc).__name__}: {_redact_text(str(exc), self.url)}"
+        )
+
+    # -- the interface --------------------------------------------------------------------------
+
+    def version(self) -> int:
+        """Moves on every write."""
+        return int(self._redis("HGET", self._keys[0], "version") or 0)
+
+    def reserve_sequence(self) -> int:
+        """Take the next task sequence number."""
+        return int(self._redis("HINCRBY", self._keys[0], "next_seq", 1)) - 1
+
+    def intern_label(self, name: str) -> int:
+        """The label's id (assigned by the pool on first use, never changed afterwards)."""
+        cached = self._label_ids.get(name)
+        if cached is not None:
+            return cached
+        reply = self._call(
+            "intern_label", encode_label(name), OVERFLOW_LABEL, self.params.label_capacity
+        )
+        label_id = int(reply)
+        if len(self._label_ids) >= 2 * self.params.label_capacity:
+            self._label_ids.clear()  # a cache of an append-only table: safe to drop
+        self._label_ids[name] = label_id
+        return label_id
+
+    def create_task(self, task_id: int, label_id: int, seq: int) -> int | None:
+        """Put a new task into the lowest free slot."""
+        slot = int(self._write("create_task", task_id, label_id, seq))
+        return None if slot < 0 else slot
+
+    def replace_task(
+        self, slot: int, expected_task_id: int, task_id: int, label_id: int, seq: int
+    ) -> bool:
+        """Compare-and-set eviction and creation in one script."""
+        if not 0 <= slot < self.params.capacity:
+            raise BackendError(f"slot {slot} is outside the pool's {self.params.capacity} slots")
+        reply = self._write("replace_task", slot, expected_task_id, task_id, label_id, seq)
+        return _text(reply) == "1"
+
+    def record(self, batch: WriteBatch) -> RecordResult:
+        """Apply outcomes and sample counts in one script call."""
+        capacity = self.params.capacity
+        for slots in (batch.outcome_slots, batch.sample_slots):
+            if slots and (min(slots) < 0 or max(slots) >= capacity):
+                raise BackendError(f"batch names slots outside the pool: {slots}")
+        args: list[Any] = [len(batch.outcome_slots)]
+        for entry in zip(
+            batch.outcome_slots,
+            batch.outcome_task_ids,
+            batch.outcome_labels,
+            map(repr, batch.outcome_scores),
+            strict=True,
+        ):
+            args.extend(entry)
+        args.append(len(batch.sample_slots))
+        for entry in zip(
+            batch.sample_slots, batch.sample_task_ids, batch.sample_labels, strict=True
+        ):
+            args.extend(entry)
+        applied, late = _text(self._write("record", *args)).split(":")
+        return RecordResult(applied=int(applied), late=int(late))
+
+    def end_epoch(self) -> dict[str, int]:
+        """Reset the epoch counters; their values before the reset."""
+        values = _text(self._write("end_epoch")).split(":")
+        names = ("epoch_created", "epoch_evicted", "epoch_completed", "epoch_scheduled")
+        return {name: int(value or 0) for name, value in zip(names, values, strict=True)}
+
+    def snapshot(self) -> PoolSnapshot:
+        """One MULTI/EXEC of the pool's hashes, decoded into the shared layout."""
+        self._check_open()
+        pipe = self._client.pipeline(transaction=True)
+        pipe.hgetall(self._keys[0])
+        pipe.hgetall(self._keys[1])
+        pipe.hgetall(self._keys[3])
+        try:
+            meta, rows_raw, labels_raw = pipe.execute()
+        except redis.RedisError as exc:
+            raise self._error(exc) from exc
+        if not meta:
+            raise PoolNotFoundError(
+                f"pool {self.session_id!r} no longer exists at {redact_url(self.url)}"
+            )
+        counters = {name: int(meta.get(name.encode(), 0)) for name in COUNTER_NAMES}
+        rows = _decode_rows(rows_raw, self.params.capacity)
+        labels, names = self._decode_labels(labels_raw, counters["num_labels"])
+        return PoolSnapshot(int(meta.get(b"version", 0)), rows, labels, names, counters)
+
+    def _decode_labels(self, raw: dict[bytes, bytes], count: int) -> tuple[np.ndarray, list[str]]:
+        labels = np.zeros(count, LABEL_DTYPE)
+        names = [""] * count
+        for key, blob in raw.items():
+            label_id = int(key)
+            if label_id >= count:
+                continue  # assigned after the count was read: not part of this snapshot
+            values = msgpack.unpackb(blob, raw=True)
+            name = self._label_names.get(label_id)
+            if name is None:
+                name = decode_label(values[0])
+                self._label_names[label_id] = name
+            names[label_id] = name
+            labels[label_id] = (values[0], *values[1:])
+        return labels, names
+
+    def export_state(self) -> PoolState:
+        """Everything in the pool, from one consistent snapshot."""
+        snap = self.snapshot()
+        return PoolState(
+            params=self.params, rows=snap.rows, labels=snap.labels, counters=snap.counters
+        )
+
+    def import_state(self, state: PoolState) -> None:
+        """Replace rows, label counters and counters in one script call."""
+        if len(state.rows) != self.params.capacity:
+            raise PoolMismatchError(
+                f"state has {len(state.rows)} slots, pool {self.session_id!r} has "
+                f"{self.params.capacity}"
+            )
+        rows = [list(row) if row[0] != EMPTY_TASK else [EMPTY_TASK] for row in state.rows.tolist()]
+        labels = [[decode_label(label[0]), *label[1:]] for label in state.labels.tolist()]
+        counters = {name: int(state.counters.get(name, 0)) for name in COUNTER_NAMES}
+        self._write(
+            "import_state",
+            msgpack.packb(rows),
+            msgpack.packb(labels),
+            msgpack.packb(counters),
+            OVERFLOW_LABEL,
+            self.params.label_capacity,
+        )
+        self._label_ids.clear()
+        self._label_names.clear()
+
+    def close(self) -> None:
+        """Close this process's connections; the pool stays in Redis until destroyed."""
+        if self._closed:
+            return
+        self._closed = True
+        self._client.close()
+
+    def destroy(self) -> None:
+        """Remove every key of the pool and its registry entry."""
+        self._call("destroy")
+        self._redis("SREM", REGISTRY_KEY, self.session_id)
+        self.close()
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _decode_rows(raw: dict[bytes, bytes], capacity: int) -> np.ndarray:
+    rows = empty_rows(capacity)
+    if not raw:
+        return rows
+    slots = np.fromiter((int(k) for k in raw), dtype=np.int64, count=len(raw))
+    values = np.array([msgpack.unpackb(v) for v in raw.values()], dtype=np.float64)
+    if values.ndim != 2 or values.shape[1] != len(ROW_DTYPE.names):
+        raise PoolCorruptedError(
+            f"pool rows have shape {values.shape}, expected (n, {len(ROW_DTYPE.names)})"
+        )
+    for column, name in enumerate(ROW_DTYPE.names):
+        rows[name][slots] = values[:, column]
+    return rows
+
+
+def _redact_text(text: str, url: str) -> str:
+    password = urlsplit(url).password
+    return text.replace(password, "***") if password else text
