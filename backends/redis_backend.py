@@ -24,7 +24,7 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import msgpack
 import numpy as np
@@ -59,6 +59,7 @@ from curriculum.errors import (
     PoolMismatchError,
     PoolNotFoundError,
 )
+from curriculum.redaction import redact_text, redact_url
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 REGISTRY_KEY = "curriculum:sessions"
@@ -81,22 +82,6 @@ _CLIENT_FACTORIES: dict[str, ClientFactory] = {}
 def register_client_factory(scheme: str, factory: ClientFactory) -> None:
     """Build clients for URLs of ``scheme`` with ``factory(url)`` (e.g. a test double)."""
     _CLIENT_FACTORIES[scheme] = factory
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (for logs, reprs and errors)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{user}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def connect(url: str) -> redis.Redis:
@@ -154,8 +139,7 @@ class RedisBackend(TaskMemoryBackend):
         self._scripts = {
             name: self._client.register_script(load_script(name)) for name in SCRIPT_NAMES
         }
-        self._client_id = f"{os.getpid()}-{secrets.token_hex(6)}"
-        self._write_seq = 0
+        self._new_client_id()
         self._closed = False
         self._label_ids: dict[str, int] = {}
         self._label_names: dict[int, str] = {}
@@ -220,15 +204,23 @@ class RedisBackend(TaskMemoryBackend):
         except redis.RedisError as exc:
             raise self._error(exc) from exc
 
+    def _new_client_id(self) -> None:
+        self._pid = os.getpid()
+        self._client_id = f"{self._pid}-{secrets.token_hex(6)}"
+        self._write_seq = 0
+
     def _write(self, name: str, *args: Any) -> Any:
         """Run a mutating script under this client's next write number (safe to retry)."""
+        if self._pid != os.getpid():
+            # A forked child: redis-py reconnects by itself; the child needs its own write ids.
+            self._new_client_id()
         self._write_seq += 1
         return self._call(name, self._client_id, self._write_seq, *args)
 
     def _error(self, exc: redis.RedisError) -> BackendError:
         return BackendError(
             f"Redis at {redact_url(self.url)} failed for pool {self.session_id!r}: "
-            f"{type(exc).__name__}: {_redact_text(str(exc), self.url)}"
+            f"{type(exc).__name__}: {redact_text(str(exc), self.url)}"
         )
 
     # -- the interface --------------------------------------------------------------------------
@@ -393,8 +385,3 @@ def _decode_rows(raw: dict[bytes, bytes], capacity: int) -> np.ndarray:
     for column, name in enumerate(ROW_DTYPE.names):
         rows[name][slots] = values[:, column]
     return rows
-
-
-def _redact_text(text: str, url: str) -> str:
-    password = urlsplit(url).password
-    return text.replace(password, "***") if password else text

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from curriculum.errors import ConfigError
 from curriculum.generators import AnyTaskGeneratorConfig
+from curriculum.redaction import redact_url
 
 if TYPE_CHECKING:
     from curriculum.curriculum import Curriculum
@@ -34,8 +35,16 @@ def _describe_validation_error(model: str, exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or model
-        parts.append(f"{where}={err.get('input')!r}: {err['msg']}")
+        parts.append(f"{where}={_redact_input(err.get('input'))!r}: {err['msg']}")
     return f"invalid {model}: " + "; ".join(parts)
+
+
+def _redact_input(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_url(value)
+    if isinstance(value, dict):
+        return {k: _redact_input(v) for k, v in value.items()}
+    return value
 
 
 class PoolAlgorithmConfig(_Frozen):
@@ -63,6 +72,10 @@ class PoolAlgorithmConfig(_Frozen):
                 "'.', '_' or '-', starting with a letter or digit"
             )
         return self
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, (redact_url(value) if name == "backend_url" and value else value)
 
     def algorithm_params(self) -> dict[str, Any]:
         """The fields that define the algorithm's behaviour (not where its pool lives)."""
