@@ -130,6 +130,15 @@ class WriteBatch:
         self.outcome_labels.append(label_id)
         self.outcome_scores.append(score)
 
+    def extend_outcomes(
+        self, slots: list[int], task_ids: list[int], labels: list[int], scores: list[float]
+    ) -> None:
+        """Queue many outcomes (equal-length lists)."""
+        self.outcome_slots.extend(slots)
+        self.outcome_task_ids.extend(task_ids)
+        self.outcome_labels.extend(labels)
+        self.outcome_scores.extend(scores)
+
     def add_sample(self, slot: int, task_id: int, label_id: int) -> None:
         """Queue one scheduling of a task."""
         self.sample_slots.append(slot)

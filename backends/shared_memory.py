@@ -410,7 +410,6 @@ class SharedMemoryBackend(TaskMemoryBackend):
         parts = rounds(slots)
         credit = _LabelCredit(labels, scores, self.params.ema.success_threshold)
         sample_labels = _LabelCounts(np.asarray(batch.sample_labels, dtype=np.int64))
-        sampled_slots, samples_per_slot = np.unique(s_slots, return_counts=True)
         self._begin_write()
         try:
             live = self._rows["task_id"][slots] == task_ids
@@ -428,10 +427,7 @@ class SharedMemoryBackend(TaskMemoryBackend):
             self._count("num_late_outcomes", len(slots) - applied)
             if len(s_slots):
                 s_live = self._rows["task_id"][s_slots] == s_task_ids
-                if s_live.all():
-                    self._rows["n_samples"][sampled_slots] += samples_per_slot
-                else:
-                    np.add.at(self._rows["n_samples"], s_slots[s_live], 1)
+                np.add.at(self._rows["n_samples"], s_slots[s_live], 1)
                 sample_labels.add_to(self._labels["samples"])
                 self._count("num_scheduled", len(s_slots))
                 self._count("epoch_scheduled", len(s_slots))
@@ -554,11 +550,11 @@ class _LabelCounts:
     """How often each label id occurs in a batch (ids < 0 are ignored)."""
 
     def __init__(self, label_ids: np.ndarray) -> None:
-        known = label_ids[label_ids >= 0]
-        self.ids, self.inverse, self.counts = np.unique(
-            known, return_inverse=True, return_counts=True
-        )
         self.known = label_ids >= 0
+        self.known_ids = label_ids[self.known]
+        per_label = np.bincount(self.known_ids)
+        self.ids = np.flatnonzero(per_label)
+        self.counts = per_label[self.ids]
 
     def add_to(self, column: np.ndarray) -> None:
         column[self.ids] += self.counts
@@ -571,10 +567,9 @@ class _LabelCredit(_LabelCounts):
         super().__init__(label_ids)
         self.label_ids = label_ids
         known_scores = scores[self.known]
-        self.score_sums = np.bincount(self.inverse, weights=known_scores, minlength=len(self.ids))
-        self.successes = np.bincount(
-            self.inverse, weights=known_scores >= threshold, minlength=len(self.ids)
-        ).astype(np.int64)
+        self.score_sums = np.bincount(self.known_ids, weights=known_scores)[self.ids]
+        succeeded = (known_scores >= threshold).astype(np.float64)
+        self.successes = np.bincount(self.known_ids, weights=succeeded)[self.ids].astype(np.int64)
 
     def apply(self, labels: np.ndarray, live: np.ndarray) -> None:
         """Credit the label table; outcomes whose task is gone also count as late."""

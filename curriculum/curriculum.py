@@ -23,7 +23,7 @@ from curriculum.generators import config_fingerprint
 from curriculum.pool import TaskPool
 from curriculum.stats import compute_stats
 from curriculum.task import CurriculumTask
-from curriculum.task_ids import check_task_id
+from curriculum.task_ids import MAX_TASK_ID, check_task_id
 
 _DEFAULT_LP = LearningProgressConfig()
 
@@ -156,7 +156,7 @@ class Curriculum:
         Every score is validated before anything is recorded: one bad score records nothing.
         """
         self._check_open()
-        ids = [check_task_id(t) for t in task_ids]
+        ids = _task_id_list(task_ids)
         try:
             values = np.asarray(scores, dtype=np.float64)
         except (TypeError, ValueError):
@@ -169,11 +169,7 @@ class Curriculum:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             self._check_score(ids[i], float(values[i]))
-        values = np.clip(values, 0.0, 1.0)
-        locations = [self._pool.locate(t) for t in ids]
-        for task_id, (slot, label_id), value in zip(ids, locations, values.tolist(), strict=True):
-            self._pool.add_outcome(slot, task_id, label_id, value, flush_when_due=False)
-        self._pool.flush()
+        self._pool.record_now(ids, np.clip(values, 0.0, 1.0).tolist())
 
     def _check_score(self, task_id: object, score: object) -> float:
         try:
@@ -290,6 +286,17 @@ class Curriculum:
     def __repr__(self) -> str:
         backend = type(self.backend).__name__
         return f"Curriculum(session_id={self.session_id!r}, backend={backend})"
+
+
+def _task_id_list(task_ids: Sequence[int] | np.ndarray) -> list[int]:
+    """Validated task ids (vectorised when they come as an integer array)."""
+    array = np.asarray(task_ids)
+    if array.dtype.kind in "iu" and array.ndim == 1:
+        if len(array) and (array.min() < 0 or array.max() > MAX_TASK_ID):
+            bad = array[(array < 0) | (array > MAX_TASK_ID)][0]
+            check_task_id(int(bad))  # raises, naming it
+        return array.tolist()
+    return [check_task_id(t) for t in task_ids]
 
 
 def _flush_quietly(pool: TaskPool) -> None:

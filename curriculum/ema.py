@@ -75,12 +75,13 @@ def rounds(slots: np.ndarray) -> list[np.ndarray]:
     """
     if len(slots) == 0:
         return []
+    ordered = np.sort(slots)
+    if not (ordered[1:] == ordered[:-1]).any():
+        return [np.arange(len(slots))]  # the common case: every slot once
     order = np.argsort(slots, kind="stable")
     sorted_slots = slots[order]
     starts = np.r_[True, sorted_slots[1:] != sorted_slots[:-1]]
     group_start = np.maximum.accumulate(np.where(starts, np.arange(len(slots)), 0))
     occurrence = np.empty(len(slots), dtype=np.int64)
     occurrence[order] = np.arange(len(slots)) - group_start
-    if occurrence.max() == 0:
-        return [np.arange(len(slots))]
     return [np.flatnonzero(occurrence == r) for r in range(int(occurrence.max()) + 1)]

@@ -179,6 +179,16 @@ class TaskPool:
         if flush_when_due:
             self._flush_if_due()
 
+    def record_now(self, task_ids: list[int], scores: list[float]) -> RecordResult:
+        """Write the buffer and these outcomes (of located tasks) under one lock acquisition."""
+        locations = [self.locate(task_id) for task_id in task_ids]
+        if self._pending_pid != os.getpid():
+            self.discard_pending()
+        self._pending.extend_outcomes(
+            [slot for slot, _ in locations], task_ids, [label for _, label in locations], scores
+        )
+        return self.flush()
+
     def add_sample(self, slot: int, task_id: int, label_id: int) -> None:
         """Buffer one scheduling of a task."""
         pending = self._pending
