@@ -51,13 +51,15 @@ register_client_factory("fakeredis", FAKE.client)
 
 
 def answers(url: str) -> bool:
-    """Whether a Redis answers PING at ``url``."""
+    """Whether a Redis answers at ``url`` (an authentication error is an answer too)."""
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
         try:
             return bool(client.ping())
         finally:
             client.close()
+    except (redis.AuthenticationError, redis.ResponseError):
+        return True
     except redis.RedisError:
         return False
 
