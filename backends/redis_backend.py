@@ -142,7 +142,6 @@ class RedisBackend(TaskMemoryBackend):
         self._new_client_id()
         self._closed = False
         self._label_ids: dict[str, int] = {}
-        self._label_names: dict[int, str] = {}
         reply = self._call(
             "attach",
             params.to_json(),
@@ -306,25 +305,9 @@ class RedisBackend(TaskMemoryBackend):
                 f"pool {self.session_id!r} no longer exists at {redact_url(self.url)}"
             )
         counters = {name: int(meta.get(name.encode(), 0)) for name in COUNTER_NAMES}
-        rows = _decode_rows(rows_raw, self.params.capacity)
-        labels, names = self._decode_labels(labels_raw, counters["num_labels"])
+        rows = decode_rows(rows_raw, self.params.capacity)
+        labels, names = decode_labels(labels_raw, counters["num_labels"])
         return PoolSnapshot(int(meta.get(b"version", 0)), rows, labels, names, counters)
-
-    def _decode_labels(self, raw: dict[bytes, bytes], count: int) -> tuple[np.ndarray, list[str]]:
-        labels = np.zeros(count, LABEL_DTYPE)
-        names = [""] * count
-        for key, blob in raw.items():
-            label_id = int(key)
-            if label_id >= count:
-                continue  # assigned after the count was read: not part of this snapshot
-            values = msgpack.unpackb(blob, raw=True)
-            name = self._label_names.get(label_id)
-            if name is None:
-                name = decode_label(values[0])
-                self._label_names[label_id] = name
-            names[label_id] = name
-            labels[label_id] = (values[0], *values[1:])
-        return labels, names
 
     def export_state(self) -> PoolState:
         """Everything in the pool, from one consistent snapshot."""
@@ -352,7 +335,6 @@ class RedisBackend(TaskMemoryBackend):
             self.params.label_capacity,
         )
         self._label_ids.clear()
-        self._label_names.clear()
 
     def close(self) -> None:
         """Close this process's connections; the pool stays in Redis until destroyed."""
@@ -372,7 +354,8 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _decode_rows(raw: dict[bytes, bytes], capacity: int) -> np.ndarray:
+def decode_rows(raw: dict[bytes, bytes], capacity: int) -> np.ndarray:
+    """The pool's rows from its rows hash (slot -> msgpack array); absent slots are empty."""
     rows = empty_rows(capacity)
     if not raw:
         return rows
@@ -385,3 +368,20 @@ def _decode_rows(raw: dict[bytes, bytes], capacity: int) -> np.ndarray:
     for column, name in enumerate(ROW_DTYPE.names):
         rows[name][slots] = values[:, column]
     return rows
+
+
+def decode_labels(raw: dict[bytes, bytes], count: int) -> tuple[np.ndarray, list[str]]:
+    """Label records and names (index = label id) from the labels hash.
+
+    Ids at or past ``count`` (assigned after the counter was read) are left out.
+    """
+    labels = np.zeros(count, LABEL_DTYPE)
+    names = [""] * count
+    for key, blob in raw.items():
+        label_id = int(key)
+        if not 0 <= label_id < count:
+            continue
+        values = msgpack.unpackb(blob, raw=True)
+        names[label_id] = decode_label(values[0])
+        labels[label_id] = (values[0], *values[1:])
+    return labels, names

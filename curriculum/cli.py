@@ -20,7 +20,50 @@ def _parser() -> argparse.ArgumentParser:
         "--backend-url", default=None, help="pool backend; default: /dev/shm on this host"
     )
     demo.add_argument("--seed", type=int, default=0)
+    _add_inspect(commands)
     return parser
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+def _add_inspect(commands: argparse._SubParsersAction) -> None:
+    inspect = commands.add_parser(
+        "inspect",
+        help="read-only view of pools in Redis: sessions, summary, top tasks, labels",
+        description="Show pools in Redis without changing them (read commands only).",
+    )
+    inspect.add_argument("--url", required=True, help="Redis URL (redis://, rediss://, unix://)")
+    inspect.add_argument("--session", default=None, help="the pool's session id")
+    inspect.add_argument(
+        "--view",
+        choices=("summary", "top", "labels", "sessions"),
+        default=None,
+        help="what to show (default: summary with --session, else sessions)",
+    )
+    inspect.add_argument(
+        "--top", type=_count, default=10, metavar="N", help="tasks in the top view (0: all)"
+    )
+    inspect.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    inspect.add_argument(
+        "--watch",
+        type=_positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="refresh every SECONDS until Ctrl-C",
+    )
+    inspect.add_argument("--iterations", type=_count, default=None, help=argparse.SUPPRESS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +73,18 @@ def main(argv: list[str] | None = None) -> int:
         from curriculum.demo import main as demo_main
 
         return demo_main(args.workers, args.episodes, args.backend_url, args.seed)
+    if args.command == "inspect":
+        from curriculum.inspect import run
+
+        return run(
+            args.url,
+            session=args.session,
+            view=args.view,
+            top=args.top,
+            as_json=args.json,
+            watch=args.watch,
+            iterations=args.iterations,
+        )
     return 2
 
 

@@ -23,8 +23,8 @@ from curriculum import (
 
 
 def unique_session(prefix: str = "test") -> str:
-    """A session id no other test uses."""
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+    """A session id no other test (of this run or of a concurrent one) uses."""
+    return f"{prefix}-{redis_support.RUN_TOKEN}-{uuid.uuid4().hex[:12]}"
 
 
 def nav_generator() -> BucketedTaskGenerator.Config:

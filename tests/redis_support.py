@@ -25,6 +25,8 @@ LUA_PATH = str(Path(__file__).parent / "lua" / "?.lua")
 os.environ["LUA_PATH"] = f"{LUA_PATH};;"
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
+# Part of every session id this test run makes, so clean-up never touches a concurrent run's pools.
+RUN_TOKEN = f"r{os.getpid()}"
 
 
 class FakeRedisServers:
@@ -112,10 +114,12 @@ def spawned_redis(*extra: str) -> Iterator[tuple[str, subprocess.Popen]]:
 
 
 def remove_sessions_created_since(url: str, before: set[bytes]) -> None:
-    """Delete the pools registered on ``url`` that were not in ``before``."""
+    """Delete the pools of this test run registered on ``url`` that were not in ``before``."""
     client = redis.Redis.from_url(url)
     try:
         for session in set(client.smembers(REGISTRY_KEY)) - before:
+            if f"-{RUN_TOKEN}-".encode() not in session:
+                continue
             client.delete(*session_keys(session.decode()))
             client.srem(REGISTRY_KEY, session)
     finally:
