@@ -110,7 +110,11 @@ class WriteBatch:
 
     Each outcome or sample names its slot and the task id the writer believes is there; entries
     whose task has since been evicted are credited to their label only (and counted as late).
+    ``write_id`` is given by the backend on the first attempt (0 until then); a batch sent again
+    after a failed write keeps it, so the backend can recognise a write it already applied.
     """
+
+    write_id: int = 0
 
     outcome_slots: list[int] = field(default_factory=list)
     outcome_task_ids: list[int] = field(default_factory=list)

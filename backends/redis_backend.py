@@ -66,6 +66,7 @@ REGISTRY_KEY = "curriculum:sessions"
 LUA_DIR = Path(__file__).parent / "lua"
 SCRIPT_NAMES = (
     "attach",
+    "reserve_sequence",
     "intern_label",
     "create_task",
     "replace_task",
@@ -207,6 +208,7 @@ class RedisBackend(TaskMemoryBackend):
         self._pid = os.getpid()
         self._client_id = f"{self._pid}-{secrets.token_hex(6)}"
         self._write_seq = 0
+        self._record_seq = 0
 
     def _write(self, name: str, *args: Any) -> Any:
         """Run a mutating script under this client's next write number (safe to retry)."""
@@ -214,9 +216,13 @@ class RedisBackend(TaskMemoryBackend):
             # A forked child: redis-py reconnects by itself; the child needs its own write ids.
             self._new_client_id()
         self._write_seq += 1
-        return self._call(name, self._client_id, self._write_seq, *args)
+        return self._call(name, f"{self._client_id}:w", self._write_seq, *args)
 
     def _error(self, exc: redis.RedisError) -> BackendError:
+        if isinstance(exc, redis.ResponseError) and "NOPOOL" in str(exc):
+            return PoolNotFoundError(
+                f"pool {self.session_id!r} no longer exists at {redact_url(self.url)}"
+            )
         return BackendError(
             f"Redis at {redact_url(self.url)} failed for pool {self.session_id!r}: "
             f"{type(exc).__name__}: {redact_text(str(exc), self.url)}"
@@ -230,7 +236,7 @@ class RedisBackend(TaskMemoryBackend):
 
     def reserve_sequence(self) -> int:
         """Take the next task sequence number."""
-        return int(self._redis("HINCRBY", self._keys[0], "next_seq", 1)) - 1
+        return int(self._call("reserve_sequence"))
 
     def intern_label(self, name: str) -> int:
         """The label's id (assigned by the pool on first use, never changed afterwards)."""
@@ -280,7 +286,13 @@ class RedisBackend(TaskMemoryBackend):
             batch.sample_slots, batch.sample_task_ids, batch.sample_labels, strict=True
         ):
             args.extend(entry)
-        applied, late = _text(self._write("record", *args)).split(":")
+        if self._pid != os.getpid():
+            self._new_client_id()
+        if not batch.write_id:
+            self._record_seq += 1
+            batch.write_id = self._record_seq
+        reply = self._call("record", f"{self._client_id}:r", batch.write_id, *args)
+        applied, late = _text(reply).split(":")
         return RecordResult(applied=int(applied), late=int(late))
 
     def end_epoch(self) -> dict[str, int]:

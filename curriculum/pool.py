@@ -54,6 +54,7 @@ class TaskPool:
         self._pending = WriteBatch()
         self._pending_since = 0.0
         self._pending_pid = os.getpid()
+        self._unsent: WriteBatch | None = None  # a batch whose write failed, to send first
 
     # -- views ----------------------------------------------------------------------------------
 
@@ -200,6 +201,7 @@ class TaskPool:
     def discard_pending(self) -> None:
         """Drop buffered writes inherited from a parent process (the parent still owns them)."""
         self._pending = WriteBatch()
+        self._unsent = None
         self._pending_pid = os.getpid()
 
     def _flush_if_due(self) -> None:
@@ -212,30 +214,31 @@ class TaskPool:
             self.flush()
 
     def flush(self) -> RecordResult:
-        """Write every buffered outcome and sample count under one lock acquisition."""
+        """Write every buffered outcome and sample count under one lock acquisition.
+
+        A batch whose write failed is kept as it was (with the write id the backend gave it) and
+        sent again before anything newer: a backend that may have applied it (a connection lost
+        after the server ran the script) recognises the id and does not apply it twice.
+        """
         if self._pending_pid != os.getpid():
             self.discard_pending()
+        if self._unsent is not None:
+            self._send(self._unsent)
         pending = self._pending
         if not len(pending):
             return RecordResult(applied=0, late=0)
         self._pending = WriteBatch()
-        try:
-            result = self.backend.record(pending)
-        except BaseException:
-            self._pending = _merge(pending, self._pending)  # keep them for the next attempt
-            raise
-        self._written_since_view += len(pending.outcome_slots)
+        return self._send(pending)
+
+    def _send(self, batch: WriteBatch) -> RecordResult:
+        self._unsent = batch
+        result = self.backend.record(batch)
+        self._unsent = None
+        self._written_since_view += len(batch.outcome_slots)
         return result
 
     @property
     def pending_outcomes(self) -> int:
         """Outcomes buffered in this process and not yet written."""
-        return len(self._pending.outcome_slots)
-
-
-def _merge(first: WriteBatch, second: WriteBatch) -> WriteBatch:
-    merged = WriteBatch()
-    for batch in (first, second):
-        for name in vars(merged):
-            getattr(merged, name).extend(getattr(batch, name))
-    return merged
+        unsent = len(self._unsent.outcome_slots) if self._unsent is not None else 0
+        return len(self._pending.outcome_slots) + unsent

@@ -9,6 +9,15 @@
 -- Replies are strings: Lua numbers returned to a client are truncated to integers.
 local META, ROWS, FREE, LABELS, LABEL_IDS, TOKENS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 
+-- Scripts that change a pool call this first: a pool whose keys are gone (destroyed, or lost by
+-- a Redis restart without persistence) is reported, never half re-created by the write.
+local function missing_pool()
+  if redis.call('HEXISTS', META, 'params') == 0 then
+    return redis.error_reply('NOPOOL the pool does not exist')
+  end
+  return nil
+end
+
 local function new_row(task_id, label_id, seq)
   return {task_id, seq, label_id, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0}
 end
@@ -38,8 +47,10 @@ local function add_to_label(label_id, amounts)
   redis.call('HSET', LABELS, label_id, cmsgpack.pack(label))
 end
 
--- Idempotent writes: a client numbers its writes; a retried write (same number) gets the reply
--- recorded the first time instead of being applied twice.
+-- Idempotent writes: a client numbers its writes, records ('<client id>:r') and other writes
+-- ('<client id>:w') separately, and sends a failed write again, with its number, before any
+-- newer one of its kind. A write whose number is the last one recorded for that key gets the
+-- reply recorded the first time instead of being applied twice.
 local function replay(client, write_seq)
   local last = redis.call('HGET', TOKENS, client)
   if last then

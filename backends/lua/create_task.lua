@@ -1,7 +1,10 @@
 -- Put a new task into the lowest free slot.
 -- KEYS: see _lib.lua.
 -- ARGV: 1 client id, 2 write number, 3 task id, 4 label id, 5 sequence number
+-- Errors: NOPOOL when the pool does not exist.
 -- Returns: the slot, or '-1' when the pool is full (as a string)
+local missing = missing_pool()
+if missing then return missing end
 local done = replay(ARGV[1], ARGV[2])
 if done then return done end
 local free = redis.call('ZPOPMIN', FREE)

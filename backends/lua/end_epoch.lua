@@ -1,7 +1,10 @@
 -- End an epoch: reset the epoch counters and count the epoch.
 -- KEYS: see _lib.lua.
 -- ARGV: 1 client id, 2 write number
+-- Errors: NOPOOL when the pool does not exist.
 -- Returns: 'created:evicted:completed:scheduled', the epoch counters before the reset
+local missing = missing_pool()
+if missing then return missing end
 local done = replay(ARGV[1], ARGV[2])
 if done then return done end
 local before = redis.call('HMGET', META, 'epoch_created', 'epoch_evicted', 'epoch_completed',

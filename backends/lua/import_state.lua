@@ -4,7 +4,10 @@
 -- ARGV: 1 client id, 2 write number, 3 msgpack array of rows (one per slot; an empty slot is
 --       {-1}), 4 msgpack array of labels (LABEL_DTYPE order), 5 msgpack map of counters,
 --       6 overflow label name, 7 label capacity
+-- Errors: NOPOOL when the pool does not exist.
 -- Returns: 'ok'
+local missing = missing_pool()
+if missing then return missing end
 local done = replay(ARGV[1], ARGV[2])
 if done then return done end
 local rows = cmsgpack.unpack(ARGV[3])

@@ -2,7 +2,10 @@
 -- When only one id is left, every new label maps to the overflow label.
 -- KEYS: see _lib.lua.
 -- ARGV: 1 name, 2 overflow label name, 3 label capacity
+-- Errors: NOPOOL when the pool does not exist.
 -- Returns: the label id, as a string
+local missing = missing_pool()
+if missing then return missing end
 local function intern(name)
   local known = redis.call('HGET', LABEL_IDS, name)
   if known then return known end

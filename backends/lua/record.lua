@@ -4,7 +4,10 @@
 -- KEYS: see _lib.lua.
 -- ARGV: 1 client id, 2 write number, 3 outcome count N, then N x (slot, task id, label id, score),
 --       then sample count M, then M x (slot, task id, label id)
+-- Errors: NOPOOL when the pool does not exist.
 -- Returns: 'applied:late'
+local missing = missing_pool()
+if missing then return missing end
 local done = replay(ARGV[1], ARGV[2])
 if done then return done end
 local params = redis.call('HMGET', META, 'ema_timescale', 'slow_timescale_factor',

@@ -2,7 +2,10 @@
 -- KEYS: see _lib.lua.
 -- ARGV: 1 client id, 2 write number, 3 slot, 4 expected task id, 5 new task id, 6 label id,
 --       7 sequence number
+-- Errors: NOPOOL when the pool does not exist.
 -- Returns: '1' when replaced, '0' when the slot holds another task (nothing changed)
+local missing = missing_pool()
+if missing then return missing end
 local done = replay(ARGV[1], ARGV[2])
 if done then return done end
 local slot = tonumber(ARGV[3])
