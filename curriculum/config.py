@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from curriculum.errors import ConfigError
+from curriculum.frozen_model import FrozenModel
 from curriculum.generators import AnyTaskGeneratorConfig
 from curriculum.redaction import redact_url
 
@@ -21,33 +21,7 @@ if TYPE_CHECKING:
 SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise ConfigError(_describe_validation_error(type(self).__name__, exc)) from None
-
-
-def _describe_validation_error(model: str, exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or model
-        parts.append(f"{where}={_redact_input(err.get('input'))!r}: {err['msg']}")
-    return f"invalid {model}: " + "; ".join(parts)
-
-
-def _redact_input(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact_url(value)
-    if isinstance(value, dict):
-        return {k: _redact_input(v) for k, v in value.items()}
-    return value
-
-
-class PoolAlgorithmConfig(_Frozen):
+class PoolAlgorithmConfig(FrozenModel):
     """Fields every algorithm shares: where its pool lives and how large it is.
 
     Attributes:
@@ -143,7 +117,7 @@ AlgorithmConfig = Annotated[
 ]
 
 
-class CurriculumConfig(_Frozen):
+class CurriculumConfig(FrozenModel):
     """Everything a process needs to join (or create) a curriculum's shared pool.
 
     Attributes:

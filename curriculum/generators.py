@@ -21,7 +21,6 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     SerializationInfo,
     StrictInt,
@@ -33,7 +32,8 @@ from pydantic import (
 )
 
 from curriculum.errors import ConfigError, InvariantViolationError
-from curriculum.paths import describe_validation_error as _describe
+from curriculum.frozen_model import FrozenModel
+from curriculum.frozen_model import describe_validation_error as _describe
 from curriculum.paths import get_path, model_from_plain, set_in_place, split_path
 from curriculum.task_ids import MAX_TASK_ID, check_task_id, splitmix64
 
@@ -55,20 +55,10 @@ def _format_value(value: Any) -> str:
     return format(value, ".6g") if isinstance(value, float) else str(value)
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise ConfigError(_describe(f"invalid {type(self).__name__}", exc)) from None
-
-
 _FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
-class Span(_Frozen):
+class Span(FrozenModel):
     """A range of bucket values: integers in [low, high] if both bounds are ints, else floats in
     [low, high).
 
@@ -132,7 +122,7 @@ class _Draft:
         set_in_place(self.data, parts, _fresh(value), create=self.model_cls is None)
 
 
-class TaskGeneratorConfig(_Frozen):
+class TaskGeneratorConfig(FrozenModel):
     """Fields shared by every generator config.
 
     Attributes:
@@ -142,8 +132,8 @@ class TaskGeneratorConfig(_Frozen):
     """
 
     label: str | None = None
-    overrides: dict[str, Any] = {}
-    invariant_fields: list[str] = []
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    invariant_fields: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check_paths(self) -> TaskGeneratorConfig:

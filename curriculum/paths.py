@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from curriculum.errors import ConfigError
+from curriculum.frozen_model import describe_validation_error
 
 EnvT = TypeVar("EnvT", bound="dict[str, Any] | BaseModel")
 _MISSING = object()
@@ -97,15 +98,6 @@ def set_in_place(
                 f"{type(child).__name__}, not a dict or model"
             )
         node = child
-
-
-def describe_validation_error(what: str, exc: ValidationError) -> str:
-    """A one-line message naming ``what`` and each rejected field path with its input."""
-    details = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '(model)'}={err.get('input')!r}: {err['msg']}"
-        for err in exc.errors()
-    )
-    return f"{what}: {details}"
 
 
 def model_from_plain(cls: type[BaseModel], data: dict[str, Any], what: str) -> BaseModel:
