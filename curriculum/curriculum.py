@@ -271,6 +271,19 @@ class Curriculum:
             self._exit_flush.cancel()
             self.backend.close()
 
+    def destroy(self) -> None:
+        """Remove the shared pool now, for every process using it, and close this handle.
+
+        A /dev/shm pool is also removed when its creator closes; a Redis pool stays until
+        destroyed.
+        """
+        if self._closed:
+            raise PoolClosedError(f"curriculum of session {self.session_id!r} is closed")
+        self._pool.flush()
+        self._closed = True
+        self._exit_flush.cancel()
+        self.backend.destroy()
+
     def __enter__(self) -> Curriculum:
         return self
 

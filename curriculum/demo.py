@@ -78,6 +78,7 @@ def run_demo(
         if failed:
             raise RuntimeError(f"demo workers failed with exit codes {failed}")
         stats = curriculum.stats()
+        curriculum.destroy()  # a demo pool is not kept (a Redis pool would outlive the run)
     return DemoResult(
         algorithm=algorithm,
         episodes=share * workers,

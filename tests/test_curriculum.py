@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 from collections import Counter
 
 import numpy as np
@@ -14,6 +15,7 @@ from curriculum.errors import (
     ConfigError,
     CurriculumError,
     PoolClosedError,
+    PoolNotFoundError,
     ScoreError,
     UnknownTaskError,
 )
@@ -320,3 +322,14 @@ def test_learning_progress_defaults_are_valid() -> None:
     config = LearningProgressConfig()
     assert 0 < config.ema_timescale <= 1
     assert config.min_presentations_for_eviction >= config.min_samples_for_lp
+
+
+def test_destroy_removes_the_pool_for_everyone(curricula) -> None:
+    curriculum = curricula(num_active_tasks=4)
+    curriculum.update_task_performance(curriculum.get_task().task_id, 0.5)
+    handle = pickle.dumps(curriculum)
+    curriculum.destroy()
+    with pytest.raises(PoolClosedError):
+        curriculum.get_task()
+    with pytest.raises(PoolNotFoundError):
+        pickle.loads(handle)  # a worker attaching afterwards finds no pool
