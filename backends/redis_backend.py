@@ -63,6 +63,7 @@ from curriculum.redaction import redact_text, redact_url
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 REGISTRY_KEY = "curriculum:sessions"
+NOSCRIPT_ATTEMPTS = 3
 LUA_DIR = Path(__file__).parent / "lua"
 SCRIPT_NAMES = (
     "attach",
@@ -199,10 +200,18 @@ class RedisBackend(TaskMemoryBackend):
 
     def _call(self, name: str, *args: Any) -> Any:
         self._check_open()
-        try:
-            return self._scripts[name](keys=self._keys, args=args, client=self._client)
-        except redis.RedisError as exc:
-            raise self._error(exc) from exc
+        script = self._scripts[name]
+        for attempt in range(NOSCRIPT_ATTEMPTS):
+            try:
+                return script(keys=self._keys, args=args, client=self._client)
+            except redis.exceptions.NoScriptError as exc:
+                # flushed again while redis-py was reloading it: load and run it once more
+                # (the write id makes a repeated write harmless)
+                if attempt == NOSCRIPT_ATTEMPTS - 1:
+                    raise self._error(exc) from exc
+            except redis.RedisError as exc:
+                raise self._error(exc) from exc
+        raise AssertionError("unreachable")
 
     def _new_client_id(self) -> None:
         self._pid = os.getpid()

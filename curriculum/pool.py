@@ -12,6 +12,7 @@ quickly, and a large pool is not re-scored after every batch.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 
@@ -51,6 +52,7 @@ class TaskPool:
         self._refresh_after_writes = max(write_batch_size, self.capacity // 8)
         self._maybe_free_slots = True
         self._issued: dict[int, tuple[int, int]] = {}  # task id -> (slot, label id)
+        self._issued_limit = 8 * self.capacity + 16_384
         self._pending = WriteBatch()
         self._pending_since = 0.0
         self._pending_pid = os.getpid()
@@ -120,16 +122,19 @@ class TaskPool:
             old_task = view.task_id(slot)
             task_id, label_id, seq = self._new_task_fields()
             if self.backend.replace_task(slot, old_task, task_id, label_id, seq):
-                self._issued.pop(old_task, None)
                 self._remember(task_id, slot, label_id)
                 self.invalidate()
                 return task_id, slot, label_id
         return None
 
     def _remember(self, task_id: int, slot: int, label_id: int) -> None:
-        if len(self._issued) >= 4 * self.capacity + 1024:
-            self._issued.clear()  # only a cache: misses fall back to the snapshot
-        self._issued[task_id] = (slot, label_id)
+        issued = self._issued
+        if len(issued) >= self._issued_limit:
+            # Forget the older half (dicts keep insertion order). Evicted tasks stay known until
+            # then, so their late outcomes still count for their label.
+            for old in list(itertools.islice(issued, len(issued) // 2)):
+                del issued[old]
+        issued[task_id] = (slot, label_id)
 
     def remember_sampled(self, view: PoolView, slot: int) -> tuple[int, int, int]:
         """Note that this process handed out the task in ``slot``: ``(task_id, slot, label_id)``."""

@@ -1,4 +1,8 @@
-"""Many processes on one shared-memory pool: exact counts, labels, slot reuse and CAS evictions.
+"""Many processes on one shared pool: exact counts, labels, slot reuse and CAS evictions.
+
+Every test runs on each backend several processes can share (``process_backend_url``: the
+/dev/shm pool and a real Redis), through the autouse fixture ``pool_backend``: the module's
+:func:`make_config` puts that backend's URL into every config, so one suite covers both.
 
 Every test runs real processes (``multiprocessing`` with explicit ``fork`` / ``spawn`` contexts);
 worker functions live at module level so ``spawn`` children can import them. Workers report what
@@ -22,9 +26,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+import redis
 
 from backends.layout import EMPTY_TASK
-from backends.shared_memory import segment_path
+from backends.redis_backend import REGISTRY_KEY, RedisBackend, session_keys
+from backends.shared_memory import SharedMemoryBackend, segment_path
 from curriculum import (
     BucketedTaskGenerator,
     Curriculum,
@@ -42,13 +48,37 @@ WORKER_TIMEOUT_S = 90.0
 # -- helpers ------------------------------------------------------------------------------------
 
 
+_BACKEND_URL: str | None = None  # set per test by ``pool_backend``; read by make_config
+
+
+@pytest.fixture(autouse=True)
+def pool_backend(
+    process_backend_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str | None]:
+    """Run every test of this module on /dev/shm (None) and on a real Redis (its URL)."""
+    monkeypatch.setitem(globals(), "_BACKEND_URL", process_backend_url)
+    yield process_backend_url
+
+
 @pytest.fixture
-def session_id() -> Iterator[str]:
-    """A session id no other test uses; its segment is removed even when the test fails."""
+def session_id(pool_backend: str | None) -> Iterator[str]:
+    """A session id no other test uses; its pool is removed even when the test fails.
+
+    On /dev/shm that is the segment (normally unlinked by its creator's ``close``); on Redis,
+    where a pool outlives its creator, every key of the session and its registry entry.
+    """
     sid = f"conc-{uuid.uuid4().hex}"
     yield sid
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(segment_path(sid))
+    if pool_backend is None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(segment_path(sid))
+        return
+    client = redis.Redis.from_url(pool_backend)
+    try:
+        client.delete(*session_keys(sid))
+        client.srem(REGISTRY_KEY, sid)
+    finally:
+        client.close()
 
 
 def nav_generator(size: Span | None = None) -> BucketedTaskGenerator.Config:
@@ -67,14 +97,23 @@ def make_config(
     lp: dict[str, Any] | None = None,
     **fields: Any,
 ) -> CurriculumConfig:
-    """A learning-progress curriculum on ``session_id``."""
+    """A learning-progress curriculum on ``session_id``, on the test's backend."""
     return CurriculumConfig(
         task_generator=generator or nav_generator(),
         num_active_tasks=num_active_tasks,
-        algorithm_config=LearningProgressConfig(session_id=session_id, **(lp or {})),
+        algorithm_config=LearningProgressConfig(
+            session_id=session_id, backend_url=_BACKEND_URL, **(lp or {})
+        ),
         seed=0,
         **fields,
     )
+
+
+def opened_on_test_backend(cur: Curriculum) -> Curriculum:
+    """``cur``, after checking that its pool lives on the backend the test is parametrised with."""
+    expected = SharedMemoryBackend if _BACKEND_URL is None else RedisBackend
+    assert isinstance(cur.backend, expected), f"{type(cur.backend).__name__} is not {expected}"
+    return cur
 
 
 def _worker_entry(
@@ -333,7 +372,7 @@ def test_four_processes_count_every_outcome_exactly(
     config = make_config(session_id, num_active_tasks=CAPACITY)
     min_presentations = config.algorithm_config.min_presentations_for_eviction
     generator = config.task_generator.create()
-    with Curriculum(config) as cur:
+    with opened_on_test_backend(Curriculum(config)) as cur:
         handle: Curriculum | bytes = cur if transport == "inherit" else pickle.dumps(cur)
         reports = run_workers(ctx, _play_random, [(handle, N_PLAYS) for _ in range(N_WORKERS)])
         total = N_WORKERS * N_PLAYS
@@ -417,7 +456,7 @@ def test_labels_created_in_one_process_are_readable_in_all(session_id: str) -> N
         write_batch_size=4,
     )
     generator = config.task_generator.create()
-    with Curriculum(config) as cur:
+    with opened_on_test_backend(Curriculum(config)) as cur:
         assert cur.backend.snapshot().label_names == []  # the parent caches an empty table
         barrier = ctx.Barrier(3)
         reports = run_workers(ctx, _labels_then_read, [(cur, barrier, 150) for _ in range(3)])
@@ -488,7 +527,7 @@ def test_reused_slot_carries_nothing_of_the_evicted_task(session_id: str, method
         write_batch_size=1,
     )
     generator = config.task_generator.create()
-    with Curriculum(config) as cur:
+    with opened_on_test_backend(Curriculum(config)) as cur:
         polls = [0]
 
         def check_live_snapshot() -> None:
@@ -538,7 +577,7 @@ def test_racing_evictions_with_one_stale_view_replace_each_task_once(
         write_batch_size=1,
         snapshot_max_age_s=3600.0,  # a view is only refreshed after this process's own changes
     )
-    with Curriculum(config) as cur:
+    with opened_on_test_backend(Curriculum(config)) as cur:
         first = [cur.get_task() for _ in range(capacity)]
         for task in first:
             cur.update_task_performance(task.task_id, 0.5)
@@ -593,7 +632,7 @@ def test_stale_views_under_churn_never_double_evict(session_id: str) -> None:
         write_batch_size=2,
         snapshot_max_age_s=0.02,
     )
-    with Curriculum(config) as cur:
+    with opened_on_test_backend(Curriculum(config)) as cur:
         reports = run_workers(
             ctx, _play_random, [(pickle.dumps(cur), 600) for _ in range(N_WORKERS)]
         )
@@ -612,7 +651,7 @@ def test_fork_children_do_not_resend_the_parents_buffered_outcomes(session_id: s
     """Outcomes the parent buffered before forking are written once, not once per child."""
     ctx = mp.get_context("fork")
     config = make_config(session_id, num_active_tasks=8)  # write_batch_size 64: outcomes wait
-    with Curriculum(config) as cur:
+    with opened_on_test_backend(Curriculum(config)) as cur:
         for _ in range(5):
             task = cur.get_task()
             cur.update_task_performance(task.task_id, 0.5)

@@ -333,3 +333,18 @@ def test_destroy_removes_the_pool_for_everyone(curricula) -> None:
         curriculum.get_task()
     with pytest.raises(PoolNotFoundError):
         pickle.loads(handle)  # a worker attaching afterwards finds no pool
+
+
+def test_a_task_this_process_evicted_long_ago_still_takes_its_late_outcome(curricula) -> None:
+    curriculum = curricula(
+        num_active_tasks=4, lp_min_presentations_for_eviction=1, write_batch_size=1
+    )
+    first = curriculum.get_task()
+    curriculum.update_task_performance(first.task_id, 0.5)
+    for _ in range(3000):  # churn: the first task is evicted and many tasks come and go
+        task = curriculum.get_task()
+        curriculum.update_task_performance(task.task_id, 0.0)
+    assert first.task_id not in curriculum.backend.snapshot().rows["task_id"]
+    late_before = curriculum.stats()["curriculum/num_late_outcomes"]
+    curriculum.update_task_performance(first.task_id, 0.5)
+    assert curriculum.stats()["curriculum/num_late_outcomes"] == late_before + 1
