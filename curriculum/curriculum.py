@@ -64,8 +64,12 @@ class Curriculum:
         """Create the pool of ``config``'s session, or attach to it if it exists."""
         session = config.algorithm_config.session_id or f"auto-{os.getpid()}-{secrets.token_hex(4)}"
         self._open(config, session, create=True)
+        # A pool with a generated name is private to this curriculum and its workers: its
+        # creator removes it at close() on every backend (a Redis pool would otherwise stay).
+        self._private_pool = config.algorithm_config.session_id is None and self.backend.created
 
     def _open(self, config: CurriculumConfig, session_id: str, *, create: bool) -> None:
+        self._private_pool = False
         self.config = config
         self.session_id = session_id
         self._closed = False
@@ -269,7 +273,10 @@ class Curriculum:
         finally:
             self._closed = True
             self._exit_flush.cancel()
-            self.backend.close()
+            if self._private_pool and self._pid == os.getpid():
+                self.backend.destroy()
+            else:
+                self.backend.close()
 
     def destroy(self) -> None:
         """Remove the shared pool now, for every process using it, and close this handle.

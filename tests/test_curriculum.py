@@ -348,3 +348,16 @@ def test_a_task_this_process_evicted_long_ago_still_takes_its_late_outcome(curri
     late_before = curriculum.stats()["curriculum/num_late_outcomes"]
     curriculum.update_task_performance(first.task_id, 0.5)
     assert curriculum.stats()["curriculum/num_late_outcomes"] == late_before + 1
+
+
+def test_a_pool_with_a_generated_name_is_removed_by_its_creator(backend_url) -> None:
+    config = make_config(num_active_tasks=4, lp_session_id=None, lp_backend_url=backend_url)
+    creator = Curriculum(config)
+    creator.update_task_performance(creator.get_task().task_id, 0.5)
+    worker = pickle.loads(pickle.dumps(creator))  # attaches to the private pool
+    worker.close()  # a worker's close leaves the pool alone
+    assert creator.stats()["curriculum/num_completed"] == 1
+    handle = pickle.dumps(creator)
+    creator.close()
+    with pytest.raises(PoolNotFoundError):
+        pickle.loads(handle)
