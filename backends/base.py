@@ -123,9 +123,12 @@ class WriteBatch:
     sample_slots: list[int] = field(default_factory=list)
     sample_task_ids: list[int] = field(default_factory=list)
     sample_labels: list[int] = field(default_factory=list)
+    failure_slots: list[int] = field(default_factory=list)
+    failure_task_ids: list[int] = field(default_factory=list)
+    failure_labels: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.outcome_slots) + len(self.sample_slots)
+        return len(self.outcome_slots) + len(self.sample_slots) + len(self.failure_slots)
 
     def add_outcome(self, slot: int, task_id: int, label_id: int, score: float) -> None:
         """Queue one outcome."""
@@ -148,6 +151,12 @@ class WriteBatch:
         self.sample_slots.append(slot)
         self.sample_task_ids.append(task_id)
         self.sample_labels.append(label_id)
+
+    def add_failure(self, slot: int, task_id: int, label_id: int) -> None:
+        """Queue one failure of a task's env config to build or apply."""
+        self.failure_slots.append(slot)
+        self.failure_task_ids.append(task_id)
+        self.failure_labels.append(label_id)
 
 
 @dataclass(frozen=True)
@@ -210,7 +219,7 @@ class TaskMemoryBackend(ABC):
 
     @abstractmethod
     def record(self, batch: WriteBatch) -> RecordResult:
-        """Apply a batch of outcomes and sample counts atomically."""
+        """Apply a batch of outcomes, sample counts and failures atomically."""
 
     @abstractmethod
     def end_epoch(self) -> dict[str, int]:

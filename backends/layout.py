@@ -11,7 +11,7 @@ import hashlib
 
 import numpy as np
 
-STRUCT_VERSION = 1
+STRUCT_VERSION = 2
 EMPTY_TASK = -1
 LABEL_NAME_BYTES = 128
 OVERFLOW_LABEL = "(other)"
@@ -31,6 +31,7 @@ ROW_DTYPE = np.dtype(
         ("perf", np.float64),
         ("reward", np.float64),
         ("reward_sq", np.float64),
+        ("n_failures", np.int64),  # times the task's env config failed to build or apply
     ]
 )
 
@@ -44,6 +45,7 @@ LABEL_DTYPE = np.dtype(
         ("successes", np.int64),
         ("late", np.int64),
         ("score_sum", np.float64),
+        ("failures", np.int64),
     ]
 )
 
@@ -55,6 +57,7 @@ COUNTER_NAMES = (
     "num_completed",
     "num_scheduled",
     "num_late_outcomes",
+    "num_failures",
     "num_active",
     "num_labels",
     "epoch",
@@ -62,8 +65,15 @@ COUNTER_NAMES = (
     "epoch_evicted",
     "epoch_completed",
     "epoch_scheduled",
+    "epoch_failures",
 )
-EPOCH_COUNTERS = ("epoch_created", "epoch_evicted", "epoch_completed", "epoch_scheduled")
+EPOCH_COUNTERS = (
+    "epoch_created",
+    "epoch_evicted",
+    "epoch_completed",
+    "epoch_scheduled",
+    "epoch_failures",
+)
 
 
 def empty_rows(capacity: int) -> np.ndarray:

@@ -43,6 +43,7 @@ from backends.base import (
 from backends.layout import (
     COUNTER_NAMES,
     EMPTY_TASK,
+    EPOCH_COUNTERS,
     LABEL_DTYPE,
     OVERFLOW_LABEL,
     ROW_DTYPE,
@@ -276,9 +277,9 @@ class RedisBackend(TaskMemoryBackend):
         return _text(reply) == "1"
 
     def record(self, batch: WriteBatch) -> RecordResult:
-        """Apply outcomes and sample counts in one script call."""
+        """Apply outcomes, sample counts and failures in one script call."""
         capacity = self.params.capacity
-        for slots in (batch.outcome_slots, batch.sample_slots):
+        for slots in (batch.outcome_slots, batch.sample_slots, batch.failure_slots):
             if slots and (min(slots) < 0 or max(slots) >= capacity):
                 raise BackendError(f"batch names slots outside the pool: {slots}")
         args: list[Any] = [len(batch.outcome_slots)]
@@ -295,6 +296,11 @@ class RedisBackend(TaskMemoryBackend):
             batch.sample_slots, batch.sample_task_ids, batch.sample_labels, strict=True
         ):
             args.extend(entry)
+        args.append(len(batch.failure_slots))
+        for entry in zip(
+            batch.failure_slots, batch.failure_task_ids, batch.failure_labels, strict=True
+        ):
+            args.extend(entry)
         if self._pid != os.getpid():
             self._new_client_id()
         if not batch.write_id:
@@ -307,8 +313,7 @@ class RedisBackend(TaskMemoryBackend):
     def end_epoch(self) -> dict[str, int]:
         """Reset the epoch counters; their values before the reset."""
         values = _text(self._write("end_epoch")).split(":")
-        names = ("epoch_created", "epoch_evicted", "epoch_completed", "epoch_scheduled")
-        return {name: int(value or 0) for name, value in zip(names, values, strict=True)}
+        return {name: int(value or 0) for name, value in zip(EPOCH_COUNTERS, values, strict=True)}
 
     def snapshot(self) -> PoolSnapshot:
         """One MULTI/EXEC of the pool's hashes, decoded into the shared layout."""

@@ -393,7 +393,7 @@ class SharedMemoryBackend(TaskMemoryBackend):
             raise BackendError(f"slot {slot} is outside the pool's {len(self._rows)} slots")
 
     def record(self, batch: WriteBatch) -> RecordResult:
-        """Apply outcomes (in order per slot) and sample counts under one lock acquisition.
+        """Apply outcomes (in order per slot), sample counts and failures under one lock.
 
         Everything that does not depend on the pool's contents (the order of application, the
         per-label sums) is computed before the lock is taken, so the lock is held briefly.
@@ -404,12 +404,15 @@ class SharedMemoryBackend(TaskMemoryBackend):
         scores = np.asarray(batch.outcome_scores, dtype=np.float64)
         s_slots = np.asarray(batch.sample_slots, dtype=np.int64)
         s_task_ids = np.asarray(batch.sample_task_ids, dtype=np.int64)
-        for array in (slots, s_slots):
+        f_slots = np.asarray(batch.failure_slots, dtype=np.int64)
+        f_task_ids = np.asarray(batch.failure_task_ids, dtype=np.int64)
+        for array in (slots, s_slots, f_slots):
             if len(array) and (array.min() < 0 or array.max() >= len(self._rows)):
                 raise BackendError(f"batch names slots outside the pool: {array.tolist()}")
         parts = rounds(slots)
         credit = _LabelCredit(labels, scores, self.params.ema.success_threshold)
         sample_labels = _LabelCounts(np.asarray(batch.sample_labels, dtype=np.int64))
+        failure_labels = _LabelCounts(np.asarray(batch.failure_labels, dtype=np.int64))
         self._begin_write()
         try:
             live = self._rows["task_id"][slots] == task_ids
@@ -431,6 +434,12 @@ class SharedMemoryBackend(TaskMemoryBackend):
                 sample_labels.add_to(self._labels["samples"])
                 self._count("num_scheduled", len(s_slots))
                 self._count("epoch_scheduled", len(s_slots))
+            if len(f_slots):
+                f_live = self._rows["task_id"][f_slots] == f_task_ids
+                np.add.at(self._rows["n_failures"], f_slots[f_live], 1)
+                failure_labels.add_to(self._labels["failures"])
+                self._count("num_failures", len(f_slots))
+                self._count("epoch_failures", len(f_slots))
             return RecordResult(applied=applied, late=len(slots) - applied)
         finally:
             self._end_write()

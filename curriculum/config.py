@@ -133,6 +133,8 @@ class CurriculumConfig(FrozenModel):
             processes write to the pool.
         lock_timeout_s: How long a write waits for the pool's lock before raising.
         clip_scores: Clip scores outside [0, 1] instead of raising ScoreError.
+        max_task_failures: A task whose env config failed to build or apply this many times
+            (``report_task_failure``) is evicted at the next chance, with any algorithm.
     """
 
     task_generator: AnyTaskGeneratorConfig
@@ -145,6 +147,7 @@ class CurriculumConfig(FrozenModel):
     snapshot_max_age_s: float = Field(default=0.05, ge=0.0, allow_inf_nan=False)
     lock_timeout_s: float = Field(default=10.0, gt=0.0, allow_inf_nan=False)
     clip_scores: bool = False
+    max_task_failures: int = Field(default=3, ge=1)
 
     @model_validator(mode="after")
     def _check_pool_size(self) -> CurriculumConfig:

@@ -89,6 +89,7 @@ class Curriculum:
             snapshot_max_age_s=config.snapshot_max_age_s,
             write_batch_size=config.write_batch_size,
             write_max_delay_s=config.write_max_delay_s,
+            max_task_failures=config.max_task_failures,
         )
         if backend.created:
             self._rng = np.random.default_rng(config.seed)
@@ -190,6 +191,20 @@ class Curriculum:
                 )
             value = min(max(value, 0.0), 1.0)
         return value
+
+    def report_task_failure(self, task_id: int) -> None:
+        """Record that the task's env config failed to build or apply (written at once).
+
+        Failures count per task and per label; a task that failed ``max_task_failures`` times
+        is evicted at the next chance, whatever the algorithm.
+
+        Raises:
+            UnknownTaskError: the task is not active and was not handed out by this curriculum.
+        """
+        self._check_open()
+        task_id = check_task_id(task_id)
+        slot, label_id = self._pool.locate(task_id)
+        self._pool.add_failure(slot, task_id, label_id)
 
     def flush(self) -> None:
         """Write this process's buffered outcomes and sample counts now."""

@@ -37,6 +37,7 @@ class TaskPool:
         snapshot_max_age_s: float,
         write_batch_size: int,
         write_max_delay_s: float,
+        max_task_failures: int,
     ) -> None:
         """Wrap ``backend`` for one process."""
         self.backend = backend
@@ -45,6 +46,7 @@ class TaskPool:
         self.snapshot_max_age_s = snapshot_max_age_s
         self.write_batch_size = write_batch_size
         self.write_max_delay_s = write_max_delay_s
+        self.max_task_failures = max_task_failures
         self.capacity = backend.params.capacity
         self._view: PoolView | None = None
         self._view_time = 0.0
@@ -71,12 +73,22 @@ class TaskPool:
             or self._written_since_view >= self._refresh_after_writes
         ):
             if view is None or self.backend.version() != view.snapshot.version:
-                view = self.algorithm.view(self.backend.snapshot())
+                view = self._score(self.backend.snapshot())
                 self._view = view
                 if len(view.active) < self.capacity:
                     self._maybe_free_slots = True
             self._view_time = now
             self._written_since_view = 0
+        return view
+
+    def _score(self, snapshot: PoolSnapshot) -> PoolView:
+        """The algorithm's view, with tasks whose env config keeps failing evicted first."""
+        view = self.algorithm.view(snapshot)
+        failures = snapshot.rows["n_failures"][view.active]
+        broken = view.active[failures >= self.max_task_failures].tolist()
+        if broken:
+            first = set(broken)
+            view.eviction_order = broken + [s for s in view.eviction_order if s not in first]
         return view
 
     def snapshot(self) -> PoolSnapshot:
@@ -202,6 +214,14 @@ class TaskPool:
             self._pending_since = time.monotonic()
         pending.add_sample(slot, task_id, label_id)
         self._flush_if_due()
+
+    def add_failure(self, slot: int, task_id: int, label_id: int) -> RecordResult:
+        """Record a failure of the task's env config now (with anything buffered)."""
+        if self._pending_pid != os.getpid():
+            self.discard_pending()
+        self._pending.add_failure(slot, task_id, label_id)
+        self.invalidate()  # the next view sees the count and may evict the task
+        return self.flush()
 
     def discard_pending(self) -> None:
         """Drop buffered writes inherited from a parent process (the parent still owns them)."""

@@ -5,18 +5,19 @@ Keys (stable; ``<label>`` is a task label such as ``nav|difficulty:0.5``):
 - ``curriculum/capacity``, ``curriculum/num_active_tasks``, ``curriculum/num_labels``
 - ``curriculum/num_created``, ``num_evicted``, ``num_completed``, ``num_scheduled``,
   ``num_late_outcomes`` (outcomes that arrived after their task was evicted: credited to the
-  label, not to a task): totals since the pool was created
+  label, not to a task), ``num_failures`` (env configs that failed to build or apply): totals
+  since the pool was created
 - ``curriculum/epoch``, ``epoch/num_created``, ``epoch/num_evicted``, ``epoch/num_completed``,
-  ``epoch/num_scheduled``: since the last ``on_epoch_end()``
+  ``epoch/num_scheduled``, ``epoch/num_failures``: since the last ``on_epoch_end()``
 - ``lp/mean``, ``lp/std``, ``lp/min``, ``lp/max``, ``lp/median`` of the raw score of active tasks;
   ``lp/num_warm`` (tasks with at least ``min_samples_for_lp`` outcomes) and ``lp/num_zero`` (warm
   tasks whose learning progress is zero: mastered, impossible or stuck)
 - ``reward/mean``: mean score over all recorded outcomes; ``reward/active_mean``: mean of the
   reward EMA over active tasks that have outcomes
 - ``gini/sampling_probability``, ``gini/raw_lp``, ``gini/pool_occupancy`` (active tasks per label)
-- ``label/<label>/completions``, ``samples``, ``evictions``, ``created``, ``active_tasks``,
-  ``mean_lp`` (over the label's active tasks), ``mean_reward`` (over all its outcomes),
-  ``success_rate``
+- ``label/<label>/completions``, ``samples``, ``evictions``, ``failures``, ``created``,
+  ``active_tasks``, ``mean_lp`` (over the label's active tasks), ``mean_reward`` (over all its
+  outcomes), ``success_rate``
 """
 
 from __future__ import annotations
@@ -62,9 +63,9 @@ def compute_stats(view: PoolView, min_samples_for_lp: int) -> dict[str, float]:
         "curriculum/num_labels": float(len(snapshot.labels)),
         "curriculum/epoch": float(counters["epoch"]),
     }
-    for name in ("created", "evicted", "completed", "scheduled", "late_outcomes"):
+    for name in ("created", "evicted", "completed", "scheduled", "late_outcomes", "failures"):
         stats[f"curriculum/num_{name}"] = float(counters[f"num_{name}"])
-    for name in ("created", "evicted", "completed", "scheduled"):
+    for name in ("created", "evicted", "completed", "scheduled", "failures"):
         stats[f"epoch/num_{name}"] = float(counters[f"epoch_{name}"])
     stats.update(_summary("lp", raw))
     warm = rows["n_outcomes"] >= min_samples_for_lp
@@ -95,6 +96,7 @@ def compute_stats(view: PoolView, min_samples_for_lp: int) -> dict[str, float]:
         stats[f"{prefix}/completions"] = float(completions)
         stats[f"{prefix}/samples"] = float(record["samples"])
         stats[f"{prefix}/evictions"] = float(record["evicted"])
+        stats[f"{prefix}/failures"] = float(record["failures"])
         stats[f"{prefix}/created"] = float(record["created"])
         stats[f"{prefix}/active_tasks"] = float(active)
         stats[f"{prefix}/mean_lp"] = float(lp_sum_per_label[label_id] / active) if active else 0.0

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 import redis_support
 
+from backends.redis_backend import REGISTRY_KEY, session_keys
+from backends.shared_memory import segment_path
 from curriculum import (
     BucketedTaskGenerator,
     Curriculum,
@@ -27,11 +31,26 @@ def unique_session(prefix: str = "test") -> str:
     return f"{prefix}-{redis_support.RUN_TOKEN}-{uuid.uuid4().hex[:12]}"
 
 
-def nav_generator() -> BucketedTaskGenerator.Config:
-    """The generator of the README example."""
+def remove_pool(session_id: str, backend_url: str | None = None) -> None:
+    """Remove a session's pool, if any: its /dev/shm segment (``backend_url`` None), else every
+    key of the session on the Redis at ``backend_url`` and its registry entry."""
+    if backend_url is None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(segment_path(session_id))
+        return
+    client = redis.Redis.from_url(backend_url)
+    try:
+        client.delete(*session_keys(session_id))
+        client.srem(REGISTRY_KEY, session_id)
+    finally:
+        client.close()
+
+
+def nav_generator(size: Span | None = None) -> BucketedTaskGenerator.Config:
+    """The generator of the README example: labels like ``nav|difficulty:0.5|size:17``."""
     return BucketedTaskGenerator.Config(
         child_generator_config=SingleTaskGenerator.Config(env={"label": "nav", "difficulty": 0.0}),
-        buckets={"difficulty": [0.1, 0.5, 0.9], "size": Span(8, 32)},
+        buckets={"difficulty": [0.1, 0.5, 0.9], "size": size or Span(8, 32)},
     )
 
 

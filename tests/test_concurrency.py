@@ -4,46 +4,33 @@ Every test runs on each backend several processes can share (``process_backend_u
 /dev/shm pool and a real Redis), through the autouse fixture ``pool_backend``: the module's
 :func:`make_config` puts that backend's URL into every config, so one suite covers both.
 
-Every test runs real processes (``multiprocessing`` with explicit ``fork`` / ``spawn`` contexts);
-worker functions live at module level so ``spawn`` children can import them. Workers report what
-they did (tasks played, tasks they created or evicted, labels they saw) through a queue, and the
-parent checks the shared pool against those reports exactly. Every wait is bounded.
+Every test runs real processes (``multiprocessing`` with explicit ``fork`` / ``spawn`` contexts,
+through :func:`workers.run_workers`); worker functions live at module level so ``spawn`` children
+can import them. Workers report what they did (tasks played, tasks they created or evicted, labels
+they saw) through a queue, and the parent checks the shared pool against those reports exactly.
+Every wait is bounded.
 """
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing as mp
-import os
 import pickle
-import queue as queue_module
-import time
-import traceback
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
+import conftest
 import numpy as np
 import pytest
-import redis
+from conftest import nav_generator, remove_pool, unique_session
+from workers import PlacementLog, audit_placements, open_handle, record, run_workers
 
 from backends.layout import EMPTY_TASK
-from backends.redis_backend import REGISTRY_KEY, RedisBackend, session_keys
-from backends.shared_memory import SharedMemoryBackend, segment_path
-from curriculum import (
-    BucketedTaskGenerator,
-    Curriculum,
-    CurriculumConfig,
-    LearningProgressConfig,
-    SingleTaskGenerator,
-    Span,
-)
+from backends.redis_backend import RedisBackend
+from backends.shared_memory import SharedMemoryBackend
+from curriculum import Curriculum, CurriculumConfig, Span
 from curriculum.ema import BASELINE_CAP
 from curriculum.task_ids import derive_task_id
-
-WORKER_TIMEOUT_S = 90.0
-
 
 # -- helpers ------------------------------------------------------------------------------------
 
@@ -67,46 +54,14 @@ def session_id(pool_backend: str | None) -> Iterator[str]:
     On /dev/shm that is the segment (normally unlinked by its creator's ``close``); on Redis,
     where a pool outlives its creator, every key of the session and its registry entry.
     """
-    sid = f"conc-{uuid.uuid4().hex}"
+    sid = unique_session("conc")
     yield sid
-    if pool_backend is None:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(segment_path(sid))
-        return
-    client = redis.Redis.from_url(pool_backend)
-    try:
-        client.delete(*session_keys(sid))
-        client.srem(REGISTRY_KEY, sid)
-    finally:
-        client.close()
+    remove_pool(sid, pool_backend)
 
 
-def nav_generator(size: Span | None = None) -> BucketedTaskGenerator.Config:
-    """The README's generator: labels like ``nav|difficulty:0.5|size:17``."""
-    return BucketedTaskGenerator.Config(
-        child_generator_config=SingleTaskGenerator.Config(env={"label": "nav"}),
-        buckets={"difficulty": [0.1, 0.5, 0.9], "size": size or Span(8, 32)},
-    )
-
-
-def make_config(
-    session_id: str,
-    *,
-    num_active_tasks: int = 64,
-    generator: BucketedTaskGenerator.Config | None = None,
-    lp: dict[str, Any] | None = None,
-    **fields: Any,
-) -> CurriculumConfig:
-    """A learning-progress curriculum on ``session_id``, on the test's backend."""
-    return CurriculumConfig(
-        task_generator=generator or nav_generator(),
-        num_active_tasks=num_active_tasks,
-        algorithm_config=LearningProgressConfig(
-            session_id=session_id, backend_url=_BACKEND_URL, **(lp or {})
-        ),
-        seed=0,
-        **fields,
-    )
+def make_config(session_id: str, **fields: Any) -> CurriculumConfig:
+    """:func:`conftest.make_config` on ``session_id``, on the test's backend."""
+    return conftest.make_config(lp_session_id=session_id, lp_backend_url=_BACKEND_URL, **fields)
 
 
 def opened_on_test_backend(cur: Curriculum) -> Curriculum:
@@ -114,105 +69,6 @@ def opened_on_test_backend(cur: Curriculum) -> Curriculum:
     expected = SharedMemoryBackend if _BACKEND_URL is None else RedisBackend
     assert isinstance(cur.backend, expected), f"{type(cur.backend).__name__} is not {expected}"
     return cur
-
-
-def _worker_entry(
-    target: Callable[..., Any], index: int, results: Any, args: tuple[Any, ...]
-) -> None:
-    try:
-        payload = target(index, *args)
-    except BaseException:  # report every failure (assertions included) to the parent
-        results.put((index, False, traceback.format_exc()))
-    else:
-        results.put((index, True, payload))
-
-
-def run_workers(
-    ctx: Any,
-    target: Callable[..., Any],
-    args_per_worker: Sequence[tuple[Any, ...]],
-    *,
-    while_waiting: Callable[[], None] | None = None,
-    timeout_s: float = WORKER_TIMEOUT_S,
-) -> list[Any]:
-    """Run ``target(index, *args)`` in one process per args tuple; their return values, in order.
-
-    ``while_waiting`` is called repeatedly in the parent while the workers run. Raises
-    AssertionError with the worker's traceback when one fails, and never waits past ``timeout_s``:
-    workers still alive then are killed.
-    """
-    results = ctx.Queue()
-    procs = [
-        ctx.Process(target=_worker_entry, args=(target, i, results, args), daemon=True)
-        for i, args in enumerate(args_per_worker)
-    ]
-    payloads: dict[int, Any] = {}
-    deadline = time.monotonic() + timeout_s
-    try:
-        for proc in procs:
-            proc.start()
-        while len(payloads) < len(procs):
-            if while_waiting is not None:
-                while_waiting()
-            try:
-                index, ok, payload = results.get(timeout=0.005 if while_waiting else 0.2)
-            except queue_module.Empty:
-                dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
-                assert not dead, f"a worker died without reporting (exit codes {dead})"
-                assert time.monotonic() < deadline, f"workers did not finish in {timeout_s} s"
-                continue
-            assert ok, f"worker {index} failed:\n{payload}"
-            payloads[index] = payload
-        for proc in procs:
-            proc.join(timeout=max(deadline - time.monotonic(), 1.0))
-            assert not proc.is_alive(), f"worker pid {proc.pid} did not exit"
-            assert proc.exitcode == 0, f"worker pid {proc.pid} exited with {proc.exitcode}"
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-                proc.join(timeout=5)
-        results.close()
-    return [payloads[i] for i in range(len(procs))]
-
-
-def _open(handle: Curriculum | bytes) -> Curriculum:
-    """The curriculum a worker was given: inherited/pickled by multiprocessing, or pickled bytes."""
-    return pickle.loads(handle) if isinstance(handle, bytes) else handle
-
-
-class BackendLog:
-    """Records, in one process, every task its backend placed: creations and CAS replacements."""
-
-    def __init__(self, backend: Any) -> None:
-        self.created: list[tuple[int, int, int]] = []  # (slot, task_id, label_id)
-        self.replaced: list[tuple[int, int, int, int]] = []  # (slot, old_id, new_id, label_id)
-        self.cas_failures = 0
-        create, replace = backend.create_task, backend.replace_task
-
-        def create_task(task_id: int, label_id: int, seq: int) -> int | None:
-            slot = create(task_id, label_id, seq)
-            if slot is not None:
-                self.created.append((slot, task_id, label_id))
-            return slot
-
-        def replace_task(slot: int, expected: int, task_id: int, label_id: int, seq: int) -> bool:
-            done = replace(slot, expected, task_id, label_id, seq)
-            if done:
-                self.replaced.append((slot, expected, task_id, label_id))
-            else:
-                self.cas_failures += 1
-            return done
-
-        backend.create_task = create_task  # instance attributes shadow the methods
-        backend.replace_task = replace_task
-
-    def report(self) -> dict[str, Any]:
-        return {
-            "created": self.created,
-            "replaced": self.replaced,
-            "cas_failures": self.cas_failures,
-        }
 
 
 def task_score(task_id: int) -> float:
@@ -225,8 +81,8 @@ def task_score(task_id: int) -> float:
 
 def _play_random(index: int, handle: Curriculum | bytes, n_plays: int) -> dict[str, Any]:
     """Play ``n_plays`` episodes with random scores; report everything needed to audit the pool."""
-    cur = _open(handle)
-    log = BackendLog(cur.backend)
+    cur = open_handle(handle)
+    log = PlacementLog(cur.backend)
     rng = np.random.default_rng(1000 + index)
     plays: Counter[int] = Counter()
     labels: dict[int, str] = {}
@@ -245,8 +101,8 @@ def _play_random(index: int, handle: Curriculum | bytes, n_plays: int) -> dict[s
 
 def _play_fixed_scores(index: int, handle: Curriculum | bytes, n_plays: int) -> dict[str, Any]:
     """Play ``n_plays`` episodes, each task always scoring ``task_score(task_id)``."""
-    cur = _open(handle)
-    log = BackendLog(cur.backend)
+    cur = open_handle(handle)
+    log = PlacementLog(cur.backend)
     plays: Counter[int] = Counter()
     for _ in range(n_plays):
         task = cur.get_task()
@@ -258,7 +114,7 @@ def _play_fixed_scores(index: int, handle: Curriculum | bytes, n_plays: int) -> 
 
 def _labels_then_read(index: int, cur: Curriculum, barrier: Any, n_plays: int) -> dict[str, Any]:
     """Create tasks (and so labels), wait for every worker, then read the pool's labels."""
-    log = BackendLog(cur.backend)
+    log = PlacementLog(cur.backend)
     generator = cur.config.task_generator.create()
     rng = np.random.default_rng(index)
     seen: set[str] = set()
@@ -292,8 +148,8 @@ def _labels_then_read(index: int, cur: Curriculum, barrier: Any, n_plays: int) -
 
 def _evict_after_barrier(index: int, handle: Curriculum | bytes, barrier: Any) -> dict[str, Any]:
     """Score the pool now, wait for every racer, then take one task from that (stale) view."""
-    cur = _open(handle)
-    log = BackendLog(cur.backend)
+    cur = open_handle(handle)
+    log = PlacementLog(cur.backend)
     order = list(cur._pool.view(fresh=True).eviction_order)
     barrier.wait(timeout=30)
     task = cur.get_task()
@@ -302,53 +158,8 @@ def _evict_after_barrier(index: int, handle: Curriculum | bytes, barrier: Any) -
 
 
 def _record_after_inheriting(index: int, cur: Curriculum, n_plays: int) -> None:
-    for _ in range(n_plays):
-        task = cur.get_task()
-        cur.update_task_performance(task.task_id, 0.5)
+    record(cur, n_plays)
     cur.close()
-
-
-# -- audits -------------------------------------------------------------------------------------
-
-
-def audit_placements(
-    cur: Curriculum, reports: Sequence[dict[str, Any]], capacity: int
-) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int, int]]]:
-    """Check that the workers' placements explain the pool exactly: each slot created once, each
-    task evicted at most once, and every slot's replacements form one chain ending at its task."""
-    created = [c for r in reports for c in r["created"]]
-    replaced = [c for r in reports for c in r["replaced"]]
-    snapshot = cur.backend.snapshot()
-    counters = snapshot.counters
-    final_ids = snapshot.rows["task_id"]
-
-    new_ids = [t for _, t, _ in created] + [t for _, _, t, _ in replaced]
-    assert len(set(new_ids)) == len(new_ids), "a task id was placed twice"
-    assert sorted(slot for slot, _, _ in created) == list(range(capacity)), (
-        "every slot must be claimed by exactly one create_task"
-    )
-    evicted = [old for _, old, _, _ in replaced]
-    assert len(set(evicted)) == len(evicted), "a task was evicted twice (double eviction)"
-
-    next_in_slot = {(slot, old): new for slot, old, new, _ in replaced}
-    chained = 0
-    for slot, first, _ in created:
-        task_id = first
-        while (slot, task_id) in next_in_slot:
-            task_id = next_in_slot[(slot, task_id)]
-            chained += 1
-        assert task_id == final_ids[slot], f"slot {slot}: chain ends at {task_id}"
-    assert chained == len(replaced), "replacements outside any slot's chain of owners"
-
-    assert counters["num_evicted"] == len(replaced)
-    assert counters["num_created"] == len(created) + len(replaced)
-    assert counters["num_created"] - capacity == counters["num_evicted"]
-    assert counters["epoch_evicted"] == counters["num_evicted"]
-    assert counters["num_active"] == capacity
-    active_ids = final_ids[final_ids != EMPTY_TASK]
-    assert len(active_ids) == capacity
-    assert len(set(active_ids.tolist())) == capacity, "a task owns two slots"
-    return created, replaced
 
 
 # -- tests --------------------------------------------------------------------------------------
@@ -374,7 +185,7 @@ def test_four_processes_count_every_outcome_exactly(
     generator = config.task_generator.create()
     with opened_on_test_backend(Curriculum(config)) as cur:
         handle: Curriculum | bytes = cur if transport == "inherit" else pickle.dumps(cur)
-        reports = run_workers(ctx, _play_random, [(handle, N_PLAYS) for _ in range(N_WORKERS)])
+        reports = run_workers(_play_random, [(handle, N_PLAYS) for _ in range(N_WORKERS)], ctx=ctx)
         total = N_WORKERS * N_PLAYS
         stats = cur.stats()
         snapshot = cur.backend.snapshot()
@@ -424,7 +235,7 @@ def test_four_processes_count_every_outcome_exactly(
         applied_to_evicted = sent_to_evicted - late
 
         # evictions: compare-and-set, each evicted task had its min_presentations outcomes
-        created, replaced = audit_placements(cur, reports, CAPACITY)
+        created, replaced = audit_placements(snapshot, reports, CAPACITY)
         num_evicted = snapshot.counters["num_evicted"]
         assert num_evicted > 0, "the test must drive evictions"
         assert stats["curriculum/num_evicted"] == num_evicted == len(replaced)
@@ -452,14 +263,14 @@ def test_labels_created_in_one_process_are_readable_in_all(session_id: str) -> N
         session_id,
         num_active_tasks=16,
         generator=nav_generator(Span(8, 1_000)),
-        lp={"min_presentations_for_eviction": 2},
+        lp_min_presentations_for_eviction=2,
         write_batch_size=4,
     )
     generator = config.task_generator.create()
     with opened_on_test_backend(Curriculum(config)) as cur:
         assert cur.backend.snapshot().label_names == []  # the parent caches an empty table
         barrier = ctx.Barrier(3)
-        reports = run_workers(ctx, _labels_then_read, [(cur, barrier, 150) for _ in range(3)])
+        reports = run_workers(_labels_then_read, [(cur, barrier, 150) for _ in range(3)], ctx=ctx)
         snapshot = cur.backend.snapshot()
         stats = cur.stats()
 
@@ -523,7 +334,7 @@ def test_reused_slot_carries_nothing_of_the_evicted_task(session_id: str, method
     config = make_config(
         session_id,
         num_active_tasks=capacity,
-        lp={"min_presentations_for_eviction": 2},
+        lp_min_presentations_for_eviction=2,
         write_batch_size=1,
     )
     generator = config.task_generator.create()
@@ -537,9 +348,9 @@ def test_reused_slot_carries_nothing_of_the_evicted_task(session_id: str, method
             polls[0] += 1
 
         reports = run_workers(
-            ctx,
             _play_fixed_scores,
             [(pickle.dumps(cur), 500) for _ in range(N_WORKERS)],
+            ctx=ctx,
             while_waiting=check_live_snapshot,
         )
         snapshot = cur.backend.snapshot()
@@ -573,7 +384,7 @@ def test_racing_evictions_with_one_stale_view_replace_each_task_once(
     config = make_config(
         session_id,
         num_active_tasks=capacity,
-        lp={"min_presentations_for_eviction": 1},
+        lp_min_presentations_for_eviction=1,
         write_batch_size=1,
         snapshot_max_age_s=3600.0,  # a view is only refreshed after this process's own changes
     )
@@ -588,12 +399,12 @@ def test_racing_evictions_with_one_stale_view_replace_each_task_once(
         barrier = ctx.Barrier(capacity - 1)  # the parent races last, after the barrier
         blob = pickle.dumps(cur)
         reports = run_workers(
-            ctx, _evict_after_barrier, [(blob, barrier) for _ in range(capacity - 1)]
+            _evict_after_barrier, [(blob, barrier) for _ in range(capacity - 1)], ctx=ctx
         )
         for report in reports:
             assert report["order"] == order, "racers must start from the same view"
         # the parent was the slowest racer: its view still names the tasks the others replaced
-        log = BackendLog(cur.backend)
+        log = PlacementLog(cur.backend)
         barrier_free = cur.get_task()
         racers = [*reports, {"slot": barrier_free.slot, **log.report()}]
         snapshot = cur.backend.snapshot()
@@ -628,16 +439,16 @@ def test_stale_views_under_churn_never_double_evict(session_id: str) -> None:
     config = make_config(
         session_id,
         num_active_tasks=capacity,
-        lp={"min_presentations_for_eviction": 1},
+        lp_min_presentations_for_eviction=1,
         write_batch_size=2,
         snapshot_max_age_s=0.02,
     )
     with opened_on_test_backend(Curriculum(config)) as cur:
         reports = run_workers(
-            ctx, _play_random, [(pickle.dumps(cur), 600) for _ in range(N_WORKERS)]
+            _play_random, [(pickle.dumps(cur), 600) for _ in range(N_WORKERS)], ctx=ctx
         )
         stats = cur.stats()
-        _, replaced = audit_placements(cur, reports, capacity)
+        _, replaced = audit_placements(cur.backend.snapshot(), reports, capacity)
     total = N_WORKERS * 600
     assert stats["curriculum/num_completed"] == total
     assert stats["curriculum/num_scheduled"] == total
@@ -656,6 +467,6 @@ def test_fork_children_do_not_resend_the_parents_buffered_outcomes(session_id: s
             task = cur.get_task()
             cur.update_task_performance(task.task_id, 0.5)
         assert cur._pool.pending_outcomes == 5  # buffered in the parent at fork time
-        run_workers(ctx, _record_after_inheriting, [(cur, 10) for _ in range(3)])
+        run_workers(_record_after_inheriting, [(cur, 10) for _ in range(3)], ctx=ctx)
         stats = cur.stats()
     assert stats["curriculum/num_completed"] == 5 + 3 * 10

@@ -361,3 +361,24 @@ def test_a_pool_with_a_generated_name_is_removed_by_its_creator(backend_url) -> 
     creator.close()
     with pytest.raises(PoolNotFoundError):
         pickle.loads(handle)
+
+
+@pytest.mark.parametrize("algorithm", ["lp", "random"])
+def test_tasks_whose_config_keeps_failing_are_evicted(curricula, algorithm) -> None:
+    curriculum = curricula(num_active_tasks=4, algorithm=algorithm, max_task_failures=2)
+    tasks = [curriculum.get_task() for _ in range(4)]
+    broken = tasks[0]
+    curriculum.report_task_failure(broken.task_id)
+    assert broken.task_id in curriculum.backend.snapshot().rows["task_id"]  # one is not enough
+    curriculum.report_task_failure(broken.task_id)
+    replacement = curriculum.get_task()  # the next chance: the broken task goes
+    rows = curriculum.backend.snapshot().rows
+    assert broken.task_id not in rows["task_id"]
+    assert replacement.slot == broken.slot and rows["n_failures"][broken.slot] == 0
+    stats = curriculum.stats()
+    assert stats["curriculum/num_failures"] == 2 and stats["epoch/num_failures"] == 2
+    assert stats[f"label/{broken.get_label()}/failures"] == 2
+    assert stats["curriculum/num_evicted"] == 1
+    assert curriculum.on_epoch_end()["epoch/num_failures"] == 2
+    with pytest.raises(UnknownTaskError):
+        curriculum.report_task_failure(424242)

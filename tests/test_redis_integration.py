@@ -2,9 +2,10 @@
 idempotent retries, attach errors (mismatched config, missing or destroyed pool) and an
 unreachable server.
 
-Workers are real processes (``spawn``; module-level functions). Unless a test says otherwise a
-worker builds its own ``Curriculum`` from the config's JSON, as a trainer on another host would:
-nothing crosses the process boundary but text. Every wait is bounded; no test asserts on timing.
+Workers are real processes (``spawn``, through :func:`workers.run_workers`; module-level
+functions). Unless a test says otherwise a worker builds its own ``Curriculum`` from the config's
+JSON, as a trainer on another host would: nothing crosses the process boundary but text. Every
+wait is bounded; no test asserts on timing.
 
 The pools live on a Redis server of this module's own (spawned on a free port) when
 ``redis-server`` is on PATH, else on the ``redis_url`` server; each test removes its sessions.
@@ -14,6 +15,7 @@ Tests that flush the script cache use a server of their own.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import multiprocessing as mp
 import os
@@ -21,27 +23,22 @@ import pickle
 import queue as queue_module
 import re
 import time
-import traceback
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import conftest
 import numpy as np
 import pytest
 import redis
 import redis_support
+import workers
+from conftest import nav_generator, remove_pool, unique_session
+from workers import PlacementLog, audit_placements
 
 from backends.layout import EMPTY_TASK
 from backends.redis_backend import REGISTRY_KEY, RedisBackend, load_script, session_keys
-from curriculum import (
-    BucketedTaskGenerator,
-    Curriculum,
-    CurriculumConfig,
-    LearningProgressConfig,
-    SingleTaskGenerator,
-    Span,
-)
+from curriculum import Curriculum, CurriculumConfig, SingleTaskGenerator, Span
 from curriculum.errors import BackendError, PoolMismatchError, PoolNotFoundError
 
 WORKER_TIMEOUT_S = 60.0
@@ -81,46 +78,17 @@ def new_session(server_url: str) -> Iterator[Callable[[], str]]:
     made: list[str] = []
 
     def make() -> str:
-        made.append(f"redis-it-{uuid.uuid4().hex[:16]}")
+        made.append(unique_session("redis-it"))
         return made[-1]
 
     yield make
-    client = redis.Redis.from_url(server_url)
-    try:
-        for sid in made:
-            client.delete(*session_keys(sid))
-            client.srem(REGISTRY_KEY, sid)
-    finally:
-        client.close()
+    for sid in made:
+        remove_pool(sid, server_url)
 
 
-def nav_generator(size: Span | None = None) -> BucketedTaskGenerator.Config:
-    """The README's generator: labels like ``nav|difficulty:0.5|size:17``."""
-    return BucketedTaskGenerator.Config(
-        child_generator_config=SingleTaskGenerator.Config(env={"label": "nav"}),
-        buckets={"difficulty": [0.1, 0.5, 0.9], "size": size or Span(8, 32)},
-    )
-
-
-def make_config(
-    url: str,
-    session_id: str,
-    *,
-    num_active_tasks: int = 64,
-    generator: Any = None,
-    lp: dict[str, Any] | None = None,
-    **fields: Any,
-) -> CurriculumConfig:
-    """A learning-progress curriculum on the Redis at ``url``."""
-    return CurriculumConfig(
-        task_generator=generator or nav_generator(),
-        num_active_tasks=num_active_tasks,
-        algorithm_config=LearningProgressConfig(
-            session_id=session_id, backend_url=url, **(lp or {})
-        ),
-        seed=0,
-        **fields,
-    )
+def make_config(url: str, session_id: str, **fields: Any) -> CurriculumConfig:
+    """:func:`conftest.make_config` on ``session_id``, on the Redis at ``url``."""
+    return conftest.make_config(lp_backend_url=url, lp_session_id=session_id, **fields)
 
 
 def pool_contents(url: str, session_id: str) -> dict[str, Any]:
@@ -144,99 +112,8 @@ def pool_contents(url: str, session_id: str) -> dict[str, Any]:
 # -- running workers ----------------------------------------------------------------------------
 
 
-def _worker_entry(
-    target: Callable[..., Any], index: int, results: Any, args: tuple[Any, ...]
-) -> None:
-    try:
-        payload = target(index, *args)
-    except BaseException:  # report every failure (assertions included) to the parent
-        results.put((index, False, traceback.format_exc()))
-    else:
-        results.put((index, True, payload))
-
-
-def run_workers(
-    target: Callable[..., Any],
-    args_per_worker: Sequence[tuple[Any, ...]],
-    *,
-    ctx: Any = None,
-    while_waiting: Callable[[], None] | None = None,
-    timeout_s: float = WORKER_TIMEOUT_S,
-) -> list[Any]:
-    """Run ``target(index, *args)`` in one spawned process per args tuple; their return values.
-
-    ``while_waiting`` is called repeatedly in the parent while the workers run. A failing worker
-    fails the test with its traceback; workers still alive after ``timeout_s`` fail it too (and
-    are killed).
-    """
-    ctx = ctx or mp.get_context("spawn")
-    results = ctx.Queue()
-    procs = [
-        ctx.Process(target=_worker_entry, args=(target, i, results, args), daemon=True)
-        for i, args in enumerate(args_per_worker)
-    ]
-    payloads: dict[int, Any] = {}
-    deadline = time.monotonic() + timeout_s
-    try:
-        for proc in procs:
-            proc.start()
-        while len(payloads) < len(procs):
-            if while_waiting is not None:
-                while_waiting()
-            try:
-                index, ok, payload = results.get(timeout=0.01 if while_waiting else 0.2)
-            except queue_module.Empty:
-                dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
-                assert not dead, f"a worker died without reporting (exit codes {dead})"
-                assert time.monotonic() < deadline, f"workers did not finish in {timeout_s} s"
-                continue
-            assert ok, f"worker {index} failed:\n{payload}"
-            payloads[index] = payload
-        for proc in procs:
-            proc.join(timeout=max(deadline - time.monotonic(), 1.0))
-            assert not proc.is_alive(), f"worker pid {proc.pid} did not exit"
-            assert proc.exitcode == 0, f"worker pid {proc.pid} exited with {proc.exitcode}"
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-                proc.join(timeout=5)
-        results.close()
-    return [payloads[i] for i in range(len(procs))]
-
-
-class PlacementLog:
-    """Records every task this process's backend placed: creations and CAS replacements."""
-
-    def __init__(self, backend: Any) -> None:
-        self.created: list[tuple[int, int]] = []  # (slot, task_id)
-        self.replaced: list[tuple[int, int, int]] = []  # (slot, evicted task_id, new task_id)
-        self.cas_failures = 0
-        create, replace = backend.create_task, backend.replace_task
-
-        def create_task(task_id: int, label_id: int, seq: int) -> int | None:
-            slot = create(task_id, label_id, seq)
-            if slot is not None:
-                self.created.append((slot, task_id))
-            return slot
-
-        def replace_task(slot: int, expected: int, task_id: int, label_id: int, seq: int) -> bool:
-            done = replace(slot, expected, task_id, label_id, seq)
-            if done:
-                self.replaced.append((slot, expected, task_id))
-            else:
-                self.cas_failures += 1
-            return done
-
-        backend.create_task = create_task  # instance attributes shadow the methods
-        backend.replace_task = replace_task
-
-    def report(self) -> dict[str, Any]:
-        return {
-            "created": self.created,
-            "replaced": self.replaced,
-            "cas_failures": self.cas_failures,
-        }
+# workers.run_workers, with this module's bound on a run (a test may pass its own)
+run_workers = functools.partial(workers.run_workers, timeout_s=WORKER_TIMEOUT_S)
 
 
 # -- workers (module level: spawn children import them) ----------------------------------------
@@ -394,10 +271,8 @@ def test_four_independent_clients_count_every_outcome_exactly(
         assert row["n_outcomes"] == plays[int(row["task_id"])]
         assert row["n_samples"] == plays[int(row["task_id"])]
 
-    created = [c for r in reports for c in r["created"]]
-    replaced = [c for r in reports for c in r["replaced"]]
-    assert sorted(slot for slot, _ in created) == list(range(CAPACITY)), "each slot created once"
-    assert len({old for _, old, _ in replaced}) == len(replaced), "a task was evicted twice"
+    # each slot created once, no task evicted twice, every replacement in one slot's chain
+    _, replaced = audit_placements(snapshot, reports, CAPACITY)
     assert stats["curriculum/num_evicted"] == len(replaced) > 0
     assert stats["curriculum/num_created"] == CAPACITY + len(replaced)
 
@@ -413,7 +288,7 @@ def test_evict_races_between_independent_clients_never_double_evict(
         server_url,
         new_session(),
         num_active_tasks=capacity,
-        lp={"min_presentations_for_eviction": 2},
+        lp_min_presentations_for_eviction=2,
         write_batch_size=1,
         snapshot_max_age_s=0.01,
     )
@@ -432,26 +307,12 @@ def test_evict_races_between_independent_clients_never_double_evict(
     assert num_evicted == stats["curriculum/num_created"] - stats["curriculum/num_active_tasks"]
     assert stats["curriculum/num_active_tasks"] == capacity
 
-    created = [c for r in reports for c in r["created"]]
-    replaced = [c for r in reports for c in r["replaced"]]
+    # no task id placed twice, no task evicted twice, and each slot's replacements form one
+    # chain of owners ending at the task it holds now
+    _, replaced = audit_placements(snapshot, reports, capacity)
     assert len(replaced) == num_evicted > capacity, "the test must drive many evictions"
-    hits = [(slot, old) for slot, old, _ in replaced]
+    hits = [(slot, old) for slot, old, _, _ in replaced]
     assert len(set(hits)) == len(hits), "two evictions hit the same (slot, task)"
-    assert len({old for _, old in hits}) == len(hits), "a task was evicted twice"
-    new_ids = [t for _, t in created] + [new for _, _, new in replaced]
-    assert len(set(new_ids)) == len(new_ids), "a task id was placed twice"
-    assert sorted(slot for slot, _ in created) == list(range(capacity))
-
-    # each slot's replacements form one chain of owners ending at the task it holds now
-    next_owner = {(slot, old): new for slot, old, new in replaced}
-    final_ids = snapshot.rows["task_id"]
-    chained = 0
-    for slot, task_id in created:
-        while (slot, task_id) in next_owner:
-            task_id = next_owner[(slot, task_id)]
-            chained += 1
-        assert task_id == final_ids[slot], f"slot {slot}: chain ends at {task_id}"
-    assert chained == len(replaced)
     applied = total - stats["curriculum/num_late_outcomes"]
     assert 2 * num_evicted <= applied  # each evicted task had its 2 outcomes first
 
@@ -466,10 +327,10 @@ def test_script_flush_mid_run_reloads_scripts_and_counts_exactly(own_server: str
     ctx = mp.get_context("spawn")
     config = make_config(
         own_server,
-        f"flush-{uuid.uuid4().hex[:12]}",
+        unique_session("flush"),
         num_active_tasks=16,
         write_batch_size=8,
-        lp={"min_presentations_for_eviction": 1_000_000},
+        lp_min_presentations_for_eviction=1_000_000,
     )
     record_sha = hashlib.sha1(load_script("record").encode()).hexdigest()
     admin = redis.Redis.from_url(own_server)
@@ -535,7 +396,7 @@ def test_a_script_flushed_again_during_its_reload_still_runs(
 ) -> None:
     """A second SCRIPT FLUSH lands between the client's reload (SCRIPT LOAD after NOSCRIPT) and
     the EVALSHA it then sends: the write must still be applied, once, without an error."""
-    sid = f"reflush-{uuid.uuid4().hex[:12]}"
+    sid = unique_session("reflush")
     config = make_config(own_server, sid, num_active_tasks=4, write_batch_size=1_000)
     admin = redis.Redis.from_url(own_server)
     with contextlib.ExitStack() as stack:
@@ -571,7 +432,7 @@ def test_a_script_flushed_again_during_its_reload_still_runs(
     ("change", "named"),
     [
         ({"num_active_tasks": 32}, "num_active_tasks: pool=16, requested=32"),
-        ({"lp": {"ema_timescale": 0.2}}, "ema_timescale: pool=0.1, requested=0.2"),
+        ({"lp_ema_timescale": 0.2}, "ema_timescale: pool=0.1, requested=0.2"),
         ({"generator": nav_generator(Span(8, 64))}, "task_generator (fingerprint): pool="),
     ],
     ids=["num_active_tasks", "ema_timescale", "generator"],
@@ -735,7 +596,15 @@ def test_a_script_called_twice_with_one_write_number_applies_once(
         keys = session_keys(sid)
         record = client.register_script(load_script("record"))
         replace = client.register_script(load_script("replace_task"))
-        outcome = [1, task.slot, task.task_id, label_id, "0.75", 0]
+        outcome = [
+            1,
+            task.slot,
+            task.task_id,
+            label_id,
+            "0.75",
+            0,
+            0,
+        ]  # 1 outcome, no samples/failures
 
         first = record(keys=keys, args=["test-client", 1, *outcome])
         assert first == b"1:0"
@@ -766,7 +635,7 @@ def test_an_unreachable_redis_raises_backend_error_without_the_password() -> Non
     policy), and no text of the error or its causes shows the URL's password."""
     port = redis_support.free_port()
     url = f"redis://user:s3cret@127.0.0.1:{port}/0"
-    config = make_config(url, f"gone-{uuid.uuid4().hex[:12]}", num_active_tasks=4)
+    config = make_config(url, unique_session("gone"), num_active_tasks=4)
     assert "s3cret" not in repr(config)
     [report] = run_workers(
         _open_unreachable, [(config.model_dump_json(),)], timeout_s=UNREACHABLE_LIMIT_S

@@ -18,23 +18,17 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import conftest
 import numpy as np
 import pytest
+from conftest import nav_generator, remove_pool, unique_session
+from workers import open_handle, record
 
 from backends.shared_memory import segment_path
-from curriculum import (
-    BucketedTaskGenerator,
-    Curriculum,
-    CurriculumConfig,
-    DiscreteRandomConfig,
-    LearningProgressConfig,
-    SingleTaskGenerator,
-    Span,
-)
+from curriculum import Curriculum, CurriculumConfig, Span
 from curriculum.errors import LockTimeoutError, PoolMismatchError, PoolNotFoundError
 
 WAIT_S = 60.0
@@ -47,46 +41,15 @@ _KEEP: list[Any] = []  # keeps a child's curriculum alive until its process exit
 @pytest.fixture
 def session_id() -> Iterator[str]:
     """A session id no other test uses; its segment is removed even when the test fails."""
-    sid = f"life-{uuid.uuid4().hex}"
+    sid = unique_session("life")
     yield sid
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(segment_path(sid))
+    remove_pool(sid)
 
 
-def nav_generator(size: Span | None = None) -> BucketedTaskGenerator.Config:
-    return BucketedTaskGenerator.Config(
-        child_generator_config=SingleTaskGenerator.Config(env={"label": "nav"}),
-        buckets={"difficulty": [0.1, 0.5, 0.9], "size": size or Span(8, 32)},
-    )
-
-
-def make_config(
-    session_id: str,
-    *,
-    num_active_tasks: int = 64,
-    generator: Any = None,
-    algorithm: str = "lp",
-    lp: dict[str, Any] | None = None,
-    **fields: Any,
-) -> CurriculumConfig:
-    algorithm_config = (
-        LearningProgressConfig(session_id=session_id, **(lp or {}))
-        if algorithm == "lp"
-        else DiscreteRandomConfig(session_id=session_id)
-    )
-    return CurriculumConfig(
-        task_generator=generator or nav_generator(),
-        num_active_tasks=num_active_tasks,
-        algorithm_config=algorithm_config,
-        seed=0,
-        **fields,
-    )
-
-
-def record(cur: Curriculum, n: int, score: float = 0.5) -> None:
-    for _ in range(n):
-        task = cur.get_task()
-        cur.update_task_performance(task.task_id, score)
+def make_config(session_id: str, **fields: Any) -> CurriculumConfig:
+    """:func:`conftest.make_config` on ``session_id`` in /dev/shm, with 64 slots unless told."""
+    fields.setdefault("num_active_tasks", 64)
+    return conftest.make_config(lp_session_id=session_id, **fields)
 
 
 def completed(cur: Curriculum) -> float:
@@ -108,6 +71,20 @@ def finish(proc: Any) -> None:
     proc.join(timeout=WAIT_S)
     assert not proc.is_alive(), f"child {proc.pid} did not exit"
     assert proc.exitcode == 0, f"child {proc.pid} exited with {proc.exitcode}"
+
+
+def child_report(ctx: Any, target: Callable[..., None], *args: Any) -> tuple[Any, int]:
+    """Run ``target(*args, report)`` in a ``ctx`` child that should exit on its own, successfully:
+    what it put on the queue ``report``, and its pid. The child is killed in ``finally``."""
+    report = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, report), daemon=True)
+    try:
+        proc.start()
+        reported = report.get(timeout=WAIT_S)
+        finish(proc)
+    finally:
+        reap(proc)
+    return reported, proc.pid
 
 
 def process_state(pid: int) -> str:
@@ -134,10 +111,6 @@ def names_pid(message: str, pid: int) -> bool:
     return re.search(rf"(?<!\d){pid}(?!\d)", message) is not None
 
 
-def _open(handle: Curriculum | bytes) -> Curriculum:
-    return pickle.loads(handle) if isinstance(handle, bytes) else handle
-
-
 # -- children (module level: spawn children import them) ---------------------------------------
 
 
@@ -151,7 +124,7 @@ def _create_and_return(session_id: str, report: Any) -> None:
 
 def _attach_and_record(handle: Curriculum | bytes, n: int, ending: str, report: Any) -> None:
     """Attach, write ``n`` outcomes, then close() or just return (exit with the pool open)."""
-    cur = _open(handle)
+    cur = open_handle(handle)
     record(cur, n)
     if ending == "close":
         cur.close()
@@ -165,7 +138,7 @@ def _attach_and_record(handle: Curriculum | bytes, n: int, ending: str, report: 
 
 def _hold_lock_mid_write(handle: Curriculum, ready: Any, release: Any) -> None:
     """Take the pool's lock as a write does (seqlock odd), and keep it until ``release``."""
-    cur = _open(handle)
+    cur = open_handle(handle)
     cur.backend._begin_write()
     ready.put(os.getpid())
     if not release.wait(timeout=WAIT_S):
@@ -177,7 +150,7 @@ def _hold_lock_mid_write(handle: Curriculum, ready: Any, release: Any) -> None:
 
 def _hold_raw_lock(handle: Curriculum, attached: Any, go: Any, ready: Any, release: Any) -> None:
     """Attach, wait for ``go``, then hold the pool's lock (no write) until ``release``."""
-    cur = _open(handle)
+    cur = open_handle(handle)
     attached.set()
     if not go.wait(timeout=WAIT_S):
         os._exit(3)
@@ -259,15 +232,8 @@ def test_creator_child_returning_without_close_removes_the_segment(
     """A multiprocessing child that created the pool returns normally without close(): its exit
     removes the segment."""
     ctx = mp.get_context(method)
-    report = ctx.Queue()
-    proc = ctx.Process(target=_create_and_return, args=(session_id, report), daemon=True)
-    try:
-        proc.start()
-        pid, existed = report.get(timeout=WAIT_S)
-        assert (pid, existed) == (proc.pid, True)
-        finish(proc)
-    finally:
-        reap(proc)
+    (pid, existed), child_pid = child_report(ctx, _create_and_return, session_id)
+    assert (pid, existed) == (child_pid, True)
     assert not segment_path(session_id).exists(), f"segment left behind by {method} child"
 
 
@@ -288,14 +254,8 @@ def test_attached_worker_never_removes_the_segment(
         record(cur, 3)
         inode = os.stat(path).st_ino
         handle = cur if transport == "inherit" else pickle.dumps(cur)
-        report = ctx.Queue()
-        proc = ctx.Process(target=_attach_and_record, args=(handle, 7, ending, report))
-        try:
-            proc.start()
-            assert report.get(timeout=WAIT_S) == proc.pid
-            finish(proc)
-        finally:
-            reap(proc)
+        reported_pid, child_pid = child_report(ctx, _attach_and_record, handle, 7, ending)
+        assert reported_pid == child_pid
         assert path.exists(), "a worker removed the creator's segment"
         assert os.stat(path).st_ino == inode, "the segment was replaced"
         assert completed(cur) == 3 + 7
@@ -312,14 +272,9 @@ def test_worker_exiting_without_close_writes_its_buffered_outcomes(
     without close() are written at exit, as the curriculum promises."""
     ctx = mp.get_context(method)
     with Curriculum(make_config(session_id)) as cur:
-        report = ctx.Queue()
-        proc = ctx.Process(target=_attach_and_record, args=(pickle.dumps(cur), 5, "exit", report))
-        try:
-            proc.start()
-            assert report.get(timeout=WAIT_S) == proc.pid
-            finish(proc)
-        finally:
-            reap(proc)
+        blob = pickle.dumps(cur)
+        reported_pid, child_pid = child_report(ctx, _attach_and_record, blob, 5, "exit")
+        assert reported_pid == child_pid
         assert segment_path(session_id).exists()
         assert completed(cur) == 5, f"{method} worker's buffered outcomes were lost at exit"
 
@@ -332,7 +287,7 @@ def test_holder_killed_mid_write_releases_the_lock(session_id: str) -> None:
     write, and stats stay readable."""
     ctx = mp.get_context("spawn")
     path = segment_path(session_id)
-    holder = other = None
+    holder = None
     with Curriculum(make_config(session_id, write_batch_size=1, lock_timeout_s=5.0)) as cur:
         record(cur, 3)
         try:
@@ -353,15 +308,11 @@ def test_holder_killed_mid_write_releases_the_lock(session_id: str) -> None:
             snapshot = cur.backend.snapshot()
             assert snapshot.counters["num_completed"] == 6
 
-            report = ctx.Queue()
-            other = ctx.Process(
-                target=_attach_and_record, args=(pickle.dumps(cur), 4, "close", report)
-            )
-            other.start()
-            assert report.get(timeout=WAIT_S) == other.pid
-            finish(other)
+            blob = pickle.dumps(cur)
+            reported_pid, other_pid = child_report(ctx, _attach_and_record, blob, 4, "close")
+            assert reported_pid == other_pid
         finally:
-            reap(holder, other)
+            reap(holder)
         assert completed(cur) == 10
         assert cur.backend.snapshot().version > snapshot.version
         assert path.exists()
@@ -504,12 +455,12 @@ MISMATCHES = {
         {"num_active_tasks": 128},
         [r"capacity|num_active_tasks", r"\b64\b", r"\b128\b"],
     ),
-    "ema_timescale": ({"lp": {"ema_timescale": 0.2}}, [r"ema_timescale", r"0\.1\b", r"0\.2\b"]),
+    "ema_timescale": ({"lp_ema_timescale": 0.2}, [r"ema_timescale", r"0\.1\b", r"0\.2\b"]),
     "task_generator": ({"generator": nav_generator(Span(8, 64))}, [r"generator"]),
     "algorithm": ({"algorithm": "discrete_random"}, [r"algorithm", r"discrete_random"]),
     "max_labels": ({"max_labels": 1000}, [r"label_capacity|max_labels", r"\b4096\b", r"\b1000\b"]),
     "min_presentations": (
-        {"lp": {"min_presentations_for_eviction": 5}},
+        {"lp_min_presentations_for_eviction": 5},
         [r"min_presentations_for_eviction", r"\b10\b", r"\b5\b"],
     ),
 }
@@ -557,15 +508,8 @@ def test_mismatched_attach_from_another_process(session_id: str, method: str) ->
     with Curriculum(make_config(session_id, write_batch_size=1)) as cur:
         record(cur, 4)
         stats_before = cur.stats()
-        report = ctx.Queue()
         bad = make_config(session_id, num_active_tasks=128)
-        proc = ctx.Process(target=_try_to_open, args=(bad, None, report))
-        try:
-            proc.start()
-            kind, message = report.get(timeout=WAIT_S)
-            finish(proc)
-        finally:
-            reap(proc)
+        kind, message = child_report(ctx, _try_to_open, bad, None)[0]
         assert kind == "PoolMismatchError", message
         assert re.search(r"capacity|num_active_tasks", message), message
         assert cur.stats() == stats_before
@@ -586,15 +530,7 @@ def test_unpickling_after_the_creator_closed_raises_pool_not_found(
             pickle.loads(blob)
         kind, message = type(caught.value).__name__, str(caught.value)
     else:
-        ctx = mp.get_context(method)
-        report = ctx.Queue()
-        proc = ctx.Process(target=_try_to_open, args=(None, blob, report))
-        try:
-            proc.start()
-            kind, message = report.get(timeout=WAIT_S)
-            finish(proc)
-        finally:
-            reap(proc)
+        kind, message = child_report(mp.get_context(method), _try_to_open, None, blob)[0]
     assert kind == "PoolNotFoundError", message
     assert session_id in message
     assert not segment_path(session_id).exists(), "a failed attach must not create a pool"

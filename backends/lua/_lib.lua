@@ -3,9 +3,10 @@
 -- 4 labels hash (field = label id), 5 label ids hash (field = name), 6 write tokens hash.
 -- A row is a msgpack array in backends/layout.py ROW_DTYPE order:
 --   1 task_id, 2 seq, 3 label_id, 4 n_outcomes, 5 n_samples, 6 n_success, 7 score_sum,
---   8 baseline, 9 fast, 10 slow, 11 perf, 12 reward, 13 reward_sq
+--   8 baseline, 9 fast, 10 slow, 11 perf, 12 reward, 13 reward_sq, 14 n_failures
 -- A label is a msgpack array in LABEL_DTYPE order:
---   1 name, 2 created, 3 evicted, 4 completions, 5 samples, 6 successes, 7 late, 8 score_sum
+--   1 name, 2 created, 3 evicted, 4 completions, 5 samples, 6 successes, 7 late, 8 score_sum,
+--   9 failures
 -- Replies are strings: Lua numbers returned to a client are truncated to integers.
 local META, ROWS, FREE, LABELS, LABEL_IDS, TOKENS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 
@@ -19,7 +20,7 @@ local function missing_pool()
 end
 
 local function new_row(task_id, label_id, seq)
-  return {task_id, seq, label_id, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0}
+  return {task_id, seq, label_id, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0}
 end
 
 local function get_row(slot)

@@ -15,7 +15,8 @@ redis.call('HSET', META, 'params', ARGV[1], 'capacity', ARGV[2], 'label_capacity
   'task_tracker_ema_alpha', ARGV[8], 'success_threshold', ARGV[9], 'version', 0,
   'next_seq', 0, 'num_created', 0, 'num_evicted', 0, 'num_completed', 0, 'num_scheduled', 0,
   'num_late_outcomes', 0, 'num_active', 0, 'num_labels', 0, 'epoch', 0, 'epoch_created', 0,
-  'epoch_evicted', 0, 'epoch_completed', 0, 'epoch_scheduled', 0)
+  'epoch_evicted', 0, 'epoch_completed', 0, 'epoch_scheduled', 0, 'num_failures', 0,
+  'epoch_failures', 0)
 local capacity = tonumber(ARGV[2])
 local chunk = {}
 for slot = 0, capacity - 1 do

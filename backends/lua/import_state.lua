@@ -28,7 +28,7 @@ end
 local existing = redis.call('HGETALL', LABELS)
 for i = 1, #existing, 2 do
   local label = cmsgpack.unpack(existing[i + 1])
-  redis.call('HSET', LABELS, existing[i], cmsgpack.pack({label[1], 0, 0, 0, 0, 0, 0, 0.0}))
+  redis.call('HSET', LABELS, existing[i], cmsgpack.pack({label[1], 0, 0, 0, 0, 0, 0, 0.0, 0}))
 end
 local mapping = {}
 for i, label in ipairs(labels) do

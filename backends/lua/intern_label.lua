@@ -14,7 +14,7 @@ local function intern(name)
     return intern(ARGV[2])
   end
   redis.call('HSET', LABEL_IDS, name, used)
-  redis.call('HSET', LABELS, used, cmsgpack.pack({name, 0, 0, 0, 0, 0, 0, 0.0}))
+  redis.call('HSET', LABELS, used, cmsgpack.pack({name, 0, 0, 0, 0, 0, 0, 0.0, 0}))
   count('num_labels', 1)
   count('version', 1)
   return tostring(used)

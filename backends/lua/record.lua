@@ -1,9 +1,10 @@
--- Record a batch of outcomes and sample counts. Outcomes on one slot apply in order; an outcome
+-- Record a batch of outcomes, sample counts and env-config failures. Outcomes on one slot apply in order; an outcome
 -- or sample whose task was evicted meanwhile counts for its label only (late).
 -- The statistics update is the spec of curriculum/ema.py, operation for operation.
 -- KEYS: see _lib.lua.
 -- ARGV: 1 client id, 2 write number, 3 outcome count N, then N x (slot, task id, label id, score),
---       then sample count M, then M x (slot, task id, label id)
+--       then sample count M, then M x (slot, task id, label id),
+--       then failure count F, then F x (slot, task id, label id)
 -- Errors: NOPOOL when the pool does not exist.
 -- Returns: 'applied:late'
 local missing = missing_pool()
@@ -29,7 +30,7 @@ end
 local function label_amounts(label_id)
   local amounts = labels[label_id]
   if amounts == nil then
-    amounts = {[4] = 0, [5] = 0, [6] = 0, [7] = 0, [8] = 0.0}
+    amounts = {[4] = 0, [5] = 0, [6] = 0, [7] = 0, [8] = 0.0, [9] = 0}
     labels[label_id] = amounts
   end
   return amounts
@@ -89,6 +90,22 @@ for j = 0, m - 1 do
   end
 end
 
+local fbase = base + 1 + 3 * m
+local f = tonumber(ARGV[fbase])
+for j = 0, f - 1 do
+  local slot, task_id = tonumber(ARGV[fbase + 1 + 3 * j]), tonumber(ARGV[fbase + 2 + 3 * j])
+  local label_id = tonumber(ARGV[fbase + 3 + 3 * j])
+  local row = row_of(slot)
+  if row and row[1] == task_id then
+    row[14] = row[14] + 1
+    dirty[slot] = true
+  end
+  if label_id >= 0 then
+    local amounts = label_amounts(label_id)
+    amounts[9] = amounts[9] + 1
+  end
+end
+
 for slot in pairs(dirty) do put_row(slot, rows[slot]) end
 for label_id, amounts in pairs(labels) do add_to_label(label_id, amounts) end
 if n > 0 then
@@ -99,6 +116,10 @@ end
 if m > 0 then
   count('num_scheduled', m)
   count('epoch_scheduled', m)
+end
+if f > 0 then
+  count('num_failures', f)
+  count('epoch_failures', f)
 end
 count('version', 1)
 return remember(ARGV[1], ARGV[2], applied .. ':' .. (n - applied))
