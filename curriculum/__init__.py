@@ -16,6 +16,7 @@ _EXPORTS = {
     "BucketedTaskGenerator": "curriculum.generators",
     "Curriculum": "curriculum.curriculum",
     "CurriculumConfig": "curriculum.config",
+    "CurriculumEnv": "curriculum.env",
     "CurriculumTask": "curriculum.task",
     "DiscreteRandomConfig": "curriculum.config",
     "LearningProgressConfig": "curriculum.config",
@@ -29,6 +30,7 @@ __all__ = [
     "BucketedTaskGenerator",
     "Curriculum",
     "CurriculumConfig",
+    "CurriculumEnv",
     "CurriculumTask",
     "DiscreteRandomConfig",
     "LearningProgressConfig",
@@ -41,6 +43,7 @@ __all__ = [
 if TYPE_CHECKING:
     from curriculum.config import CurriculumConfig, DiscreteRandomConfig, LearningProgressConfig
     from curriculum.curriculum import Curriculum
+    from curriculum.env import CurriculumEnv
     from curriculum.generators import (
         BucketedTaskGenerator,
         SingleTaskGenerator,

@@ -140,6 +140,13 @@ class Curriculum:
         pool.add_sample(slot, task_id, label_id)
         return CurriculumTask(task_id, slot, self._generator)
 
+    def task_for_id(self, task_id: int) -> CurriculumTask:
+        """The task with this id, for evaluation: its config is rebuilt from the id.
+
+        Touches no pool (nothing is scheduled); ``slot`` is -1.
+        """
+        return CurriculumTask(check_task_id(task_id), -1, self._generator)
+
     def update_task_performance(self, task_id: int, score: float) -> None:
         """Record the score (in [0, 1]) of an episode played on ``task_id``.
 
