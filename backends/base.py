@@ -99,7 +99,7 @@ class PoolSnapshot:
 
     version: int
     rows: np.ndarray  # ROW_DTYPE, one per slot
-    labels: np.ndarray  # LABEL_DTYPE, one per assigned label id
+    labels: np.ndarray  # LABEL_DTYPE, one per assigned label id: totals incl. live tasks
     label_names: list[str]  # decoded names, index = label id
     counters: dict[str, int]
 
@@ -169,7 +169,7 @@ class RecordResult:
 
 @dataclass
 class PoolState:
-    """Everything a pool holds, for checkpoints."""
+    """Everything a pool holds, for checkpoints (labels as stored: without the live rows)."""
 
     params: PoolParams
     rows: np.ndarray

@@ -49,6 +49,35 @@ LABEL_DTYPE = np.dtype(
     ]
 )
 
+# A label's counters that its live tasks also hold in their rows. The label table keeps only what
+# is no longer in a row (tasks evicted since, outcomes that arrived late); label totals are the
+# table plus the live rows (see ``label_totals``), so a write touches only the rows it changes.
+LIVE_LABEL_FIELDS = (
+    ("completions", "n_outcomes"),
+    ("samples", "n_samples"),
+    ("successes", "n_success"),
+    ("score_sum", "score_sum"),
+    ("failures", "n_failures"),
+)
+
+
+def label_totals(stored: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Every label's counters: the stored ones plus those of its live tasks' rows."""
+    totals = stored.copy()
+    ids = rows["label_id"]
+    live = (rows["task_id"] != EMPTY_TASK) & (ids >= 0) & (ids < len(stored))
+    for label_field, row_field in LIVE_LABEL_FIELDS:
+        sums = np.bincount(ids[live], weights=rows[row_field][live], minlength=len(stored))
+        totals[label_field] += sums.astype(LABEL_DTYPE[label_field])
+    return totals
+
+
+def fold_row_into_label(label: np.void, row: np.void) -> None:
+    """Add an evicted task's counters to its label's stored record."""
+    for label_field, row_field in LIVE_LABEL_FIELDS:
+        label[label_field] += row[row_field]
+
+
 # Pool-wide counters. ``epoch_*`` counters reset only when an epoch ends.
 COUNTER_NAMES = (
     "next_seq",

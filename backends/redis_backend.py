@@ -51,6 +51,7 @@ from backends.layout import (
     decode_label,
     empty_rows,
     encode_label,
+    label_totals,
 )
 from curriculum.errors import (
     BackendError,
@@ -316,7 +317,13 @@ class RedisBackend(TaskMemoryBackend):
         return {name: int(value or 0) for name, value in zip(EPOCH_COUNTERS, values, strict=True)}
 
     def snapshot(self) -> PoolSnapshot:
-        """One MULTI/EXEC of the pool's hashes, decoded into the shared layout."""
+        """One MULTI/EXEC of the pool's hashes, decoded; label totals include live rows."""
+        snapshot = self._read()
+        snapshot.labels = label_totals(snapshot.labels, snapshot.rows)
+        return snapshot
+
+    def _read(self) -> PoolSnapshot:
+        """The pool as stored (labels without their live rows)."""
         self._check_open()
         pipe = self._client.pipeline(transaction=True)
         pipe.hgetall(self._keys[0])
@@ -337,7 +344,7 @@ class RedisBackend(TaskMemoryBackend):
 
     def export_state(self) -> PoolState:
         """Everything in the pool, from one consistent snapshot."""
-        snap = self.snapshot()
+        snap = self._read()
         return PoolState(
             params=self.params, rows=snap.rows, labels=snap.labels, counters=snap.counters
         )

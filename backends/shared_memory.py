@@ -49,6 +49,8 @@ from backends.layout import (
     decode_label,
     empty_rows,
     encode_label,
+    fold_row_into_label,
+    label_totals,
 )
 from backends.process_info import describe_process, process_identity
 from curriculum.ema import apply_outcomes, rounds
@@ -369,7 +371,10 @@ class SharedMemoryBackend(TaskMemoryBackend):
             self._start_change()
             old_label = int(self._rows["label_id"][slot])
             if old_label >= 0:
-                self._labels["evicted"][old_label] += 1
+                label = self._labels[old_label].copy()  # written back as one record
+                fold_row_into_label(label, self._rows[slot])
+                label["evicted"] += 1
+                self._labels[old_label] = label
             self._count("num_evicted")
             self._count("epoch_evicted")
             self._write_new_task(slot, task_id, label_id, seq)
@@ -395,24 +400,18 @@ class SharedMemoryBackend(TaskMemoryBackend):
     def record(self, batch: WriteBatch) -> RecordResult:
         """Apply outcomes (in order per slot), sample counts and failures under one lock.
 
-        Everything that does not depend on the pool's contents (the order of application, the
-        per-label sums) is computed before the lock is taken, so the lock is held briefly.
+        Only the rows change; entries whose task was evicted meanwhile go to their label's stored
+        counters (and count as late). The order of application is computed before the lock.
         """
         slots = np.asarray(batch.outcome_slots, dtype=np.int64)
         task_ids = np.asarray(batch.outcome_task_ids, dtype=np.int64)
-        labels = np.asarray(batch.outcome_labels, dtype=np.int64)
         scores = np.asarray(batch.outcome_scores, dtype=np.float64)
         s_slots = np.asarray(batch.sample_slots, dtype=np.int64)
-        s_task_ids = np.asarray(batch.sample_task_ids, dtype=np.int64)
         f_slots = np.asarray(batch.failure_slots, dtype=np.int64)
-        f_task_ids = np.asarray(batch.failure_task_ids, dtype=np.int64)
         for array in (slots, s_slots, f_slots):
             if len(array) and (array.min() < 0 or array.max() >= len(self._rows)):
                 raise BackendError(f"batch names slots outside the pool: {array.tolist()}")
         parts = rounds(slots)
-        credit = _LabelCredit(labels, scores, self.params.ema.success_threshold)
-        sample_labels = _LabelCounts(np.asarray(batch.sample_labels, dtype=np.int64))
-        failure_labels = _LabelCounts(np.asarray(batch.failure_labels, dtype=np.int64))
         self._begin_write()
         try:
             live = self._rows["task_id"][slots] == task_ids
@@ -423,26 +422,60 @@ class SharedMemoryBackend(TaskMemoryBackend):
                 updated = self._rows[row_index]  # fancy indexing: a copy
                 apply_outcomes(updated, scores[chosen], self.params.ema)
                 self._rows[row_index] = updated  # whole records, one copy each
-            credit.apply(self._labels, live)
-            applied = int(live.sum())
+            late = ~live
+            if late.any():
+                self._credit_late(np.asarray(batch.outcome_labels)[late], scores[late])
+            applied = len(slots) - int(late.sum())
             self._count("num_completed", len(slots))
             self._count("epoch_completed", len(slots))
             self._count("num_late_outcomes", len(slots) - applied)
-            if len(s_slots):
-                s_live = self._rows["task_id"][s_slots] == s_task_ids
-                np.add.at(self._rows["n_samples"], s_slots[s_live], 1)
-                sample_labels.add_to(self._labels["samples"])
-                self._count("num_scheduled", len(s_slots))
-                self._count("epoch_scheduled", len(s_slots))
-            if len(f_slots):
-                f_live = self._rows["task_id"][f_slots] == f_task_ids
-                np.add.at(self._rows["n_failures"], f_slots[f_live], 1)
-                failure_labels.add_to(self._labels["failures"])
-                self._count("num_failures", len(f_slots))
-                self._count("epoch_failures", len(f_slots))
+            for slots_, ids, labels, row_field, label_field, counter in (
+                (
+                    s_slots,
+                    batch.sample_task_ids,
+                    batch.sample_labels,
+                    "n_samples",
+                    "samples",
+                    "scheduled",
+                ),
+                (
+                    f_slots,
+                    batch.failure_task_ids,
+                    batch.failure_labels,
+                    "n_failures",
+                    "failures",
+                    "failures",
+                ),
+            ):
+                if len(slots_):
+                    self._count_events(slots_, ids, labels, row_field, label_field)
+                    self._count(f"num_{counter}", len(slots_))
+                    self._count(f"epoch_{counter}", len(slots_))
             return RecordResult(applied=applied, late=len(slots) - applied)
         finally:
             self._end_write()
+
+    def _credit_late(self, labels: np.ndarray, scores: np.ndarray) -> None:
+        known = labels >= 0
+        ids, scores = labels[known], scores[known]
+        np.add.at(self._labels["completions"], ids, 1)
+        np.add.at(self._labels["late"], ids, 1)
+        np.add.at(self._labels["score_sum"], ids, scores)
+        np.add.at(self._labels["successes"], ids, scores >= self.params.ema.success_threshold)
+
+    def _count_events(
+        self,
+        slots: np.ndarray,
+        task_ids: list[int],
+        labels: list[int],
+        row_field: str,
+        label_field: str,
+    ) -> None:
+        """Count samples or failures on live rows; those of evicted tasks on their labels."""
+        live = self._rows["task_id"][slots] == np.asarray(task_ids, dtype=np.int64)
+        np.add.at(self._rows[row_field], slots[live], 1)
+        gone = np.asarray(labels, dtype=np.int64)[~live]
+        np.add.at(self._labels[label_field], gone[gone >= 0], 1)
 
     def end_epoch(self) -> dict[str, int]:
         """Reset the epoch counters; their values before the reset."""
@@ -470,10 +503,10 @@ class SharedMemoryBackend(TaskMemoryBackend):
                 continue
             copied = self._copy()
             if int(self._meta[seqlock]) == before:
-                return PoolSnapshot(before >> 1, *copied)
+                return _with_label_totals(PoolSnapshot(before >> 1, *copied))
         self._acquire()  # writers keep overlapping, or one died mid-change: read under the lock
         try:
-            return PoolSnapshot(int(self._meta[seqlock]) >> 1, *self._copy())
+            return _with_label_totals(PoolSnapshot(int(self._meta[seqlock]) >> 1, *self._copy()))
         finally:
             self._end_write()
 
@@ -555,39 +588,9 @@ class SharedMemoryBackend(TaskMemoryBackend):
         self.close()
 
 
-class _LabelCounts:
-    """How often each label id occurs in a batch (ids < 0 are ignored)."""
-
-    def __init__(self, label_ids: np.ndarray) -> None:
-        self.known = label_ids >= 0
-        self.known_ids = label_ids[self.known]
-        per_label = np.bincount(self.known_ids)
-        self.ids = np.flatnonzero(per_label)
-        self.counts = per_label[self.ids]
-
-    def add_to(self, column: np.ndarray) -> None:
-        column[self.ids] += self.counts
-
-
-class _LabelCredit(_LabelCounts):
-    """Per-label completions, score sums and successes of a batch of outcomes."""
-
-    def __init__(self, label_ids: np.ndarray, scores: np.ndarray, threshold: float) -> None:
-        super().__init__(label_ids)
-        self.label_ids = label_ids
-        known_scores = scores[self.known]
-        self.score_sums = np.bincount(self.known_ids, weights=known_scores)[self.ids]
-        succeeded = (known_scores >= threshold).astype(np.float64)
-        self.successes = np.bincount(self.known_ids, weights=succeeded)[self.ids].astype(np.int64)
-
-    def apply(self, labels: np.ndarray, live: np.ndarray) -> None:
-        """Credit the label table; outcomes whose task is gone also count as late."""
-        labels["completions"][self.ids] += self.counts
-        labels["score_sum"][self.ids] += self.score_sums
-        labels["successes"][self.ids] += self.successes
-        late = self.known & ~live
-        if late.any():
-            np.add.at(labels["late"], self.label_ids[late], 1)
+def _with_label_totals(snapshot: PoolSnapshot) -> PoolSnapshot:
+    snapshot.labels = label_totals(snapshot.labels, snapshot.rows)
+    return snapshot
 
 
 def _remove_segment(path: str, ino: int, owner_pid: int) -> None:

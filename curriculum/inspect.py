@@ -30,7 +30,7 @@ import numpy as np
 import redis
 
 from backends.base import PoolSnapshot
-from backends.layout import COUNTER_NAMES
+from backends.layout import COUNTER_NAMES, label_totals
 from backends.redis_backend import (
     REGISTRY_KEY,
     connect,
@@ -155,7 +155,8 @@ def read_pool(client: redis.Redis, session: str, url: str = "") -> PoolReading:
     counters = {name: int(meta.get(name, 0)) for name in COUNTER_NAMES}
     capacity = int(meta.get("capacity", 0))
     rows = decode_rows(rows_raw, capacity)
-    labels, names = decode_labels(labels_raw, counters["num_labels"])
+    stored, names = decode_labels(labels_raw, counters["num_labels"])
+    labels = label_totals(stored, rows)
     snapshot = PoolSnapshot(int(meta.get("version", 0)), rows, labels, names, counters)
     view = LearningProgressAlgorithm(config).view(snapshot)
     return PoolReading(session, meta, params, int(free), config, view)

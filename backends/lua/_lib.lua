@@ -4,7 +4,8 @@
 -- A row is a msgpack array in backends/layout.py ROW_DTYPE order:
 --   1 task_id, 2 seq, 3 label_id, 4 n_outcomes, 5 n_samples, 6 n_success, 7 score_sum,
 --   8 baseline, 9 fast, 10 slow, 11 perf, 12 reward, 13 reward_sq, 14 n_failures
--- A label is a msgpack array in LABEL_DTYPE order:
+-- A label is a msgpack array in LABEL_DTYPE order; it stores only what is no longer in a row
+-- (evicted tasks' counters, late outcomes): readers add the live rows (layout.label_totals).
 --   1 name, 2 created, 3 evicted, 4 completions, 5 samples, 6 successes, 7 late, 8 score_sum,
 --   9 failures
 -- Replies are strings: Lua numbers returned to a client are truncated to integers.

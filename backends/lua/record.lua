@@ -1,5 +1,6 @@
--- Record a batch of outcomes, sample counts and env-config failures. Outcomes on one slot apply in order; an outcome
--- or sample whose task was evicted meanwhile counts for its label only (late).
+-- Record a batch of outcomes, sample counts and env-config failures. Outcomes on one slot apply
+-- in order. Only rows change: an entry whose task was evicted meanwhile goes to its label's
+-- stored counters (an outcome also counts as late).
 -- The statistics update is the spec of curriculum/ema.py, operation for operation.
 -- KEYS: see _lib.lua.
 -- ARGV: 1 client id, 2 write number, 3 outcome count N, then N x (slot, task id, label id, score),
@@ -65,12 +66,12 @@ for i = 0, n - 1 do
     dirty[slot] = true
     applied = applied + 1
   end
-  if label_id >= 0 then
+  if not live and label_id >= 0 then
     local amounts = label_amounts(label_id)
     amounts[4] = amounts[4] + 1
     amounts[8] = amounts[8] + s
     if s >= threshold then amounts[6] = amounts[6] + 1 end
-    if not live then amounts[7] = amounts[7] + 1 end
+    amounts[7] = amounts[7] + 1
   end
 end
 
@@ -83,8 +84,7 @@ for j = 0, m - 1 do
   if row and row[1] == task_id then
     row[5] = row[5] + 1
     dirty[slot] = true
-  end
-  if label_id >= 0 then
+  elseif label_id >= 0 then
     local amounts = label_amounts(label_id)
     amounts[5] = amounts[5] + 1
   end
@@ -99,8 +99,7 @@ for j = 0, f - 1 do
   if row and row[1] == task_id then
     row[14] = row[14] + 1
     dirty[slot] = true
-  end
-  if label_id >= 0 then
+  elseif label_id >= 0 then
     local amounts = label_amounts(label_id)
     amounts[9] = amounts[9] + 1
   end

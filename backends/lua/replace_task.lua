@@ -13,7 +13,10 @@ local row = get_row(slot)
 if not row or row[1] ~= tonumber(ARGV[4]) then
   return remember(ARGV[1], ARGV[2], '0')
 end
-if row[3] >= 0 then add_to_label(row[3], {[3] = 1}) end
+if row[3] >= 0 then -- the evicted task's counters move from its row to its label
+  add_to_label(row[3], {[3] = 1, [4] = row[4], [5] = row[5], [6] = row[6], [8] = row[7],
+    [9] = row[14]})
+end
 count('num_evicted', 1)
 count('epoch_evicted', 1)
 new_task(slot, tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]))

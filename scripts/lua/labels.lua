@@ -68,14 +68,19 @@ if not params then
 end
 local settings = lp_settings(params)
 
--- Active tasks and their learning progress, per label id.
-local active, lp_sum = {}, {}
+-- Active tasks, their learning progress and their counters, per label id. A label's stored
+-- record holds only evicted tasks and late outcomes; its live tasks' counters are in their rows.
+local active, lp_sum, live = {}, {}, {}
 local flat = redis.call('HGETALL', ROWS)
 for i = 2, #flat, 2 do
   local row = cmsgpack.unpack(flat[i])
   local id = row[3]
   active[id] = (active[id] or 0) + 1
   lp_sum[id] = (lp_sum[id] or 0.0) + raw_lp(row, settings)
+  local sums = live[id] or {0, 0, 0, 0.0}
+  sums[1], sums[2] = sums[1] + row[4], sums[2] + row[5]
+  sums[3], sums[4] = sums[3] + row[6], sums[4] + row[7]
+  live[id] = sums
 end
 
 local labels = {}
@@ -102,6 +107,10 @@ local function add_row(id, name, n_active, v, lp)
 end
 for _, label in ipairs(labels) do
   local v = label.values
+  local sums = live[label.id]
+  if sums then -- completions, samples, successes, score sum of the live tasks
+    v[4], v[5], v[6], v[8] = v[4] + sums[1], v[5] + sums[2], v[6] + sums[3], v[8] + sums[4]
+  end
   local n_active, lp = active[label.id] or 0, lp_sum[label.id] or 0.0
   add_row(string.format('%d', label.id), v[1], n_active, v, lp)
   total[1] = total[1] + n_active

@@ -55,9 +55,14 @@ local ok, params = pcall(cjson.decode, meta.params or '')
 if not ok or type(params) ~= 'table' then params = {} end
 
 local completions, score_sum = tonumber(meta.num_completed) or 0, 0.0
+-- all scores: the labels' stored sums (evicted tasks, late outcomes) plus the live rows'
 local labels = redis.call('HGETALL', LABELS)
 for i = 2, #labels, 2 do
   score_sum = score_sum + cmsgpack.unpack(labels[i])[8]
+end
+local live_rows = redis.call('HGETALL', ROWS)
+for i = 2, #live_rows, 2 do
+  score_sum = score_sum + cmsgpack.unpack(live_rows[i])[7]
 end
 
 local rows = {{'field', 'value'}}
