@@ -6,16 +6,20 @@
 -- ARGV: 1 client id, 2 write number, 3 outcome count N, then N x (slot, task id, label id, score),
 --       then sample count M, then M x (slot, task id, label id),
 --       then failure count F, then F x (slot, task id, label id)
--- Errors: NOPOOL when the pool does not exist.
+-- Errors: NOPOOL when the pool does not exist (nothing is written then).
 -- Returns: 'applied:late'
-local missing = missing_pool()
-if missing then return missing end
 local done = replay(ARGV[1], ARGV[2])
 if done then return done end
-local params = redis.call('HMGET', META, 'ema_timescale', 'slow_timescale_factor',
-  'task_tracker_ema_alpha', 'success_threshold')
-local a, k, b, threshold = tonumber(params[1]), tonumber(params[2]), tonumber(params[3]),
-  tonumber(params[4])
+-- one read of everything this script needs from the meta hash, one write at the end
+local COUNTERS = {'version', 'num_completed', 'epoch_completed', 'num_late_outcomes',
+  'num_scheduled', 'epoch_scheduled', 'num_failures', 'epoch_failures'}
+local meta = redis.call('HMGET', META, 'capacity', 'ema_timescale', 'slow_timescale_factor',
+  'task_tracker_ema_alpha', 'success_threshold', unpack(COUNTERS))
+if not meta[1] then
+  return redis.error_reply('NOPOOL the pool does not exist')
+end
+local a, k, b, threshold = tonumber(meta[2]), tonumber(meta[3]), tonumber(meta[4]),
+  tonumber(meta[5])
 local slow_rate = a * k
 local rows, dirty, labels = {}, {}, {}
 
@@ -107,18 +111,11 @@ end
 
 for slot in pairs(dirty) do put_row(slot, rows[slot]) end
 for label_id, amounts in pairs(labels) do add_to_label(label_id, amounts) end
-if n > 0 then
-  count('num_completed', n)
-  count('epoch_completed', n)
-  count('num_late_outcomes', n - applied)
+local added = {1, n, n, n - applied, m, m, f, f}
+local updates = {}
+for i, name in ipairs(COUNTERS) do
+  updates[#updates + 1] = name
+  updates[#updates + 1] = string.format('%.0f', (tonumber(meta[5 + i]) or 0) + added[i])
 end
-if m > 0 then
-  count('num_scheduled', m)
-  count('epoch_scheduled', m)
-end
-if f > 0 then
-  count('num_failures', f)
-  count('epoch_failures', f)
-end
-count('version', 1)
+redis.call('HSET', META, unpack(updates))
 return remember(ARGV[1], ARGV[2], applied .. ':' .. (n - applied))
