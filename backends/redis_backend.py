@@ -283,31 +283,29 @@ class RedisBackend(TaskMemoryBackend):
         for slots in (batch.outcome_slots, batch.sample_slots, batch.failure_slots):
             if slots and (min(slots) < 0 or max(slots) >= capacity):
                 raise BackendError(f"batch names slots outside the pool: {slots}")
-        args: list[Any] = [len(batch.outcome_slots)]
+        data: list[Any] = [len(batch.outcome_slots)]
         for entry in zip(
             batch.outcome_slots,
             batch.outcome_task_ids,
             batch.outcome_labels,
-            map(repr, batch.outcome_scores),
+            batch.outcome_scores,
             strict=True,
         ):
-            args.extend(entry)
-        args.append(len(batch.sample_slots))
-        for entry in zip(
-            batch.sample_slots, batch.sample_task_ids, batch.sample_labels, strict=True
+            data.extend(entry)
+        for slots, task_ids, labels in (
+            (batch.sample_slots, batch.sample_task_ids, batch.sample_labels),
+            (batch.failure_slots, batch.failure_task_ids, batch.failure_labels),
         ):
-            args.extend(entry)
-        args.append(len(batch.failure_slots))
-        for entry in zip(
-            batch.failure_slots, batch.failure_task_ids, batch.failure_labels, strict=True
-        ):
-            args.extend(entry)
+            data.append(len(slots))
+            for entry in zip(slots, task_ids, labels, strict=True):
+                data.extend(entry)
+        blob = msgpack.packb(data)  # scores travel as exact float64
         if self._pid != os.getpid():
             self._new_client_id()
         if not batch.write_id:
             self._record_seq += 1
             batch.write_id = self._record_seq
-        reply = self._call("record", f"{self._client_id}:r", batch.write_id, *args)
+        reply = self._call("record", f"{self._client_id}:r", batch.write_id, blob)
         applied, late = _text(reply).split(":")
         return RecordResult(applied=int(applied), late=int(late))
 

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import conftest
+import msgpack
 import numpy as np
 import pytest
 import redis
@@ -596,15 +597,8 @@ def test_a_script_called_twice_with_one_write_number_applies_once(
         keys = session_keys(sid)
         record = client.register_script(load_script("record"))
         replace = client.register_script(load_script("replace_task"))
-        outcome = [
-            1,
-            task.slot,
-            task.task_id,
-            label_id,
-            "0.75",
-            0,
-            0,
-        ]  # 1 outcome, no samples/failures
+        # a batch as the backend sends it: 1 outcome, no samples, no failures
+        outcome = [msgpack.packb([1, task.slot, task.task_id, label_id, 0.75, 0, 0])]
 
         first = record(keys=keys, args=["test-client", 1, *outcome])
         assert first == b"1:0"

@@ -3,9 +3,9 @@
 -- stored counters (an outcome also counts as late).
 -- The statistics update is the spec of curriculum/ema.py, operation for operation.
 -- KEYS: see _lib.lua.
--- ARGV: 1 client id, 2 write number, 3 outcome count N, then N x (slot, task id, label id, score),
---       then sample count M, then M x (slot, task id, label id),
---       then failure count F, then F x (slot, task id, label id)
+-- ARGV: 1 client id, 2 write number, 3 the batch as one msgpack array: outcome count N, then
+--       N x (slot, task id, label id, score), then sample count M, then M x (slot, task id,
+--       label id), then failure count F, then F x (slot, task id, label id)
 -- Errors: NOPOOL when the pool does not exist (nothing is written then).
 -- Returns: 'applied:late'
 local done = replay(ARGV[1], ARGV[2])
@@ -41,11 +41,12 @@ local function label_amounts(label_id)
   return amounts
 end
 
-local n = tonumber(ARGV[3])
+local data = cmsgpack.unpack(ARGV[3])
+local n = data[1]
 local applied = 0
 for i = 0, n - 1 do
-  local slot, task_id = tonumber(ARGV[4 + 4 * i]), tonumber(ARGV[5 + 4 * i])
-  local label_id, s = tonumber(ARGV[6 + 4 * i]), tonumber(ARGV[7 + 4 * i])
+  local slot, task_id = data[2 + 4 * i], data[3 + 4 * i]
+  local label_id, s = data[4 + 4 * i], data[5 + 4 * i]
   local row = row_of(slot)
   local live = row and row[1] == task_id
   if live then
@@ -79,11 +80,11 @@ for i = 0, n - 1 do
   end
 end
 
-local base = 4 + 4 * n
-local m = tonumber(ARGV[base])
+local base = 2 + 4 * n
+local m = data[base]
 for j = 0, m - 1 do
-  local slot, task_id = tonumber(ARGV[base + 1 + 3 * j]), tonumber(ARGV[base + 2 + 3 * j])
-  local label_id = tonumber(ARGV[base + 3 + 3 * j])
+  local slot, task_id = data[base + 1 + 3 * j], data[base + 2 + 3 * j]
+  local label_id = data[base + 3 + 3 * j]
   local row = row_of(slot)
   if row and row[1] == task_id then
     row[5] = row[5] + 1
@@ -95,10 +96,10 @@ for j = 0, m - 1 do
 end
 
 local fbase = base + 1 + 3 * m
-local f = tonumber(ARGV[fbase])
+local f = data[fbase]
 for j = 0, f - 1 do
-  local slot, task_id = tonumber(ARGV[fbase + 1 + 3 * j]), tonumber(ARGV[fbase + 2 + 3 * j])
-  local label_id = tonumber(ARGV[fbase + 3 + 3 * j])
+  local slot, task_id = data[fbase + 1 + 3 * j], data[fbase + 2 + 3 * j]
+  local label_id = data[fbase + 3 + 3 * j]
   local row = row_of(slot)
   if row and row[1] == task_id then
     row[14] = row[14] + 1
