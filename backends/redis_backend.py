@@ -18,6 +18,7 @@ pickles as its URL and session and reconnects in the new process.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
@@ -390,12 +391,14 @@ def decode_rows(raw: dict[bytes, bytes], capacity: int) -> np.ndarray:
     rows = empty_rows(capacity)
     if not raw:
         return rows
-    slots = np.fromiter((int(k) for k in raw), dtype=np.int64, count=len(raw))
-    values = np.array([msgpack.unpackb(v) for v in raw.values()], dtype=np.float64)
-    if values.ndim != 2 or values.shape[1] != len(ROW_DTYPE.names):
-        raise PoolCorruptedError(
-            f"pool rows have shape {values.shape}, expected (n, {len(ROW_DTYPE.names)})"
-        )
+    n, width = len(raw), len(ROW_DTYPE.names)
+    slots = np.fromiter((int(k) for k in raw), dtype=np.int64, count=n)
+    # one unpack of all rows: a msgpack array header in front of the concatenated values
+    decoded = msgpack.unpackb(b"\xdd" + n.to_bytes(4, "big") + b"".join(raw.values()))
+    if any(len(row) != width for row in decoded):
+        raise PoolCorruptedError(f"pool rows must have {width} fields each")
+    flat = itertools.chain.from_iterable(decoded)
+    values = np.fromiter(flat, dtype=np.float64, count=n * width).reshape(n, width)
     for column, name in enumerate(ROW_DTYPE.names):
         rows[name][slots] = values[:, column]
     return rows
