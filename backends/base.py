@@ -218,8 +218,15 @@ class TaskMemoryBackend(ABC):
         """
 
     @abstractmethod
-    def record(self, batch: WriteBatch) -> RecordResult:
-        """Apply a batch of outcomes, sample counts and failures atomically."""
+    def record(self, batch: WriteBatch, *, wait: bool = True) -> RecordResult:
+        """Apply a batch of outcomes, sample counts and failures atomically.
+
+        ``wait=False`` lets a backend return before the write is confirmed (it then confirms it,
+        or applies it exactly once, by its next call or :meth:`sync`).
+        """
+
+    def sync(self) -> None:  # noqa: B027 - a no-op for backends whose writes block
+        """Wait until every write this process sent is applied (no-op when writes block)."""
 
     @abstractmethod
     def end_epoch(self) -> dict[str, int]:

@@ -146,6 +146,8 @@ class RedisBackend(TaskMemoryBackend):
         }
         self._new_client_id()
         self._closed = False
+        self._ahead: redis.connection.Connection | None = None  # carries writes sent ahead
+        self._inflight: tuple[tuple[Any, ...], bool] | None = None  # (record args, sent)
         self._label_ids: dict[str, int] = {}
         reply = self._call(
             "attach",
@@ -196,6 +198,7 @@ class RedisBackend(TaskMemoryBackend):
 
     def _redis(self, *command: Any) -> Any:
         self._check_open()
+        self._confirm()
         try:
             return self._client.execute_command(*command)
         except redis.RedisError as exc:
@@ -203,6 +206,7 @@ class RedisBackend(TaskMemoryBackend):
 
     def _call(self, name: str, *args: Any) -> Any:
         self._check_open()
+        self._confirm()
         script = self._scripts[name]
         for attempt in range(NOSCRIPT_ATTEMPTS):
             try:
@@ -278,8 +282,14 @@ class RedisBackend(TaskMemoryBackend):
         reply = self._write("replace_task", slot, expected_task_id, task_id, label_id, seq)
         return _text(reply) == "1"
 
-    def record(self, batch: WriteBatch) -> RecordResult:
-        """Apply outcomes, sample counts and failures in one script call."""
+    def record(self, batch: WriteBatch, *, wait: bool = True) -> RecordResult:
+        """Apply outcomes, sample counts and failures in one script call.
+
+        With ``wait=False`` the call is sent on a connection of its own and its reply is read at
+        this backend's next call (which overlaps the round trip with the caller's work); a write
+        whose reply shows an error or never comes is sent again then, with the same write id, so
+        it is applied once. The result then counts every outcome as applied.
+        """
         capacity = self.params.capacity
         for slots in (batch.outcome_slots, batch.sample_slots, batch.failure_slots):
             if slots and (min(slots) < 0 or max(slots) >= capacity):
@@ -306,9 +316,62 @@ class RedisBackend(TaskMemoryBackend):
         if not batch.write_id:
             self._record_seq += 1
             batch.write_id = self._record_seq
-        reply = self._call("record", f"{self._client_id}:r", batch.write_id, blob)
-        applied, late = _text(reply).split(":")
-        return RecordResult(applied=int(applied), late=int(late))
+        args = (f"{self._client_id}:r", batch.write_id, blob)
+        if wait:
+            applied, late = _text(self._call("record", *args)).split(":")
+            return RecordResult(applied=int(applied), late=int(late))
+        self._send_ahead(args)
+        return RecordResult(applied=len(batch.outcome_slots), late=0)
+
+    def _send_ahead(self, args: tuple[Any, ...]) -> None:
+        self._check_open()
+        self._confirm()
+        script = self._scripts["record"]
+        try:
+            if self._ahead is None:
+                self._ahead = self._client.connection_pool.get_connection()
+            self._ahead.send_command("EVALSHA", script.sha, len(self._keys), *self._keys, *args)
+            self._inflight = (args, True)
+        except redis.RedisError:
+            self._drop_ahead()
+            self._inflight = (args, False)  # not sent: the next call sends it and waits
+
+    def _confirm(self) -> None:
+        """Read the reply of the write sent ahead; send it again (same write id) if it failed."""
+        if self._pid != os.getpid():  # a forked child: the parent owns the write sent ahead
+            self._ahead = self._inflight = None
+            self._new_client_id()
+        pending = self._inflight
+        if pending is None:
+            return
+        self._inflight = None
+        args, sent = pending
+        try:
+            if sent and self._ahead is not None:
+                try:
+                    self._ahead.read_response()
+                    return
+                except (redis.exceptions.NoScriptError, redis.ConnectionError, redis.TimeoutError):
+                    self._drop_ahead()
+                except redis.ResponseError as exc:
+                    raise self._error(exc) from exc
+            self._call("record", *args)  # waits; the write id makes a repeat harmless
+        except PoolNotFoundError:
+            raise
+        except BaseException:
+            self._inflight = (args, False)
+            raise
+
+    def _drop_ahead(self) -> None:
+        if self._ahead is not None:
+            self._ahead.disconnect()
+            self._client.connection_pool.release(self._ahead)
+            self._ahead = None
+
+    def sync(self) -> None:
+        """Wait for the write sent ahead, if any (a closed backend has none left)."""
+        if not self._closed:
+            self._confirm()
 
     def end_epoch(self) -> dict[str, int]:
         """Reset the epoch counters; their values before the reset."""
@@ -324,6 +387,7 @@ class RedisBackend(TaskMemoryBackend):
     def _read(self) -> PoolSnapshot:
         """The pool as stored (labels without their live rows)."""
         self._check_open()
+        self._confirm()
         pipe = self._client.pipeline(transaction=True)
         pipe.hgetall(self._keys[0])
         pipe.hgetall(self._keys[1])
@@ -369,11 +433,15 @@ class RedisBackend(TaskMemoryBackend):
         self._label_ids.clear()
 
     def close(self) -> None:
-        """Close this process's connections; the pool stays in Redis until destroyed."""
+        """Wait for a write sent ahead, close this process's connections; the pool stays."""
         if self._closed:
             return
-        self._closed = True
-        self._client.close()
+        try:
+            self._confirm()
+        finally:
+            self._closed = True
+            self._drop_ahead()
+            self._client.close()
 
     def destroy(self) -> None:
         """Remove every key of the pool and its registry entry."""

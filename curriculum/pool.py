@@ -236,9 +236,9 @@ class TaskPool:
             or len(pending.sample_slots) >= 4 * self.write_batch_size
             or time.monotonic() - self._pending_since >= self.write_max_delay_s
         ):
-            self.flush()
+            self.flush(wait=False)  # a backend may overlap the write with the caller's work
 
-    def flush(self) -> RecordResult:
+    def flush(self, *, wait: bool = True) -> RecordResult:
         """Write every buffered outcome and sample count under one lock acquisition.
 
         A batch whose write failed is kept as it was (with the write id the backend gave it) and
@@ -248,16 +248,18 @@ class TaskPool:
         if self._pending_pid != os.getpid():
             self.discard_pending()
         if self._unsent is not None:
-            self._send(self._unsent)
+            self._send(self._unsent, wait=True)
         pending = self._pending
         if not len(pending):
+            if wait:
+                self.backend.sync()
             return RecordResult(applied=0, late=0)
         self._pending = WriteBatch()
-        return self._send(pending)
+        return self._send(pending, wait=wait)
 
-    def _send(self, batch: WriteBatch) -> RecordResult:
+    def _send(self, batch: WriteBatch, *, wait: bool) -> RecordResult:
         self._unsent = batch
-        result = self.backend.record(batch)
+        result = self.backend.record(batch, wait=wait)
         self._unsent = None
         self._written_since_view += len(batch.outcome_slots)
         return result
