@@ -54,6 +54,7 @@ import msgpack
 import numpy as np
 import redis
 from bench_core import (
+    MultiResult,
     best_round_rate,
     check_completed,
     fill_pool,
@@ -738,23 +739,6 @@ def record_worker(
         queue.put(((len(batches) + calls * plan.repeats) * batch, calls * batch, spans, None))
     except Exception as exc:  # reported to the parent, which fails the check
         queue.put((0, 0, [], repr(exc)))
-
-
-@dataclass
-class MultiResult:
-    """Aggregate rate of ``procs`` processes and whether every outcome was counted."""
-
-    procs: int
-    rate: float
-    sent: int
-    counted: int
-    rows_counted: int
-    error: str | None
-
-    @property
-    def lossless(self) -> bool:
-        """Every outcome sent is in the counter and in the rows (the batch API never evicts)."""
-        return self.error is None and self.sent == self.counted == self.rows_counted
 
 
 def bench_processes(run: Run, procs: int, batch: int) -> MultiResult:

@@ -44,6 +44,8 @@ def _drive(backend: TaskMemoryBackend, seed: int) -> list[tuple[int, int, int]]:
             batch.add_outcome(slot, task_id, label, float(score))
             if rng.random() < 0.5:
                 batch.add_sample(slot, task_id, label)
+            if rng.random() < 0.05:
+                batch.add_failure(slot, task_id, label)
         backend.record(batch)
         if round_ % 7 == 3:  # evict one task, then send a late outcome for it
             index = int(rng.integers(0, len(tasks)))
@@ -55,6 +57,7 @@ def _drive(backend: TaskMemoryBackend, seed: int) -> list[tuple[int, int, int]]:
             late = WriteBatch()
             late.add_outcome(slot, old_id, label, 0.5)
             late.add_sample(slot, old_id, label)
+            late.add_failure(slot, old_id, label)
             assert backend.record(late).late == 1
         if round_ == 20:
             backend.end_epoch()

@@ -80,35 +80,26 @@ for i = 0, n - 1 do
   end
 end
 
-local base = 2 + 4 * n
-local m = data[base]
-for j = 0, m - 1 do
-  local slot, task_id = data[base + 1 + 3 * j], data[base + 2 + 3 * j]
-  local label_id = data[base + 3 + 3 * j]
-  local row = row_of(slot)
-  if row and row[1] == task_id then
-    row[5] = row[5] + 1
-    dirty[slot] = true
-  elseif label_id >= 0 then
-    local amounts = label_amounts(label_id)
-    amounts[5] = amounts[5] + 1
+-- Samples (row field 5, label field 5) or failures (row field 14, label field 9): the count at
+-- data[base], then (slot, task id, label id) triples. Returns the count.
+local function count_events(base, row_field, label_field)
+  local count = data[base]
+  for j = 0, count - 1 do
+    local slot, task_id = data[base + 1 + 3 * j], data[base + 2 + 3 * j]
+    local label_id = data[base + 3 + 3 * j]
+    local row = row_of(slot)
+    if row and row[1] == task_id then
+      row[row_field] = row[row_field] + 1
+      dirty[slot] = true
+    elseif label_id >= 0 then
+      local amounts = label_amounts(label_id)
+      amounts[label_field] = amounts[label_field] + 1
+    end
   end
+  return count
 end
-
-local fbase = base + 1 + 3 * m
-local f = data[fbase]
-for j = 0, f - 1 do
-  local slot, task_id = data[fbase + 1 + 3 * j], data[fbase + 2 + 3 * j]
-  local label_id = data[fbase + 3 + 3 * j]
-  local row = row_of(slot)
-  if row and row[1] == task_id then
-    row[14] = row[14] + 1
-    dirty[slot] = true
-  elseif label_id >= 0 then
-    local amounts = label_amounts(label_id)
-    amounts[9] = amounts[9] + 1
-  end
-end
+local m = count_events(2 + 4 * n, 5, 5)
+local f = count_events(3 + 4 * n + 3 * m, 14, 9)
 
 for slot in pairs(dirty) do put_row(slot, rows[slot]) end
 for label_id, amounts in pairs(labels) do add_to_label(label_id, amounts) end
