@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import tempfile
+import time
 
 import pytest
 import redis_support
@@ -70,3 +72,42 @@ def test_unreachable_redis_is_a_backend_error_naming_the_host() -> None:
 def test_unsupported_scheme_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="memcached"):
         Curriculum(make_config(lp_backend_url="memcached://host:11211"))
+
+
+@pytest.fixture
+def tls_redis(tmp_path):
+    """A redis-server of our own that speaks only TLS, with a self-signed certificate."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    port = redis_support.free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert),
+         "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
+         "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"rediss://127.0.0.1:{port}/0?ssl_cert_reqs=required&ssl_ca_certs={cert}"
+    try:
+        deadline = time.monotonic() + 10
+        while not redis_support.answers(url):
+            assert server.poll() is None and time.monotonic() < deadline, "TLS redis did not start"
+            time.sleep(0.05)
+        yield url
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+
+
+def test_rediss_url_with_a_self_signed_certificate(tls_redis) -> None:
+    config = make_config(num_active_tasks=8, lp_backend_url=tls_redis)
+    with Curriculum(config) as curriculum:
+        _play(curriculum)
+        assert curriculum.stats()["curriculum/num_completed"] == 50
+    plain = tls_redis.replace("rediss://", "redis://").split("?")[0]
+    with pytest.raises(BackendError):  # the server speaks only TLS
+        Curriculum(make_config(num_active_tasks=8, lp_backend_url=plain))
