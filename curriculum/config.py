@@ -135,6 +135,8 @@ class CurriculumConfig(FrozenModel):
         clip_scores: Clip scores outside [0, 1] instead of raising ScoreError.
         max_task_failures: A task whose env config failed to build or apply this many times
             (``report_task_failure``) is evicted at the next chance, with any algorithm.
+        slice_axes: Bucket axes (at most) that ``stats()`` slices by (``slice/...`` keys); 0
+            turns slice analysis off.
     """
 
     task_generator: AnyTaskGeneratorConfig
@@ -148,6 +150,7 @@ class CurriculumConfig(FrozenModel):
     lock_timeout_s: float = Field(default=10.0, gt=0.0, allow_inf_nan=False)
     clip_scores: bool = False
     max_task_failures: int = Field(default=3, ge=1)
+    slice_axes: int = Field(default=3, ge=0, le=32)
 
     @model_validator(mode="after")
     def _check_pool_size(self) -> CurriculumConfig:

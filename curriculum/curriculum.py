@@ -21,6 +21,7 @@ from curriculum.ema import EmaParams
 from curriculum.errors import CheckpointError, PoolClosedError, ScoreError
 from curriculum.generators import config_fingerprint
 from curriculum.pool import TaskPool
+from curriculum.slices import slice_stats
 from curriculum.stats import compute_stats
 from curriculum.task import CurriculumTask
 from curriculum.task_ids import MAX_TASK_ID, check_task_id
@@ -227,7 +228,9 @@ class Curriculum:
         view = self._pool.view(fresh=True)
         version = view.snapshot.version
         if self._stats_cache is None or self._stats_cache[0] != version:
-            self._stats_cache = (version, compute_stats(view, self._min_samples_for_lp))
+            stats = compute_stats(view, self._min_samples_for_lp)
+            stats.update(slice_stats(view, self.config.slice_axes))
+            self._stats_cache = (version, stats)
         return dict(self._stats_cache[1])
 
     def on_epoch_end(self) -> dict[str, float]:

@@ -18,6 +18,7 @@ Keys (stable; ``<label>`` is a task label such as ``nav|difficulty:0.5``):
 - ``label/<label>/completions``, ``samples``, ``evictions``, ``failures``, ``created``,
   ``active_tasks``, ``mean_lp`` (over the label's active tasks), ``mean_reward`` (over all its
   outcomes), ``success_rate``
+- ``slice/<axis>/<value>/...``: slice analysis by bucket axis (see :mod:`curriculum.slices`)
 """
 
 from __future__ import annotations

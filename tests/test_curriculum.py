@@ -382,3 +382,23 @@ def test_tasks_whose_config_keeps_failing_are_evicted(curricula, algorithm) -> N
     assert curriculum.on_epoch_end()["epoch/num_failures"] == 2
     with pytest.raises(UnknownTaskError):
         curriculum.report_task_failure(424242)
+
+
+def test_slices_show_score_and_sampling_share_per_bucket_value(curricula) -> None:
+    curriculum = curricula(num_active_tasks=60, lp_min_presentations_for_eviction=1000)
+    for _ in range(1200):
+        task = curriculum.get_task()
+        difficulty = task.get_bucket_values()["difficulty"]
+        curriculum.update_task_performance(task.task_id, 1.0 - difficulty)
+    stats = curriculum.stats()
+    values = ("0.1", "0.5", "0.9")
+    assert sum(stats[f"slice/difficulty/{v}/tasks"] for v in values) == 60
+    assert sum(stats[f"slice/difficulty/{v}/sampling_share"] for v in values) == pytest.approx(1)
+    scores = [stats[f"slice/difficulty/{v}/mean_score"] for v in values]
+    assert scores == pytest.approx([0.9, 0.5, 0.1])  # every task of a value scores alike
+    assert all(stats[f"slice/difficulty/{v}/score_std"] == pytest.approx(0) for v in values)
+    sizes = [k for k in stats if k.startswith("slice/size/") and k.endswith("/tasks")]
+    assert sum(stats[k] for k in sizes) == 60
+    off = curricula(num_active_tasks=4, slice_axes=0)
+    off.get_task()
+    assert not any(k.startswith("slice/") for k in off.stats())
