@@ -135,7 +135,7 @@ class TaskPool:
             task_id, label_id, seq = self._new_task_fields()
             if self.backend.replace_task(slot, old_task, task_id, label_id, seq):
                 self._remember(task_id, slot, label_id)
-                self.invalidate()
+                view.place_new_task(slot, task_id, label_id, seq)
                 return task_id, slot, label_id
         return None
 

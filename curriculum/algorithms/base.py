@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from backends.base import PoolSnapshot
-from backends.layout import EMPTY_TASK
+from backends.layout import EMPTY_TASK, empty_rows
 
 
 @dataclass
@@ -40,6 +40,21 @@ class PoolView:
             self._cdf = np.cumsum(self.probabilities)
         position = int(np.searchsorted(self._cdf, rng.random() * self._cdf[-1], side="right"))
         return int(self.active[min(position, len(self.active) - 1)])
+
+    def place_new_task(self, slot: int, task_id: int, label_id: int, seq: int) -> None:
+        """Show a task this process just put into ``slot``, until the view is refreshed.
+
+        The slot gets a fresh row and the probability of an average task, so sampling goes on
+        from this view instead of re-reading and re-scoring the whole pool after every eviction.
+        """
+        row = empty_rows(1)
+        row["task_id"], row["label_id"], row["seq"] = task_id, label_id, seq
+        self.snapshot.rows[slot] = row[0]
+        position = int(np.searchsorted(self.active, slot))
+        if position < len(self.active) and self.active[position] == slot:
+            self.probabilities[position] = 1.0 / len(self.active)
+            self.raw_scores[position] = 0.0
+            self._cdf = None
 
     def task_id(self, slot: int) -> int:
         """The task id the snapshot holds in ``slot``."""
