@@ -362,6 +362,15 @@ def best_round_rate(results: list) -> float:
     return max(per_round / (max(e for _, e in sp) - min(s for s, _ in sp)) for sp in spans_by_round)
 
 
+def report_goals(goals: list[tuple[str, bool]], started: float, lossless: bool) -> int:
+    """Print PASS/MISS per goal and the run time; exit status 1 only when outcomes were lost."""
+    print("\ngoals")
+    for text, ok in goals:
+        print(f"  {'PASS' if ok else 'MISS'}  {text}")
+    print(f"\ntotal time {time.perf_counter() - started:.0f} s")
+    return 0 if lossless else 1
+
+
 @dataclass
 class MultiResult:
     """Aggregate rate of ``procs`` processes and whether every outcome was counted."""
@@ -537,11 +546,7 @@ def main() -> int:
         (f"2 processes >= 80% of 1 process ({args.mp_batch}/call: {ratio:.0%})", ratio >= 0.8),
         ("zero outcomes lost", lossless),
     ]
-    print("\ngoals")
-    for text, ok in goals:
-        print(f"  {'PASS' if ok else 'MISS'}  {text}")
-    print(f"\ntotal time {time.perf_counter() - started:.0f} s")
-    return 0 if lossless else 1
+    return report_goals(goals, started, lossless)
 
 
 if __name__ == "__main__":

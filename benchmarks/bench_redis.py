@@ -64,6 +64,7 @@ from bench_core import (
     print_table,
     rate_text,
     record_batches,
+    report_goals,
     score_of,
     spawn_workers,
     timed_rounds,
@@ -861,11 +862,7 @@ def main() -> int:
         ),
         ("zero outcomes lost", lossless),
     ]
-    print("\ngoals")
-    for text, ok in goals:
-        print(f"  {'PASS' if ok else 'MISS'}  {text}")
-    print(f"\ntotal time {time.perf_counter() - started:.0f} s")
-    return 0 if lossless else 1
+    return report_goals(goals, started, lossless)
 
 
 if __name__ == "__main__":
