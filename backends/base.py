@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from backends.layout import LABEL_DTYPE, ROW_DTYPE, STRUCT_VERSION
+from backends.stage_state import StageRule, StageState, StageUpdate
 from curriculum.ema import EmaParams
 
 # How the pool's parameters are called in the configs users write.
@@ -22,6 +23,7 @@ CONFIG_NAMES = {
     "capacity": "num_active_tasks",
     "label_capacity": "max_labels",
     "generator_fingerprint": "task_generator (fingerprint)",
+    "staging": "stages",
 }
 
 
@@ -30,7 +32,8 @@ class PoolParams:
     """What defines a pool: checked on every attach and on every checkpoint load.
 
     ``pool_seed`` is the creator's seed; attaching processes adopt it (their own seed only drives
-    their sampling), so it is not compared.
+    their sampling), so it is not compared. ``staging`` is the stage rule of a staged
+    curriculum's root pool (:class:`~backends.stage_state.StageRule` as a dict), else None.
     """
 
     capacity: int
@@ -40,6 +43,7 @@ class PoolParams:
     generator_fingerprint: str
     pool_seed: int = 0
     struct_version: int = STRUCT_VERSION
+    staging: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON- and msgpack-serialisable)."""
@@ -51,6 +55,7 @@ class PoolParams:
             "ema": self.ema.as_dict(),
             "generator_fingerprint": self.generator_fingerprint,
             "pool_seed": self.pool_seed,
+            "staging": self.staging,
         }
 
     def to_json(self) -> str:
@@ -68,7 +73,12 @@ class PoolParams:
             generator_fingerprint=str(data["generator_fingerprint"]),
             pool_seed=int(data["pool_seed"]),
             struct_version=int(data["struct_version"]),
+            staging=dict(data["staging"]) if data.get("staging") is not None else None,
         )
+
+    def stage_rule(self) -> StageRule | None:
+        """The stage rule of a staged curriculum's root pool, or None."""
+        return StageRule.from_dict(self.staging) if self.staging is not None else None
 
     def mismatches(self, other: PoolParams) -> list[str]:
         """Human-readable differences (``field: pool=X, requested=Y``), ignoring the seed."""
@@ -112,9 +122,11 @@ class WriteBatch:
     whose task has since been evicted are credited to their label only (and counted as late).
     ``write_id`` is given by the backend on the first attempt (0 until then); a batch sent again
     after a failed write keeps it, so the backend can recognise a write it already applied.
+    ``steps`` is the environment steps of the batch's episodes, added to the pool's step counters.
     """
 
     write_id: int = 0
+    steps: int = 0
 
     outcome_slots: list[int] = field(default_factory=list)
     outcome_task_ids: list[int] = field(default_factory=list)
@@ -130,17 +142,26 @@ class WriteBatch:
     def __len__(self) -> int:
         return len(self.outcome_slots) + len(self.sample_slots) + len(self.failure_slots)
 
-    def add_outcome(self, slot: int, task_id: int, label_id: int, score: float) -> None:
-        """Queue one outcome."""
+    def add_outcome(
+        self, slot: int, task_id: int, label_id: int, score: float, steps: int = 1
+    ) -> None:
+        """Queue one outcome of an episode that took ``steps`` environment steps."""
+        self.steps += steps
         self.outcome_slots.append(slot)
         self.outcome_task_ids.append(task_id)
         self.outcome_labels.append(label_id)
         self.outcome_scores.append(score)
 
     def extend_outcomes(
-        self, slots: list[int], task_ids: list[int], labels: list[int], scores: list[float]
+        self,
+        slots: list[int],
+        task_ids: list[int],
+        labels: list[int],
+        scores: list[float],
+        steps: int,
     ) -> None:
-        """Queue many outcomes (equal-length lists)."""
+        """Queue many outcomes (equal-length lists) whose episodes took ``steps`` in total."""
+        self.steps += steps
         self.outcome_slots.extend(slots)
         self.outcome_task_ids.extend(task_ids)
         self.outcome_labels.extend(labels)
@@ -175,6 +196,7 @@ class PoolState:
     rows: np.ndarray
     labels: np.ndarray
     counters: dict[str, int]
+    stage: StageState = field(default_factory=StageState)
 
     def __post_init__(self) -> None:
         if self.rows.dtype != ROW_DTYPE or self.labels.dtype != LABEL_DTYPE:
@@ -229,16 +251,31 @@ class TaskMemoryBackend(ABC):
         """Wait until every write this process sent is applied (no-op when writes block)."""
 
     @abstractmethod
+    def stage_state(self) -> StageState:
+        """A consistent copy of the pool's stage record (read without blocking writers)."""
+
+    @abstractmethod
+    def update_stage(self, update: StageUpdate) -> tuple[StageState, int | None]:
+        """Fold ``update`` into the stage record atomically (spec: :mod:`backends.stage_state`).
+
+        Returns the record after the update and the stage that this update ended (None when it
+        ended none): exactly one caller sees each transition.
+
+        Raises:
+            BackendError: the pool is not a staged curriculum's root pool.
+        """
+
+    @abstractmethod
     def end_epoch(self) -> dict[str, int]:
         """Reset the epoch counters atomically; returns their values before the reset."""
 
     @abstractmethod
     def export_state(self) -> PoolState:
-        """A consistent copy of everything the pool holds."""
+        """A consistent copy of everything the pool holds (rows, labels, counters, stage)."""
 
     @abstractmethod
     def import_state(self, state: PoolState) -> None:
-        """Replace the pool's rows, labels and counters with ``state`` atomically."""
+        """Replace the pool's rows, labels, counters and stage record with ``state`` atomically."""
 
     @abstractmethod
     def close(self) -> None:

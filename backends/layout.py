@@ -11,7 +11,7 @@ import hashlib
 
 import numpy as np
 
-STRUCT_VERSION = 2
+STRUCT_VERSION = 3
 EMPTY_TASK = -1
 LABEL_NAME_BYTES = 128
 OVERFLOW_LABEL = "(other)"
@@ -95,6 +95,8 @@ COUNTER_NAMES = (
     "epoch_completed",
     "epoch_scheduled",
     "epoch_failures",
+    "num_steps",  # environment steps of the recorded episodes
+    "epoch_steps",
 )
 EPOCH_COUNTERS = (
     "epoch_created",
@@ -102,6 +104,7 @@ EPOCH_COUNTERS = (
     "epoch_completed",
     "epoch_scheduled",
     "epoch_failures",
+    "epoch_steps",
 )
 
 

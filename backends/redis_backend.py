@@ -54,6 +54,7 @@ from backends.layout import (
     encode_label,
     label_totals,
 )
+from backends.stage_state import StageState, StageUpdate
 from curriculum.errors import (
     BackendError,
     ConfigError,
@@ -77,6 +78,7 @@ SCRIPT_NAMES = (
     "record",
     "end_epoch",
     "import_state",
+    "update_stage",
     "destroy",
 )
 
@@ -160,6 +162,7 @@ class RedisBackend(TaskMemoryBackend):
             repr(params.ema.slow_timescale_factor),
             repr(params.ema.task_tracker_ema_alpha),
             repr(params.ema.success_threshold),
+            msgpack.packb(StageState().to_list()),
         )
         status = _text(reply[0])
         if status == "missing":
@@ -225,6 +228,7 @@ class RedisBackend(TaskMemoryBackend):
         self._client_id = f"{self._pid}-{secrets.token_hex(6)}"
         self._write_seq = 0
         self._record_seq = 0
+        self._stage_seq = 0
 
     def _write(self, name: str, *args: Any) -> Any:
         """Run a mutating script under this client's next write number (safe to retry)."""
@@ -310,6 +314,7 @@ class RedisBackend(TaskMemoryBackend):
             data.append(len(slots))
             for entry in zip(slots, task_ids, labels, strict=True):
                 data.extend(entry)
+        data.append(batch.steps)
         blob = msgpack.packb(data)  # scores travel as exact float64
         if self._pid != os.getpid():
             self._new_client_id()
@@ -373,6 +378,49 @@ class RedisBackend(TaskMemoryBackend):
         if not self._closed:
             self._confirm()
 
+    def stage_state(self) -> StageState:
+        """The stage record, read with one HGET."""
+        raw = self._redis("HGET", self._keys[0], "stage")
+        if raw is None:
+            raise PoolNotFoundError(
+                f"pool {self.session_id!r} no longer exists at {redact_url(self.url)}"
+            )
+        return _decode_stage(raw, self.session_id)
+
+    def update_stage(self, update: StageUpdate) -> tuple[StageState, int | None]:
+        """Fold ``update`` into the stage record in one script call.
+
+        Stage updates are numbered apart from other writes (``<client>:s``): an update whose
+        write failed must be sent again, with its id, before any newer one.
+        """
+        rule = self.params.stage_rule()
+        if rule is None:
+            raise BackendError(
+                f"pool {self.session_id!r} is not the root pool of a staged curriculum"
+            )
+        if self._pid != os.getpid():
+            self._new_client_id()
+        if not update.write_id:
+            self._stage_seq += 1
+            update.write_id = self._stage_seq
+        reply = self._call(
+            "update_stage",
+            f"{self._client_id}:s",
+            update.write_id,
+            update.stage,
+            update.count,
+            repr(float(update.decay)),
+            repr(float(update.add)),
+            update.steps,
+            rule.criteria_code,
+            repr(float(rule.threshold)),
+            msgpack.packb(list(rule.budgets)),
+        )
+        raw = reply if isinstance(reply, bytes) else str(reply).encode()
+        ended, _, packed = raw.partition(b":")
+        stage = int(ended)
+        return _decode_stage(packed, self.session_id), (None if stage < 0 else stage)
+
     def end_epoch(self) -> dict[str, int]:
         """Reset the epoch counters; their values before the reset."""
         values = _text(self._write("end_epoch")).split(":")
@@ -380,12 +428,12 @@ class RedisBackend(TaskMemoryBackend):
 
     def snapshot(self) -> PoolSnapshot:
         """One MULTI/EXEC of the pool's hashes, decoded; label totals include live rows."""
-        snapshot = self._read()
+        snapshot, _ = self._read()
         snapshot.labels = label_totals(snapshot.labels, snapshot.rows)
         return snapshot
 
-    def _read(self) -> PoolSnapshot:
-        """The pool as stored (labels without their live rows)."""
+    def _read(self, *, with_stage: bool = False) -> tuple[PoolSnapshot, StageState | None]:
+        """The pool as stored (labels without their live rows), and its stage record if asked."""
         self._check_open()
         self._confirm()
         pipe = self._client.pipeline(transaction=True)
@@ -403,13 +451,19 @@ class RedisBackend(TaskMemoryBackend):
         counters = {name: int(meta.get(name.encode(), 0)) for name in COUNTER_NAMES}
         rows = decode_rows(rows_raw, self.params.capacity)
         labels, names = decode_labels(labels_raw, counters["num_labels"])
-        return PoolSnapshot(int(meta.get(b"version", 0)), rows, labels, names, counters)
+        snapshot = PoolSnapshot(int(meta.get(b"version", 0)), rows, labels, names, counters)
+        stage = _decode_stage(meta.get(b"stage"), self.session_id) if with_stage else None
+        return snapshot, stage
 
     def export_state(self) -> PoolState:
         """Everything in the pool, from one consistent snapshot."""
-        snap = self._read()
+        snap, stage = self._read(with_stage=True)
         return PoolState(
-            params=self.params, rows=snap.rows, labels=snap.labels, counters=snap.counters
+            params=self.params,
+            rows=snap.rows,
+            labels=snap.labels,
+            counters=snap.counters,
+            stage=stage,
         )
 
     def import_state(self, state: PoolState) -> None:
@@ -429,6 +483,7 @@ class RedisBackend(TaskMemoryBackend):
             msgpack.packb(counters),
             OVERFLOW_LABEL,
             self.params.label_capacity,
+            msgpack.packb(state.stage.to_list()),
         )
         self._label_ids.clear()
 
@@ -452,6 +507,15 @@ class RedisBackend(TaskMemoryBackend):
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _decode_stage(raw: bytes | None, session_id: str) -> StageState:
+    try:
+        return StageState.from_list(msgpack.unpackb(raw))
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise PoolCorruptedError(
+            f"pool {session_id!r} has an unreadable stage record: {exc}"
+        ) from None
 
 
 def decode_rows(raw: dict[bytes, bytes], capacity: int) -> np.ndarray:

@@ -4,6 +4,7 @@ Layout of the segment ``/dev/shm/curriculum.<session>``::
 
     0       meta     int64[len(META)]        magic, layout, creator, seqlock, lock holder
     256     counters int64[len(COUNTER_NAMES)]
+    512     stage    STAGE_DTYPE: the staged curriculum's stage record
     1024    params   UTF-8 JSON of PoolParams (at most PARAMS_BYTES)
     16384   rows     ROW_DTYPE[capacity]
     ...     labels   LABEL_DTYPE[label_capacity]
@@ -53,6 +54,7 @@ from backends.layout import (
     label_totals,
 )
 from backends.process_info import describe_process, process_identity
+from backends.stage_state import MAX_STAGES, StageState, StageUpdate, apply_stage_update
 from curriculum.ema import apply_outcomes, rounds
 from curriculum.errors import (
     BackendError,
@@ -77,6 +79,14 @@ META = (
 META_INDEX = {name: i for i, name in enumerate(META)}
 COUNTER_INDEX = {name: i for i, name in enumerate(COUNTER_NAMES)}
 COUNTERS_OFFSET = 256
+STAGE_OFFSET = 512
+STAGE_DTYPE = np.dtype(
+    [
+        ("counters", np.int64, 4),  # stage, transitions, stage_steps, total_steps
+        ("performance", np.float64, MAX_STAGES),
+        ("outcomes", np.int64, MAX_STAGES),
+    ]
+)
 PARAMS_OFFSET = 1024
 PARAMS_BYTES = 15 * 1024
 ROWS_OFFSET = 16 * 1024
@@ -162,7 +172,10 @@ class SharedMemoryBackend(TaskMemoryBackend):
         self._mm = mmap.mmap(self._fd, size)
         buf = self._mm
         self._meta = np.ndarray((len(META),), np.int64, buffer=buf, offset=0)
-        self._counters = np.ndarray((len(COUNTER_NAMES),), np.int64, buffer=buf, offset=256)
+        self._counters = np.ndarray(
+            (len(COUNTER_NAMES),), np.int64, buffer=buf, offset=COUNTERS_OFFSET
+        )
+        self._stage = np.ndarray((), STAGE_DTYPE, buffer=buf, offset=STAGE_OFFSET)
         self._params_buf = np.ndarray((PARAMS_BYTES,), np.uint8, buffer=buf, offset=PARAMS_OFFSET)
         self._rows = np.ndarray((capacity,), ROW_DTYPE, buffer=buf, offset=ROWS_OFFSET)
         self._labels = np.ndarray(
@@ -451,6 +464,8 @@ class SharedMemoryBackend(TaskMemoryBackend):
                     self._count_events(slots_, ids, labels, row_field, label_field)
                     self._count(f"num_{counter}", len(slots_))
                     self._count(f"epoch_{counter}", len(slots_))
+            self._count("num_steps", batch.steps)
+            self._count("epoch_steps", batch.steps)
             return RecordResult(applied=applied, late=len(slots) - applied)
         finally:
             self._end_write()
@@ -476,6 +491,41 @@ class SharedMemoryBackend(TaskMemoryBackend):
         np.add.at(self._rows[row_field], slots[live], 1)
         gone = np.asarray(labels, dtype=np.int64)[~live]
         np.add.at(self._labels[label_field], gone[gone >= 0], 1)
+
+    def stage_state(self) -> StageState:
+        """The stage record, copied without the lock (retried when a write overlapped)."""
+        if self._closed:
+            raise PoolClosedError(f"pool {self.session_id!r} is closed in this process")
+        seqlock = META_INDEX["seqlock"]
+        for _ in range(SNAPSHOT_RETRIES):
+            before = int(self._meta[seqlock])
+            if before & 1:
+                time.sleep(0)
+                continue
+            record = self._stage.copy()
+            if int(self._meta[seqlock]) == before:
+                return _stage_from_record(record)
+        self._acquire()
+        try:
+            return _stage_from_record(self._stage.copy())
+        finally:
+            self._end_write()
+
+    def update_stage(self, update: StageUpdate) -> tuple[StageState, int | None]:
+        """Fold ``update`` into the stage record under the lock."""
+        rule = self.params.stage_rule()
+        if rule is None:
+            raise BackendError(
+                f"pool {self.session_id!r} is not the root pool of a staged curriculum"
+            )
+        self._begin_write()
+        try:
+            state = _stage_from_record(self._stage.copy())
+            ended = apply_stage_update(state, update, rule)
+            self._stage[()] = _stage_to_record(state)  # one copy of the whole record
+            return state, ended
+        finally:
+            self._end_write()
 
     def end_epoch(self) -> dict[str, int]:
         """Reset the epoch counters; their values before the reset."""
@@ -529,9 +579,12 @@ class SharedMemoryBackend(TaskMemoryBackend):
         self._acquire()
         try:
             rows, labels, _, counters = self._copy()
+            stage = _stage_from_record(self._stage.copy())
         finally:
             self._end_write()
-        return PoolState(params=self.params, rows=rows, labels=labels, counters=counters)
+        return PoolState(
+            params=self.params, rows=rows, labels=labels, counters=counters, stage=stage
+        )
 
     def import_state(self, state: PoolState) -> None:
         """Replace rows and counters; labels are merged by name so label ids never change."""
@@ -559,6 +612,7 @@ class SharedMemoryBackend(TaskMemoryBackend):
                 if name not in ("num_labels", "num_active"):
                     self._counters[COUNTER_INDEX[name]] = int(state.counters.get(name, 0))
             self._counters[COUNTER_INDEX["num_active"]] = int((rows["task_id"] != EMPTY_TASK).sum())
+            self._stage[()] = _stage_to_record(state.stage)
         finally:
             self._end_write()
 
@@ -566,7 +620,7 @@ class SharedMemoryBackend(TaskMemoryBackend):
 
     def _release_mapping(self) -> None:
         self._lock.close()
-        for name in ("_meta", "_counters", "_params_buf", "_rows", "_labels"):
+        for name in ("_meta", "_counters", "_stage", "_params_buf", "_rows", "_labels"):
             self.__dict__.pop(name, None)
         if getattr(self, "_mm", None) is not None:
             self._mm.close()
@@ -586,6 +640,26 @@ class SharedMemoryBackend(TaskMemoryBackend):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
         self.close()
+
+
+def _stage_from_record(record: np.ndarray) -> StageState:
+    stage, transitions, stage_steps, total_steps = record["counters"].tolist()
+    return StageState(
+        stage=stage,
+        transitions=transitions,
+        stage_steps=stage_steps,
+        total_steps=total_steps,
+        performance=record["performance"].tolist(),
+        outcomes=record["outcomes"].tolist(),
+    )
+
+
+def _stage_to_record(state: StageState) -> np.ndarray:
+    record = np.zeros((), STAGE_DTYPE)
+    record["counters"] = (state.stage, state.transitions, state.stage_steps, state.total_steps)
+    record["performance"] = state.performance
+    record["outcomes"] = state.outcomes
+    return record
 
 
 def _with_label_totals(snapshot: PoolSnapshot) -> PoolSnapshot:

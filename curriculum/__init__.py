@@ -17,11 +17,14 @@ _EXPORTS = {
     "Curriculum": "curriculum.curriculum",
     "CurriculumConfig": "curriculum.config",
     "CurriculumEnv": "curriculum.env",
+    "CurriculumStage": "curriculum.staged_config",
     "CurriculumTask": "curriculum.task",
     "DiscreteRandomConfig": "curriculum.config",
     "LearningProgressConfig": "curriculum.config",
     "SingleTaskGenerator": "curriculum.generators",
     "Span": "curriculum.generators",
+    "StagedCurriculum": "curriculum.staged",
+    "StagedCurriculumConfig": "curriculum.staged_config",
     "TaskGenerator": "curriculum.generators",
     "TaskGeneratorSet": "curriculum.generators",
 }
@@ -31,11 +34,14 @@ __all__ = [
     "Curriculum",
     "CurriculumConfig",
     "CurriculumEnv",
+    "CurriculumStage",
     "CurriculumTask",
     "DiscreteRandomConfig",
     "LearningProgressConfig",
     "SingleTaskGenerator",
     "Span",
+    "StagedCurriculum",
+    "StagedCurriculumConfig",
     "TaskGenerator",
     "TaskGeneratorSet",
 ]
@@ -51,6 +57,8 @@ if TYPE_CHECKING:
         TaskGenerator,
         TaskGeneratorSet,
     )
+    from curriculum.staged import StagedCurriculum
+    from curriculum.staged_config import CurriculumStage, StagedCurriculumConfig
     from curriculum.task import CurriculumTask
 
 

@@ -1,27 +1,30 @@
 """Checkpoints: a pool's state as plain data (msgpack- and JSON-serialisable), and back.
 
-Format (``version`` 1)::
+Format (``version`` 2)::
 
     {"format": "curriculum-state", "version": 1,
      "params": PoolParams.to_dict(),
      "rows":   {field: [value per slot]},
      "labels": {"name": [str], field: [value per label]},
      "counters": {name: int},
+     "stage": StageState.to_dict() (the staged curriculum's record; zeros otherwise),
      "rng": numpy bit-generator state with big integers as strings}
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from backends.base import PoolParams, PoolState
 from backends.layout import COUNTER_NAMES, LABEL_DTYPE, ROW_DTYPE, decode_label, encode_label
+from backends.stage_state import MAX_STAGES, StageState
 from curriculum.errors import CheckpointError
 
 STATE_FORMAT = "curriculum-state"
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 def encode_state(pool: PoolState, rng: np.random.Generator) -> dict[str, Any]:
@@ -36,6 +39,7 @@ def encode_state(pool: PoolState, rng: np.random.Generator) -> dict[str, Any]:
             **{name: pool.labels[name].tolist() for name in LABEL_DTYPE.names if name != "name"},
         },
         "counters": {name: int(pool.counters[name]) for name in COUNTER_NAMES},
+        "stage": pool.stage.to_dict(),
         "rng": _stringify_ints(rng.bit_generator.state),
     }
 
@@ -64,13 +68,16 @@ def decode_state(data: Any) -> tuple[PoolState, dict[str, Any]]:
         label_columns["name"] = [encode_label(n) for n in names]
         labels = _columns_to_array(label_columns, LABEL_DTYPE, len(names), "labels")
         counters = {name: int(data["counters"][name]) for name in COUNTER_NAMES}
+        stage = StageState.from_dict(data["stage"])
         rng = _unstringify_ints(data["rng"])
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"damaged checkpoint: {type(exc).__name__}: {exc}") from None
     _check_consistency(rows, labels)
-    return PoolState(params=params, rows=rows, labels=labels, counters=counters), rng
+    _check_stage(stage)
+    state = PoolState(params=params, rows=rows, labels=labels, counters=counters, stage=stage)
+    return state, rng
 
 
 def _columns_to_array(
@@ -103,6 +110,18 @@ def _check_consistency(rows: np.ndarray, labels: np.ndarray) -> None:
         )
     if (rows["task_id"] >= 2**53).any() or (rows["task_id"] < -1).any():
         raise CheckpointError("checkpoint holds task ids outside [0, 2**53)")
+
+
+def _check_stage(stage: StageState) -> None:
+    if not 0 <= stage.stage < MAX_STAGES:
+        raise CheckpointError(f"checkpoint stage {stage.stage} is outside [0, {MAX_STAGES})")
+    if not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in stage.performance):
+        raise CheckpointError(
+            f"checkpoint stage performance {stage.performance} holds values outside [0, 1]"
+        )
+    counts = (stage.transitions, stage.stage_steps, stage.total_steps, *stage.outcomes)
+    if min(counts) < 0:
+        raise CheckpointError("checkpoint stage record holds negative counts")
 
 
 def _stringify_ints(value: Any) -> Any:

@@ -29,8 +29,9 @@ from curriculum.task_ids import MAX_TASK_ID, check_task_id
 _DEFAULT_LP = LearningProgressConfig()
 
 
-def pool_params(config: CurriculumConfig) -> PoolParams:
-    """The parameters that define the pool ``config`` describes."""
+def pool_params(config: CurriculumConfig, staging: dict[str, Any] | None = None) -> PoolParams:
+    """The parameters that define the pool ``config`` describes (``staging``: the stage rule of
+    a staged curriculum's root pool)."""
     algorithm = config.algorithm_config
     lp = algorithm if isinstance(algorithm, LearningProgressConfig) else _DEFAULT_LP
     return PoolParams(
@@ -45,6 +46,7 @@ def pool_params(config: CurriculumConfig) -> PoolParams:
         ),
         generator_fingerprint=config_fingerprint(config.task_generator),
         pool_seed=config.seed,
+        staging=staging,
     )
 
 
@@ -69,16 +71,39 @@ class Curriculum:
         # creator removes it at close() on every backend (a Redis pool would otherwise stay).
         self._private_pool = config.algorithm_config.session_id is None and self.backend.created
 
-    def _open(self, config: CurriculumConfig, session_id: str, *, create: bool) -> None:
+    @classmethod
+    def _for_session(
+        cls,
+        config: CurriculumConfig,
+        session_id: str,
+        *,
+        create: bool,
+        staging: dict[str, Any] | None = None,
+    ) -> Curriculum:
+        """A handle on the pool ``session_id`` (whatever ``config`` names): how a staged
+        curriculum opens its stages' pools."""
+        curriculum = cls.__new__(cls)
+        curriculum._open(config, session_id, create=create, staging=staging)
+        return curriculum
+
+    def _open(
+        self,
+        config: CurriculumConfig,
+        session_id: str,
+        *,
+        create: bool,
+        staging: dict[str, Any] | None = None,
+    ) -> None:
         self._private_pool = False
         self.config = config
         self.session_id = session_id
+        self._staging = staging
         self._closed = False
         self._generator = config.task_generator.create()
         backend = open_backend(
             config.algorithm_config.backend_url,
             session_id,
-            pool_params(config),
+            pool_params(config, staging),
             create=create,
             lock_timeout_s=config.lock_timeout_s,
         )
@@ -119,10 +144,10 @@ class Curriculum:
     # -- pickling: config and session cross process boundaries, never handles -----------------
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"config": self.config, "session_id": self.session_id}
+        return {"config": self.config, "session_id": self.session_id, "staging": self._staging}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self._open(state["config"], state["session_id"], create=False)
+        self._open(state["config"], state["session_id"], create=False, staging=state["staging"])
 
     # -- the hot path ---------------------------------------------------------------------------
 
@@ -148,43 +173,70 @@ class Curriculum:
         """
         return CurriculumTask(check_task_id(task_id), -1, self._generator)
 
-    def update_task_performance(self, task_id: int, score: float) -> None:
+    def update_task_performance(self, task_id: int, score: float, *, steps: int = 1) -> None:
         """Record the score (in [0, 1]) of an episode played on ``task_id``.
 
+        ``steps`` is the episode's length in environment steps (counted in ``num_steps``, and
+        the clock of a staged curriculum's "time" criterion); without it an episode counts 1.
+
         Raises:
-            ScoreError: the score is NaN, infinite, or outside [0, 1] (unless ``clip_scores``).
+            ScoreError: the score is NaN, infinite, or outside [0, 1] (unless ``clip_scores``),
+                or ``steps`` is not an int >= 0.
             UnknownTaskError: the task is not active and was not handed out by this curriculum.
         """
         self._check_open()
-        value = self._check_score(task_id, score)
+        value = self.check_score(task_id, score)
+        count = check_steps(steps)
         task_id = check_task_id(task_id)
         slot, label_id = self._pool.locate(task_id)
-        self._pool.add_outcome(slot, task_id, label_id, value)
+        self._pool.add_outcome(slot, task_id, label_id, value, count)
 
     def update_task_performance_batch(
-        self, task_ids: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray
+        self,
+        task_ids: Sequence[int] | np.ndarray,
+        scores: Sequence[float] | np.ndarray,
+        *,
+        steps: Sequence[int] | np.ndarray | None = None,
     ) -> None:
         """Record many outcomes at once, written under one lock acquisition (with the buffer).
 
-        Every score is validated before anything is recorded: one bad score records nothing.
+        ``steps`` gives each episode's length (default 1 each). Every score is validated before
+        anything is recorded: one bad score records nothing.
         """
         self._check_open()
         ids = _task_id_list(task_ids)
+        values = self.check_scores(ids, scores)
+        total = len(ids) if steps is None else sum_steps(steps, len(ids))
+        self._pool.record_now(ids, values.tolist(), total)
+
+    def check_scores(self, task_ids: list[int], scores: Sequence[float] | np.ndarray) -> np.ndarray:
+        """The scores as they would be recorded (clipped when ``clip_scores``).
+
+        Raises:
+            ScoreError: the first bad score, naming its task; or a length mismatch.
+        """
         try:
             values = np.asarray(scores, dtype=np.float64)
         except (TypeError, ValueError):
-            values = np.array([self._check_score(t, s) for t, s in zip(ids, scores, strict=False)])
-        if values.shape != (len(ids),):
-            raise ScoreError(f"{len(ids)} task ids but scores of shape {values.shape}")
+            values = np.array(
+                [self.check_score(t, s) for t, s in zip(task_ids, scores, strict=False)]
+            )
+        if values.shape != (len(task_ids),):
+            raise ScoreError(f"{len(task_ids)} task ids but scores of shape {values.shape}")
         bad = ~np.isfinite(values)
         if not self.config.clip_scores:
             bad |= (values < 0) | (values > 1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            self._check_score(ids[i], float(values[i]))
-        self._pool.record_now(ids, np.clip(values, 0.0, 1.0).tolist())
+            self.check_score(task_ids[i], float(values[i]))
+        return np.clip(values, 0.0, 1.0)
 
-    def _check_score(self, task_id: object, score: object) -> float:
+    def check_score(self, task_id: object, score: object) -> float:
+        """The score as it would be recorded (clipped when ``clip_scores``).
+
+        Raises:
+            ScoreError: the score is not a finite number, or outside [0, 1] without clipping.
+        """
         try:
             value = float(score)  # type: ignore[arg-type]
         except (TypeError, ValueError):
@@ -331,6 +383,23 @@ class Curriculum:
     def __repr__(self) -> str:
         backend = type(self.backend).__name__
         return f"Curriculum(session_id={self.session_id!r}, backend={backend})"
+
+
+def check_steps(steps: object) -> int:
+    """``steps`` as an int >= 0, or ScoreError naming it."""
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ScoreError(f"steps {steps!r} must be an int >= 0 (environment steps of the episode)")
+    return int(steps)
+
+
+def sum_steps(steps: Sequence[int] | np.ndarray, count: int) -> int:
+    """The total of per-episode ``steps`` (one per outcome), validated."""
+    array = np.asarray(steps)
+    if array.shape != (count,) or (count and array.dtype.kind not in "iu"):
+        raise ScoreError(f"steps must be {count} ints >= 0, got {steps!r:.200}")
+    if count and array.min() < 0:
+        raise ScoreError(f"steps {int(array.min())} must be >= 0 (environment steps)")
+    return int(array.sum())
 
 
 def _task_id_list(task_ids: Sequence[int] | np.ndarray) -> list[int]:

@@ -71,14 +71,16 @@ Scores
 else the episode return mapped linearly from ``score_range`` onto [0, 1]. Scores outside [0, 1]
 are clipped and counted in :attr:`CurriculumEnv.clipped_scores`; a NaN, infinite or non-numeric
 score raises :class:`~curriculum.errors.ScoreError` (the episode then counts as over: nothing is
-reported for it).
+reported for it). Each score is reported with the episode's length in environment steps (the
+pool's ``num_steps``, and the clock of a staged curriculum's "time" criterion).
 
 The terminal info
 -----------------
 ``info["curriculum"]`` holds floats only, always under the same keys (vector envs batch info per
-key with the dtype of the first value seen): ``task_id``, ``score``, ``stage`` (0.0: stages are not
-implemented yet), and, for the episode's label, ``label_completions``, ``label_mean_reward``,
-``label_success_rate`` and ``label_mean_lp``.
+key with the dtype of the first value seen): ``task_id``, ``score``, ``stage`` (the index of the
+stage the episode's task came from, with a :class:`~curriculum.StagedCurriculum`; else 0.0), and,
+for the episode's label, ``label_completions``, ``label_mean_reward``, ``label_success_rate`` and
+``label_mean_lp``.
 
 The label figures come from ``Curriculum.stats()``, which flushes the write buffer and reads and
 scores the whole pool: far too expensive for every episode. They are read from a stats dict
@@ -108,7 +110,10 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 
 from curriculum.curriculum import Curriculum
 from curriculum.errors import ConfigError, PoolClosedError, ScoreError
+from curriculum.staged import StagedCurriculum
 from curriculum.task import CurriculumTask
+
+AnyCurriculum = Curriculum | StagedCurriculum
 
 __all__ = ["INFO_KEY", "INFO_KEYS", "CurriculumEnv"]
 
@@ -132,7 +137,7 @@ class _StatsCache:
         self.taken = -math.inf
         self.stats: dict[str, float] = {}
 
-    def get(self, curriculum: Curriculum, max_age_s: float) -> dict[str, float]:
+    def get(self, curriculum: AnyCurriculum, max_age_s: float) -> dict[str, float]:
         now = time.monotonic()
         pid = os.getpid()
         if pid != self.pid or now - self.taken >= max_age_s:
@@ -143,10 +148,10 @@ class _StatsCache:
 
 
 # One cache per curriculum handle, shared by every wrapper on that handle in this process.
-_STATS_CACHES: weakref.WeakKeyDictionary[Curriculum, _StatsCache] = weakref.WeakKeyDictionary()
+_STATS_CACHES: weakref.WeakKeyDictionary[AnyCurriculum, _StatsCache] = weakref.WeakKeyDictionary()
 
 
-def _stats_cache(curriculum: Curriculum) -> _StatsCache:
+def _stats_cache(curriculum: AnyCurriculum) -> _StatsCache:
     cache = _STATS_CACHES.get(curriculum)
     if cache is None:
         cache = _STATS_CACHES[curriculum] = _StatsCache()
@@ -172,7 +177,7 @@ class CurriculumEnv(gym.Wrapper):
     def __init__(
         self,
         env: gym.Env,
-        curriculum: Curriculum,
+        curriculum: AnyCurriculum,
         apply_task: Callable[[gym.Env, Any], Any] | None = None,
         score_fn: Callable[[dict[str, Any], float], SupportsFloat] | None = None,
         *,
@@ -184,7 +189,8 @@ class CurriculumEnv(gym.Wrapper):
 
         Args:
             env: The env to wrap.
-            curriculum: The shared curriculum the tasks come from and the scores go to.
+            curriculum: The shared curriculum (or staged curriculum) the tasks come from and the
+                scores go to.
             apply_task: ``apply_task(env, env_cfg)`` configures ``env`` for a task. None uses
                 ``env.unwrapped.set_task(env_cfg)`` or ``env.unwrapped.set_env_cfg(env_cfg)``.
             score_fn: ``score_fn(terminal_info, episode_return)`` gives the episode's score.
@@ -198,8 +204,11 @@ class CurriculumEnv(gym.Wrapper):
                 ``set_task`` / ``set_env_cfg`` method.
         """
         super().__init__(env)
-        if not isinstance(curriculum, Curriculum):
-            raise ConfigError(f"CurriculumEnv needs a Curriculum, got {type(curriculum).__name__}")
+        if not isinstance(curriculum, (Curriculum, StagedCurriculum)):
+            raise ConfigError(
+                "CurriculumEnv needs a Curriculum or StagedCurriculum, "
+                f"got {type(curriculum).__name__}"
+            )
         self.curriculum = curriculum
         self._apply = self._resolve_apply(env, apply_task)
         if score_fn is not None and not callable(score_fn):
@@ -228,6 +237,8 @@ class CurriculumEnv(gym.Wrapper):
         self._report = False  # whether the current episode's score goes to the pool
         self._in_episode = False  # reset done and the episode has not ended yet
         self._episode_return = 0.0
+        self._episode_steps = 0
+        self._stage = 0  # the stage of the current episode's task
         self._used_pool = False  # this wrapper drew or reported anything (close() flushes)
 
     @staticmethod
@@ -271,6 +282,7 @@ class CurriculumEnv(gym.Wrapper):
             self._play_drawn()
         obs, info = self.env.reset(seed=seed, options=inner_options)
         self._episode_return = 0.0
+        self._episode_steps = 0
         self._in_episode = True
         return obs, info
 
@@ -289,6 +301,7 @@ class CurriculumEnv(gym.Wrapper):
                 continue
             self.task, self.task_id, self._report = task, task.task_id, True
             self._label = task.get_label()
+            self._stage = task.stage
             return
         assert last is not None
         task_id, exc = last
@@ -309,6 +322,7 @@ class CurriculumEnv(gym.Wrapper):
             ) from exc
         self.task, self.task_id, self._report = None, task.task_id, False
         self._label = task.get_label()
+        self._stage = task.stage
 
     # -- step: one outcome per finished episode -----------------------------------------------
 
@@ -325,12 +339,13 @@ class CurriculumEnv(gym.Wrapper):
         if not self._in_episode:  # a step after the episode ended, without reset: pass through
             return obs, reward, terminated, truncated, info
         self._episode_return += float(reward)
+        self._episode_steps += 1
         if not (terminated or truncated):
             return obs, reward, terminated, truncated, info
         self._in_episode = False  # from here on, nothing is reported for this episode again
         score = self._score(info)
         if self._report:
-            self.curriculum.update_task_performance(self.task_id, score)
+            self.curriculum.update_task_performance(self.task_id, score, steps=self._episode_steps)
             self.reported_episodes += 1
         info = dict(info)
         info[INFO_KEY] = self._terminal_info(score)
@@ -362,7 +377,12 @@ class CurriculumEnv(gym.Wrapper):
         stats = _stats_cache(self.curriculum).get(self.curriculum, self._stats_interval_s)
         prefix = f"label/{self._label}/"
         figures = {f"label_{n}": float(stats.get(prefix + n, 0.0)) for n in _LABEL_FIGURES}
-        return {"task_id": float(self.task_id), "score": score, "stage": 0.0, **figures}
+        return {
+            "task_id": float(self.task_id),
+            "score": score,
+            "stage": float(self._stage),
+            **figures,
+        }
 
     # -- lifetime -----------------------------------------------------------------------------
 

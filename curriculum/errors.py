@@ -20,7 +20,7 @@ class InvariantViolationError(ConfigError):
 
 
 class ScoreError(CurriculumError, ValueError):
-    """A reported score is NaN, infinite or outside [0, 1]."""
+    """A reported outcome is invalid: a score NaN, infinite or outside [0, 1], or bad steps."""
 
 
 class UnknownTaskError(CurriculumError, KeyError):

@@ -21,8 +21,9 @@ def _shown(value: Any) -> Any:
 def describe_validation_error(what: str, exc: ValidationError) -> str:
     """A one-line message naming ``what`` and each rejected field path with its input."""
     details = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or '(model)'}={_shown(err.get('input'))!r}: "
-        f"{err['msg']}"
+        f"{'.'.join(str(p) for p in err['loc'])}={_shown(err.get('input'))!r}: {err['msg']}"
+        if err["loc"]
+        else err["msg"]  # a check of the whole model: its message names the values
         for err in exc.errors()
     )
     return f"{what}: {details}"

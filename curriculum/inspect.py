@@ -18,6 +18,7 @@ with their password masked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -26,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+import msgpack
 import numpy as np
 import redis
 
@@ -38,6 +40,7 @@ from backends.redis_backend import (
     decode_rows,
     session_keys,
 )
+from backends.stage_state import StageState
 from curriculum.algorithms.base import PoolView
 from curriculum.algorithms.learning_progress import LearningProgressAlgorithm
 from curriculum.config import SESSION_ID_PATTERN, LearningProgressConfig
@@ -76,6 +79,7 @@ class PoolReading:
     free: int
     config: LearningProgressConfig
     view: PoolView
+    stage: StageState | None = None  # the stage record of a staged curriculum's root pool
 
     @property
     def snapshot(self) -> PoolSnapshot:
@@ -143,6 +147,7 @@ def read_pool(client: redis.Redis, session: str, url: str = "") -> PoolReading:
         hint = ", ".join(known[:10]) + (", ..." if len(known) > 10 else "") if known else "none"
         where = f" at {redact_url(url)}" if url else ""
         raise InspectError(f"no pool for session {session!r}{where} (registered: {hint})")
+    stage_raw = meta_raw.pop(b"stage", None)  # msgpack, not text
     meta = {_text(k): _text(v) for k, v in meta_raw.items()}
     try:
         params = json.loads(meta.get("params", ""))
@@ -159,7 +164,11 @@ def read_pool(client: redis.Redis, session: str, url: str = "") -> PoolReading:
     labels = label_totals(stored, rows)
     snapshot = PoolSnapshot(int(meta.get("version", 0)), rows, labels, names, counters)
     view = LearningProgressAlgorithm(config).view(snapshot)
-    return PoolReading(session, meta, params, int(free), config, view)
+    stage = None
+    if params.get("staging") and stage_raw is not None:
+        with contextlib.suppress(ValueError, TypeError, msgpack.UnpackException):
+            stage = StageState.from_list(msgpack.unpackb(stage_raw))
+    return PoolReading(session, meta, params, int(free), config, view, stage)
 
 
 # -- views: plain data (what --json prints) ---------------------------------------------------
@@ -182,13 +191,6 @@ def sessions_view(client: redis.Redis) -> dict[str, Any]:
             entry[column] = int(value) if value is not None else None
         sessions.append(entry)
     return {"sessions": sessions}
-
-
-def _stage(reading: PoolReading) -> Any:
-    """A curriculum stage, if the pool stores one (pools of this library version do not)."""
-    if "stage" in reading.meta:
-        return reading.meta["stage"]
-    return reading.params.get("stage")
 
 
 def summary_view(reading: PoolReading) -> dict[str, Any]:
@@ -221,9 +223,12 @@ def summary_view(reading: PoolReading) -> dict[str, Any]:
         "warm_tasks": int(stats["lp/num_warm"]),
         "zero_lp_tasks": int(stats["lp/num_zero"]),
     }
-    stage = _stage(reading)
-    if stage is not None:
-        data["stage"] = stage
+    if reading.stage is not None:  # the root pool of a staged curriculum
+        names = reading.params["staging"].get("names", [])
+        index = reading.stage.stage
+        data["stage"] = index
+        data["stage_name"] = names[index] if index < len(names) else None
+        data["stage_transitions"] = reading.stage.transitions
     data["params"] = {
         key: reading.params[key]
         for key in ("algorithm", "ema", "generator_fingerprint", "pool_seed")

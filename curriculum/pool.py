@@ -187,23 +187,35 @@ class TaskPool:
         )
 
     def add_outcome(
-        self, slot: int, task_id: int, label_id: int, score: float, *, flush_when_due: bool = True
+        self,
+        slot: int,
+        task_id: int,
+        label_id: int,
+        score: float,
+        steps: int = 1,
+        *,
+        flush_when_due: bool = True,
     ) -> None:
         """Buffer an outcome; writes the buffer when it is full or old enough."""
         pending = self._pending
         if not pending.outcome_slots and not pending.sample_slots:
             self._pending_since = time.monotonic()
-        pending.add_outcome(slot, task_id, label_id, score)
+        pending.add_outcome(slot, task_id, label_id, score, steps)
         if flush_when_due:
             self._flush_if_due()
 
-    def record_now(self, task_ids: list[int], scores: list[float]) -> RecordResult:
-        """Write the buffer and these outcomes (of located tasks) under one lock acquisition."""
+    def record_now(self, task_ids: list[int], scores: list[float], steps: int) -> RecordResult:
+        """Write the buffer and these outcomes (of located tasks, whose episodes took ``steps``
+        environment steps in total) under one lock acquisition."""
         locations = [self.locate(task_id) for task_id in task_ids]
         if self._pending_pid != os.getpid():
             self.discard_pending()
         self._pending.extend_outcomes(
-            [slot for slot, _ in locations], task_ids, [label for _, label in locations], scores
+            [slot for slot, _ in locations],
+            task_ids,
+            [label for _, label in locations],
+            scores,
+            steps,
         )
         return self.flush()
 

@@ -5,10 +5,12 @@ Keys (stable; ``<label>`` is a task label such as ``nav|difficulty:0.5``):
 - ``curriculum/capacity``, ``curriculum/num_active_tasks``, ``curriculum/num_labels``
 - ``curriculum/num_created``, ``num_evicted``, ``num_completed``, ``num_scheduled``,
   ``num_late_outcomes`` (outcomes that arrived after their task was evicted: credited to the
-  label, not to a task), ``num_failures`` (env configs that failed to build or apply): totals
-  since the pool was created
+  label, not to a task), ``num_failures`` (env configs that failed to build or apply),
+  ``num_steps`` (environment steps of the recorded episodes, as reported; 1 per episode when
+  not reported): totals since the pool was created
 - ``curriculum/epoch``, ``epoch/num_created``, ``epoch/num_evicted``, ``epoch/num_completed``,
-  ``epoch/num_scheduled``, ``epoch/num_failures``: since the last ``on_epoch_end()``
+  ``epoch/num_scheduled``, ``epoch/num_failures``, ``epoch/num_steps``: since the last
+  ``on_epoch_end()``
 - ``lp/mean``, ``lp/std``, ``lp/min``, ``lp/max``, ``lp/median`` of the raw score of active tasks;
   ``lp/num_warm`` (tasks with at least ``min_samples_for_lp`` outcomes) and ``lp/num_zero`` (warm
   tasks whose learning progress is zero: mastered, impossible or stuck)
@@ -64,9 +66,17 @@ def compute_stats(view: PoolView, min_samples_for_lp: int) -> dict[str, float]:
         "curriculum/num_labels": float(len(snapshot.labels)),
         "curriculum/epoch": float(counters["epoch"]),
     }
-    for name in ("created", "evicted", "completed", "scheduled", "late_outcomes", "failures"):
+    for name in (
+        "created",
+        "evicted",
+        "completed",
+        "scheduled",
+        "late_outcomes",
+        "failures",
+        "steps",
+    ):
         stats[f"curriculum/num_{name}"] = float(counters[f"num_{name}"])
-    for name in ("created", "evicted", "completed", "scheduled", "failures"):
+    for name in ("created", "evicted", "completed", "scheduled", "failures", "steps"):
         stats[f"epoch/num_{name}"] = float(counters[f"epoch_{name}"])
     stats.update(_summary("lp", raw))
     warm = rows["n_outcomes"] >= min_samples_for_lp

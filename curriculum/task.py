@@ -12,14 +12,16 @@ class CurriculumTask:
 
     Only the id travels through the pool; the env config, label and bucket values are rebuilt
     from the id by the task generator the first time they are asked for (in any process).
+    ``stage`` is the index of the stage the task belongs to in a staged curriculum (else 0).
     """
 
-    __slots__ = ("_generated", "_generator", "slot", "task_id")
+    __slots__ = ("_generated", "_generator", "slot", "stage", "task_id")
 
-    def __init__(self, task_id: int, slot: int, generator: TaskGenerator) -> None:
+    def __init__(self, task_id: int, slot: int, generator: TaskGenerator, stage: int = 0) -> None:
         """A task with id ``task_id`` in pool slot ``slot``."""
         self.task_id = task_id
         self.slot = slot
+        self.stage = stage
         self._generator = generator
         self._generated: GeneratedTask | None = None
 

@@ -11,16 +11,26 @@ from conftest import make_config, unique_session
 from backends import open_backend
 from backends.base import TaskMemoryBackend, WriteBatch
 from backends.layout import COUNTER_NAMES, ROW_DTYPE
+from backends.stage_state import (
+    CRITERIA,
+    MAX_STAGES,
+    StageRule,
+    StageState,
+    StageUpdate,
+    fold_scores,
+)
 from curriculum import Curriculum
 from curriculum.curriculum import pool_params
+from curriculum.errors import BackendError
 from curriculum.task_ids import MAX_TASK_ID
 
 pytestmark = pytest.mark.filterwarnings("error")
 
 
-def _open(url: str | None, session: str) -> TaskMemoryBackend:
+def _open(url: str | None, session: str, staging: dict | None = None) -> TaskMemoryBackend:
     config = make_config(num_active_tasks=12, lp_session_id=session, lp_backend_url=url)
-    return open_backend(url, session, pool_params(config), create=True, lock_timeout_s=5.0)
+    params = pool_params(config, staging)
+    return open_backend(url, session, params, create=True, lock_timeout_s=5.0)
 
 
 def _drive(backend: TaskMemoryBackend, seed: int) -> list[tuple[int, int, int]]:
@@ -41,7 +51,7 @@ def _drive(backend: TaskMemoryBackend, seed: int) -> list[tuple[int, int, int]]:
             score = (
                 special[int(rng.integers(0, len(special)))] if rng.random() < 0.3 else rng.random()
             )
-            batch.add_outcome(slot, task_id, label, float(score))
+            batch.add_outcome(slot, task_id, label, float(score), int(rng.integers(0, 1000)))
             if rng.random() < 0.5:
                 batch.add_sample(slot, task_id, label)
             if rng.random() < 0.05:
@@ -86,6 +96,59 @@ def test_lua_scripts_match_the_numpy_reference_field_by_field(redis_kind, reques
     finally:
         shm.close()
         remote.destroy()
+
+
+def _drive_stages(backend: TaskMemoryBackend, seed: int) -> list[tuple[StageState, int | None]]:
+    """Stage updates of every kind (current, late, out of range, with and without a transition)."""
+    rng = np.random.default_rng(seed)
+    results = []
+    for _ in range(120):
+        current = backend.stage_state().stage
+        stage = current if rng.random() < 0.8 else int(rng.integers(0, MAX_STAGES + 2))
+        scores = [float(x) for x in rng.random(int(rng.integers(1, 20))) ** 0.3]
+        decay, add = fold_scores(scores, 0.07)
+        update = StageUpdate(stage, len(scores), decay, add, int(rng.integers(0, 300)))
+        results.append(backend.update_stage(update))
+    return results
+
+
+@pytest.mark.parametrize("redis_kind", ["fakeredis", "redis"])
+@pytest.mark.parametrize("criteria", CRITERIA)
+def test_stage_updates_match_the_python_reference_field_by_field(
+    redis_kind, criteria, request
+) -> None:
+    url = "fakeredis://" if redis_kind == "fakeredis" else request.getfixturevalue("redis_url")
+    if redis_kind == "fakeredis":
+        import redis_support
+
+        redis_support.FAKE.reset()
+    rule = StageRule(
+        criteria=criteria,
+        threshold=0.83,
+        budgets=(700, 1500, 900, 1),
+        smoothing=0.07,
+        names=("a", "b", "c", "d"),
+    )
+    shm = _open(None, unique_session("stage-shm"), rule.to_dict())
+    remote = _open(url, unique_session("stage-redis"), rule.to_dict())
+    try:
+        mine, theirs = _drive_stages(shm, seed=5), _drive_stages(remote, seed=5)
+        assert mine == theirs  # every record and every ended stage, floats bit for bit
+        assert any(ended is not None for _, ended in mine)
+        assert shm.export_state().stage == remote.export_state().stage == mine[-1][0]
+    finally:
+        shm.close()
+        remote.destroy()
+
+
+def test_stage_updates_need_a_staged_root_pool(backend_url) -> None:
+    backend = _open(backend_url, unique_session("unstaged"))
+    try:
+        assert backend.stage_state() == StageState()
+        with pytest.raises(BackendError, match="not the root pool of a staged curriculum"):
+            backend.update_stage(StageUpdate(0, 1, 0.5, 0.5, 1))
+    finally:
+        backend.destroy()
 
 
 def test_largest_task_ids_survive_the_round_trip(backend_url) -> None:

@@ -197,7 +197,7 @@ def test_a_checkpoint_of_another_size_is_refused_even_with_override(curricula) -
 def test_state_is_versioned_and_carries_parameters(curricula) -> None:
     curriculum = _played(curricula, episodes=10)
     state = curriculum.get_state()
-    assert state["format"] == "curriculum-state" and state["version"] == 1
+    assert state["format"] == "curriculum-state" and state["version"] == 2
     assert state["params"]["capacity"] == 16
     default = LearningProgressConfig()
     assert state["params"]["ema"]["ema_timescale"] == default.ema_timescale

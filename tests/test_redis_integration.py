@@ -598,7 +598,7 @@ def test_a_script_called_twice_with_one_write_number_applies_once(
         record = client.register_script(load_script("record"))
         replace = client.register_script(load_script("replace_task"))
         # a batch as the backend sends it: 1 outcome, no samples, no failures
-        outcome = [msgpack.packb([1, task.slot, task.task_id, label_id, 0.75, 0, 0])]
+        outcome = [msgpack.packb([1, task.slot, task.task_id, label_id, 0.75, 0, 0, 1])]
 
         first = record(keys=keys, args=["test-client", 1, *outcome])
         assert first == b"1:0"

@@ -49,9 +49,9 @@ local function add_to_label(label_id, amounts)
   redis.call('HSET', LABELS, label_id, cmsgpack.pack(label))
 end
 
--- Idempotent writes: a client numbers its writes, records ('<client id>:r') and other writes
--- ('<client id>:w') separately, and sends a failed write again, with its number, before any
--- newer one of its kind. A write whose number is the last one recorded for that key gets the
+-- Idempotent writes: a client numbers its writes, records ('<client id>:r'), stage updates
+-- ('<client id>:s') and other writes ('<client id>:w') separately, and sends a failed write
+-- again, with its number, before any newer one of its kind. A write whose number is the last one recorded for that key gets the
 -- reply recorded the first time instead of being applied twice.
 local function replay(client, write_seq)
   local last = redis.call('HGET', TOKENS, client)

@@ -1,9 +1,10 @@
--- Replace a pool's rows, label counters and counters with a checkpoint's. Labels are merged by
--- name (existing ids never change); the rows' label ids are remapped accordingly.
+-- Replace a pool's rows, label counters, counters and stage record with a checkpoint's. Labels
+-- are merged by name (existing ids never change); the rows' label ids are remapped accordingly.
 -- KEYS: see _lib.lua.
 -- ARGV: 1 client id, 2 write number, 3 msgpack array of rows (one per slot; an empty slot is
 --       {-1}), 4 msgpack array of labels (LABEL_DTYPE order), 5 msgpack map of counters,
---       6 overflow label name, 7 label capacity
+--       6 overflow label name, 7 label capacity, 8 the stage record (msgpack, see
+--       update_stage.lua)
 -- Errors: NOPOOL when the pool does not exist.
 -- Returns: 'ok'
 local missing = missing_pool()
@@ -54,6 +55,6 @@ for name, value in pairs(counters) do
     redis.call('HSET', META, name, value)
   end
 end
-redis.call('HSET', META, 'num_active', active)
+redis.call('HSET', META, 'num_active', active, 'stage', ARGV[8])
 count('version', 1)
 return remember(ARGV[1], ARGV[2], 'ok')

@@ -5,14 +5,16 @@
 -- KEYS: see _lib.lua.
 -- ARGV: 1 client id, 2 write number, 3 the batch as one msgpack array: outcome count N, then
 --       N x (slot, task id, label id, score), then sample count M, then M x (slot, task id,
---       label id), then failure count F, then F x (slot, task id, label id)
+--       label id), then failure count F, then F x (slot, task id, label id), then the
+--       environment steps of the N episodes
 -- Errors: NOPOOL when the pool does not exist (nothing is written then).
 -- Returns: 'applied:late'
 local done = replay(ARGV[1], ARGV[2])
 if done then return done end
 -- one read of everything this script needs from the meta hash, one write at the end
 local COUNTERS = {'version', 'num_completed', 'epoch_completed', 'num_late_outcomes',
-  'num_scheduled', 'epoch_scheduled', 'num_failures', 'epoch_failures'}
+  'num_scheduled', 'epoch_scheduled', 'num_failures', 'epoch_failures', 'num_steps',
+  'epoch_steps'}
 local meta = redis.call('HMGET', META, 'capacity', 'ema_timescale', 'slow_timescale_factor',
   'task_tracker_ema_alpha', 'success_threshold', unpack(COUNTERS))
 if not meta[1] then
@@ -100,10 +102,11 @@ local function count_events(base, row_field, label_field)
 end
 local m = count_events(2 + 4 * n, 5, 5)
 local f = count_events(3 + 4 * n + 3 * m, 14, 9)
+local steps = data[4 + 4 * n + 3 * m + 3 * f]
 
 for slot in pairs(dirty) do put_row(slot, rows[slot]) end
 for label_id, amounts in pairs(labels) do add_to_label(label_id, amounts) end
-local added = {1, n, n, n - applied, m, m, f, f}
+local added = {1, n, n, n - applied, m, m, f, f, steps, steps}
 local updates = {}
 for i, name in ipairs(COUNTERS) do
   updates[#updates + 1] = name

@@ -10,7 +10,8 @@
 -- ARGV: 1 optional 'tsv': reply with one tab-separated string per row instead of arrays.
 -- Returns: {field, value} rows of strings, header first: session, struct_version, capacity,
 --   label_capacity, active, free, labels, created, completions, scheduled, evictions,
---   late_outcomes, epoch, epoch_*, version, mean_score, stage (only when the pool has one), then
+--   late_outcomes, epoch, epoch_*, version, mean_score, stage, stage_name, stage_transitions (only
+--   in the root pool of a staged curriculum), then
 --   the stored parameters: algorithm.*, ema.*, generator_fingerprint, pool_seed.
 -- Errors: 'NOPOOL ...' when the session has no pool.
 local META, ROWS, FREE, LABELS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -88,10 +89,14 @@ add('epoch_scheduled', meta.epoch_scheduled)
 add('epoch_evicted', meta.epoch_evicted)
 add('version', meta.version)
 add('mean_score', completions > 0 and string.format('%.6f', score_sum / completions) or '-')
--- A curriculum stage, if this pool's version of the library stores one (older pools do not).
-local stage = meta.stage
-if stage == nil and params.stage ~= nil then stage = show(params.stage) end
-if stage ~= nil then add('stage', stage) end
+-- The stage of a staged curriculum, shown by its root pool (whose params hold the stage rule).
+local staging = params.staging
+if type(staging) == 'table' and meta.stage then
+  local record = cmsgpack.unpack(meta.stage)
+  add('stage', show(record[1]))
+  add('stage_name', show(type(staging.names) == 'table' and staging.names[record[1] + 1] or '-'))
+  add('stage_transitions', show(record[2]))
+end
 
 for _, group in ipairs({'algorithm', 'ema'}) do
   local section = params[group]

@@ -1,0 +1,431 @@
+"""The staged curriculum: one curriculum per stage, and a shared record of which stage runs.
+
+Stage ``i`` keeps its tasks in a pool of its own (``<session>.stage<i>``; stage 0 in
+``<session>``). The pool of stage 0 (the root pool) also holds the stage record: the current
+stage, each stage's performance EMA and the step clocks. Each process buffers the outcomes of a
+stage and folds them into the record in one atomic update (with the same batching as outcomes);
+the update that meets the criterion moves the shared stage on, once, and that process logs the
+transition. Other processes see the new stage at their next update, or after at most
+``snapshot_max_age_s`` (of the first stage's config) at ``get_task``.
+
+Every stage's pool is created, with the root pool, by the process that creates the staged
+curriculum: on /dev/shm that process owns (and at exit removes) all of them, like a plain pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import time
+from collections.abc import Sequence
+from multiprocessing import util as mp_util
+from typing import Any
+
+import numpy as np
+
+from backends.stage_state import StageState, StageUpdate, fold_scores
+from curriculum.curriculum import Curriculum, check_steps, sum_steps
+from curriculum.errors import CheckpointError, PoolClosedError, PoolNotFoundError, UnknownTaskError
+from curriculum.staged_config import StagedCurriculumConfig, stage_session
+from curriculum.task import CurriculumTask
+from curriculum.task_ids import check_task_id
+
+logger = logging.getLogger("curriculum.staged")
+
+STAGED_STATE_FORMAT = "curriculum-staged-state"
+STAGED_STATE_VERSION = 1
+
+
+class _StageWriter:
+    """This process's outcomes per stage, not yet folded into the shared stage record."""
+
+    def __init__(self, root: Curriculum, config: StagedCurriculumConfig) -> None:
+        self.root = root
+        self.names = tuple(stage.name for stage in config.stages)
+        self.smoothing = config.transition_smoothing
+        first = config.stages[0].curriculum
+        self.batch_size = first.write_batch_size
+        self.max_delay_s = first.write_max_delay_s
+        self.pid = os.getpid()
+        self.scores: dict[int, list[float]] = {}
+        self.steps: dict[int, int] = {}
+        self.since = 0.0
+        self.unsent: list[StageUpdate] = []  # updates whose write failed, to send first
+        self.state = StageState()  # the record as last read or written by this process
+        self.state_time = -float("inf")
+
+    def adopt(self, state: StageState) -> None:
+        self.state = state
+        self.state_time = time.monotonic()
+
+    def add(self, stage: int, scores: list[float], steps: int) -> None:
+        if self.pid != os.getpid():  # a forked child: the parent owns what it buffered
+            self.discard()
+        if not self.scores:
+            self.since = time.monotonic()
+        self.scores.setdefault(stage, []).extend(scores)
+        self.steps[stage] = self.steps.get(stage, 0) + steps
+        buffered = sum(len(s) for s in self.scores.values())
+        if buffered >= self.batch_size or time.monotonic() - self.since >= self.max_delay_s:
+            self.flush()
+
+    def discard(self) -> None:
+        self.scores, self.steps, self.unsent = {}, {}, []
+        self.pid = os.getpid()
+
+    def flush(self) -> None:
+        """Fold every buffered outcome into the shared record (failed updates first)."""
+        if self.pid != os.getpid():
+            self.discard()
+        for stage, scores in sorted(self.scores.items()):
+            decay, add = fold_scores(scores, self.smoothing)
+            self.unsent.append(StageUpdate(stage, len(scores), decay, add, self.steps[stage]))
+        self.scores, self.steps = {}, {}
+        while self.unsent:
+            update = self.unsent[0]
+            state, ended = self.root.backend.update_stage(update)
+            self.unsent.pop(0)
+            if ended is not None:
+                logger.info(
+                    "curriculum stage %r -> %r at step %d (stage performance %.3f after %d "
+                    "outcomes)",
+                    self.names[ended],
+                    self.names[ended + 1],
+                    state.total_steps,
+                    state.performance[ended],
+                    state.outcomes[ended],
+                )
+            self.adopt(state)
+
+
+class StagedCurriculum:
+    """A handle on a staged curriculum, with the interface of :class:`~curriculum.Curriculum`.
+
+    ``get_task`` draws from the current stage's curriculum; outcomes go to the pool of the stage
+    their task came from (late outcomes of an ended stage count for that stage). Pickles, like a
+    ``Curriculum``, as its config and session: a worker re-attaches to the same shared state.
+    """
+
+    def __init__(self, config: StagedCurriculumConfig) -> None:
+        """Create the staged curriculum's pools (or attach to them if they exist)."""
+        session = config.session_id or f"auto-{os.getpid()}-{secrets.token_hex(4)}"
+        self._open(config, session, create=True)
+        root = self._stages[0]
+        assert root is not None
+        self._private = config.session_id is None and root.backend.created
+
+    def _open(self, config: StagedCurriculumConfig, session_id: str, *, create: bool) -> None:
+        self.config = config
+        self.session_id = session_id
+        self.rule = config.stage_rule()
+        self._closed = False
+        self._private = False
+        self._staging = config.staging_params()
+        count = len(config.stages)
+        self._stages: list[Curriculum | None] = [None] * count
+        root = Curriculum._for_session(
+            config.stage_config(0), session_id, create=create, staging=self._staging
+        )
+        self._stages[0] = root
+        if root.backend.created:
+            for index in range(1, count):
+                self._stages[index] = self._open_stage(index, create=True)
+        first = config.stages[0].curriculum
+        self._refresh_s = first.snapshot_max_age_s
+        self._attach_timeout_s = first.lock_timeout_s
+        self._task_stage: dict[int, int] = {}
+        self._task_stage_limit = 8 * sum(s.curriculum.num_active_tasks for s in config.stages)
+        self._pid = os.getpid()
+        self._writer = _StageWriter(root, config)
+        self._exit_flush = mp_util.Finalize(
+            self, _flush_quietly, args=(self._writer,), exitpriority=21
+        )
+        self._writer.adopt(root.backend.stage_state())
+
+    def _open_stage(self, index: int, *, create: bool) -> Curriculum:
+        return Curriculum._for_session(
+            self.config.stage_config(index),
+            stage_session(self.session_id, index),
+            create=create,
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config": self.config, "session_id": self.session_id}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._open(state["config"], state["session_id"], create=False)
+
+    # -- stages -----------------------------------------------------------------------------------
+
+    def _stage(self, index: int) -> Curriculum:
+        """The curriculum of stage ``index``, attached on first use."""
+        curriculum = self._stages[index]
+        if curriculum is not None:
+            return curriculum
+        deadline = time.monotonic() + self._attach_timeout_s
+        while True:  # its creator makes every stage's pool right after the root pool
+            try:
+                curriculum = self._open_stage(index, create=False)
+                break
+            except PoolNotFoundError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        self._stages[index] = curriculum
+        return curriculum
+
+    @property
+    def stage(self) -> int:
+        """The index of the current stage (as last read: at most ``snapshot_max_age_s`` old)."""
+        self._check_open()
+        writer = self._writer
+        if time.monotonic() - writer.state_time >= self._refresh_s:
+            writer.adopt(writer.root.backend.stage_state())
+        return writer.state.stage
+
+    @property
+    def stage_name(self) -> str:
+        """The name of the current stage."""
+        return self.rule.names[self.stage]
+
+    def stage_state(self) -> StageState:
+        """A fresh copy of the shared stage record (after writing this process's outcomes)."""
+        self._check_open()
+        writer = self._writer
+        writer.flush()
+        writer.adopt(writer.root.backend.stage_state())
+        return writer.state
+
+    # -- the hot path -----------------------------------------------------------------------------
+
+    def get_task(self) -> CurriculumTask:
+        """A task of the current stage."""
+        index = self.stage
+        task = self._stage(index).get_task()
+        task.stage = index
+        self._remember(task.task_id, index)
+        return task
+
+    def task_for_id(self, task_id: int, stage: int | None = None) -> CurriculumTask:
+        """The task with this id in ``stage`` (default: the current stage), for evaluation."""
+        index = self.stage if stage is None else self._check_stage_index(stage)
+        task = self._stage(index).task_for_id(task_id)
+        task.stage = index
+        return task
+
+    def _remember(self, task_id: int, index: int) -> None:
+        known = self._task_stage
+        if len(known) >= self._task_stage_limit:
+            for old in list(known)[: len(known) // 2]:
+                del known[old]
+        known[task_id] = index
+
+    def _stage_of(self, task_id: int) -> int:
+        index = self._task_stage.get(task_id)
+        if index is not None:
+            return index
+        current = self.stage
+        for candidate in [current, *range(len(self._stages))]:
+            try:
+                self._stage(candidate)._pool.locate(task_id)
+            except UnknownTaskError:
+                continue
+            self._remember(task_id, candidate)
+            return candidate
+        raise UnknownTaskError(
+            f"task id {task_id} is not active in any stage of {self.session_id!r} "
+            "and was not handed out by this curriculum"
+        )
+
+    def _check_stage_index(self, stage: object) -> int:
+        if isinstance(stage, bool) or not isinstance(stage, int):
+            raise UnknownTaskError(f"stage {stage!r} is not a stage index")
+        if not 0 <= stage < len(self._stages):
+            raise UnknownTaskError(f"stage {stage} is outside [0, {len(self._stages)})")
+        return stage
+
+    def update_task_performance(self, task_id: int, score: float, *, steps: int = 1) -> None:
+        """Record an episode's score (and length in steps) for the stage its task came from.
+
+        Raises:
+            ScoreError: the score is not in [0, 1] (unless clipped) or ``steps`` is not an int >= 0.
+            UnknownTaskError: the task is in no stage's pool and was not handed out here.
+        """
+        self._check_open()
+        task_id = check_task_id(task_id)
+        index = self._stage_of(task_id)
+        curriculum = self._stage(index)
+        value = curriculum.check_score(task_id, score)
+        count = check_steps(steps)
+        curriculum.update_task_performance(task_id, value, steps=count)
+        self._writer.add(index, [value], count)
+
+    def update_task_performance_batch(
+        self,
+        task_ids: Sequence[int] | np.ndarray,
+        scores: Sequence[float] | np.ndarray,
+        *,
+        steps: Sequence[int] | np.ndarray | None = None,
+    ) -> None:
+        """Record many outcomes; every score is validated before anything is recorded."""
+        self._check_open()
+        ids = [check_task_id(t) for t in task_ids]
+        score_list = list(scores)
+        step_list = [1] * len(ids) if steps is None else list(steps)
+        sum_steps(np.asarray(step_list), len(ids))  # validates
+        if len(score_list) != len(ids):
+            self._stage(0).check_scores(ids, score_list)  # raises, naming the mismatch
+        groups: dict[int, list[int]] = {}
+        for position, task_id in enumerate(ids):
+            groups.setdefault(self._stage_of(task_id), []).append(position)
+        checked = {
+            index: self._stage(index).check_scores(
+                [ids[p] for p in positions], [score_list[p] for p in positions]
+            )
+            for index, positions in groups.items()
+        }
+        for index, positions in groups.items():
+            values = checked[index]
+            group_steps = [step_list[p] for p in positions]
+            self._stage(index).update_task_performance_batch(
+                [ids[p] for p in positions], values, steps=group_steps
+            )
+            self._writer.add(index, values.tolist(), int(sum(group_steps)))
+
+    def report_task_failure(self, task_id: int) -> None:
+        """Record that the task's env config failed to build or apply (in its stage's pool)."""
+        self._check_open()
+        task_id = check_task_id(task_id)
+        self._stage(self._stage_of(task_id)).report_task_failure(task_id)
+
+    def flush(self) -> None:
+        """Write this process's buffered outcomes to the stage pools and the stage record."""
+        self._check_open()
+        for curriculum in self._stages:
+            if curriculum is not None:
+                curriculum.flush()
+        self._writer.flush()
+
+    # -- stats, epochs, checkpoints ---------------------------------------------------------------
+
+    def stats(self) -> dict[str, float]:
+        """The current stage's pool stats plus the stage keys.
+
+        Stage keys: ``curriculum/current_stage``, ``curriculum/stage_transitions``,
+        ``curriculum/stage_steps`` (steps since the current stage began),
+        ``curriculum/total_steps``, and per stage ``curriculum/stage_performance/<name>`` and
+        ``curriculum/stage_outcomes/<name>``. The ``label/``, ``lp/`` and other pool keys
+        describe the current stage's pool.
+        """
+        self.flush()
+        state = self.stage_state()
+        stats = self._stage(state.stage).stats()
+        stats["curriculum/current_stage"] = float(state.stage)
+        stats["curriculum/stage_transitions"] = float(state.transitions)
+        stats["curriculum/stage_steps"] = float(state.stage_steps)
+        stats["curriculum/total_steps"] = float(state.total_steps)
+        for index, name in enumerate(self.rule.names):
+            stats[f"curriculum/stage_performance/{name}"] = float(state.performance[index])
+            stats[f"curriculum/stage_outcomes/{name}"] = float(state.outcomes[index])
+        return stats
+
+    def on_epoch_end(self) -> dict[str, float]:
+        """End the epoch in every stage's pool; the epoch counters summed over the stages."""
+        self._check_open()
+        totals: dict[str, float] = {}
+        for index in range(len(self._stages)):
+            for key, value in self._stage(index).on_epoch_end().items():
+                totals[key] = totals.get(key, 0.0) + value
+        return totals
+
+    def get_state(self) -> dict[str, Any]:
+        """A checkpoint of every stage's pool and of the stage record, as plain data."""
+        self.flush()
+        return {
+            "format": STAGED_STATE_FORMAT,
+            "version": STAGED_STATE_VERSION,
+            "stages": list(self.rule.names),
+            "pools": [self._stage(i).get_state() for i in range(len(self._stages))],
+        }
+
+    def load_state(self, state: dict[str, Any], *, allow_param_mismatch: bool = False) -> None:
+        """Replace every stage's pool and the stage record with a checkpoint's.
+
+        Resuming continues in the checkpoint's stage, with its performance and step clocks.
+
+        Raises:
+            CheckpointError: the checkpoint is damaged, of another staged curriculum (other stage
+                names), or incompatible with a stage's pool.
+        """
+        self._check_open()
+        if not isinstance(state, dict) or state.get("format") != STAGED_STATE_FORMAT:
+            found = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise CheckpointError(f"not a staged curriculum checkpoint (format {found!r})")
+        if state.get("version") != STAGED_STATE_VERSION:
+            raise CheckpointError(
+                f"staged checkpoint version {state.get('version')!r} is not supported "
+                f"(expected {STAGED_STATE_VERSION})"
+            )
+        names, pools = state.get("stages"), state.get("pools")
+        if names != list(self.rule.names):
+            raise CheckpointError(
+                f"checkpoint stages {names!r} differ from this curriculum's {list(self.rule.names)}"
+            )
+        if not isinstance(pools, list) or len(pools) != len(self._stages):
+            raise CheckpointError(f"checkpoint must hold {len(self._stages)} stage pools")
+        self.flush()
+        # the root pool last: its stage record switches the stage once the stages' pools are in
+        for index in [*range(1, len(pools)), 0]:
+            self._stage(index).load_state(pools[index], allow_param_mismatch=allow_param_mismatch)
+        self._task_stage.clear()
+        self._writer.adopt(self._writer.root.backend.stage_state())
+
+    # -- lifetime ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Write buffered outcomes and release every stage's pool (see ``Curriculum.close``)."""
+        if self._closed:
+            return
+        try:
+            self._writer.flush()
+        finally:
+            self._closed = True
+            self._exit_flush.cancel()
+            for curriculum in reversed(self._stages):
+                if curriculum is None:
+                    continue
+                if self._private and self._pid == os.getpid():
+                    curriculum.destroy()
+                else:
+                    curriculum.close()
+
+    def destroy(self) -> None:
+        """Remove every stage's pool (and the stage record) now, and close this handle."""
+        self._check_open()
+        self._writer.flush()
+        handles = [self._stage(i) for i in range(len(self._stages))]
+        self._closed = True
+        self._exit_flush.cancel()
+        for curriculum in reversed(handles):
+            curriculum.destroy()
+
+    def __enter__(self) -> StagedCurriculum:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PoolClosedError(f"staged curriculum {self.session_id!r} is closed")
+
+    def __repr__(self) -> str:
+        return f"StagedCurriculum(session_id={self.session_id!r}, stages={list(self.rule.names)})"
+
+
+def _flush_quietly(writer: _StageWriter) -> None:
+    """At interpreter exit: fold what this process still buffers into the stage record."""
+    with contextlib.suppress(Exception):  # exit-time best effort: the pool may be gone
+        writer.flush()
