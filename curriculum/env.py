@@ -79,8 +79,9 @@ The terminal info
 ``info["curriculum"]`` holds floats only, always under the same keys (vector envs batch info per
 key with the dtype of the first value seen): ``task_id``, ``score``, ``stage`` (the index of the
 stage the episode's task came from, with a :class:`~curriculum.StagedCurriculum`; else 0.0), and,
-for the episode's label, ``label_completions``, ``label_mean_reward``, ``label_success_rate`` and
-``label_mean_lp``.
+for the episode's label, ``label_completions``, ``label_samples``, ``label_evictions``,
+``label_failures``, ``label_mean_reward``, ``label_success_rate`` and ``label_mean_lp`` (the
+``label/<label>/...`` stats keys of the same names).
 
 The label figures come from ``Curriculum.stats()``, which flushes the write buffer and reads and
 scores the whole pool: far too expensive for every episode. They are read from a stats dict
@@ -120,7 +121,15 @@ __all__ = ["INFO_KEY", "INFO_KEYS", "CurriculumEnv"]
 INFO_KEY = "curriculum"
 """The key of the terminal step's info under which the wrapper puts its dict."""
 
-_LABEL_FIGURES = ("completions", "mean_reward", "success_rate", "mean_lp")
+_LABEL_FIGURES = (
+    "completions",
+    "samples",
+    "evictions",
+    "failures",
+    "mean_reward",
+    "success_rate",
+    "mean_lp",
+)
 INFO_KEYS = ("task_id", "score", "stage", *(f"label_{name}" for name in _LABEL_FIGURES))
 """The keys of ``info["curriculum"]``, in order (all values are floats)."""
 

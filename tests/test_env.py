@@ -214,7 +214,9 @@ def test_info_only_on_terminal_steps_and_numeric(
         label = env.task.get_label()
         stats = curriculum.stats()  # stats_interval_s=0: the figures are current
         assert payload["label_completions"] == stats[f"label/{label}/completions"] >= 1.0
-        assert payload["label_mean_reward"] == stats[f"label/{label}/mean_reward"]
+        assert payload["label_samples"] == stats[f"label/{label}/samples"] >= 1.0
+        for figure in ("evictions", "failures", "mean_reward", "success_rate", "mean_lp"):
+            assert payload[f"label_{figure}"] == stats[f"label/{label}/{figure}"], figure
         _, reset_info = env.reset()
         assert INFO_KEY not in reset_info
 
