@@ -12,14 +12,26 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="simulated multi-worker training on one shared pool (no server needed)"
     )
-    demo.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     demo.add_argument(
-        "--episodes", type=int, default=20_000, help="episodes in all (default 20000)"
+        "--workers", type=_positive_int, default=2, help="worker processes (default 2)"
+    )
+    demo.add_argument(
+        "--episodes", type=_positive_int, default=40_000, help="episodes in all (default 40000)"
     )
     demo.add_argument(
         "--backend-url", default=None, help="pool backend; default: /dev/shm on this host"
     )
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--seed", type=_count, default=0)
+    demo.add_argument(
+        "--output",
+        default="curriculum-demo.png",
+        help="where to write the PNG (default curriculum-demo.png; '' for none)",
+    )
+    demo.add_argument(
+        "--no-compare",
+        action="store_true",
+        help="skip the uniform-sampling baseline run",
+    )
     _add_inspect(commands)
     return parser
 
@@ -28,6 +40,13 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
     return value
 
 
@@ -72,7 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from curriculum.demo import main as demo_main
 
-        return demo_main(args.workers, args.episodes, args.backend_url, args.seed)
+        return demo_main(
+            args.workers,
+            args.episodes,
+            args.backend_url,
+            args.seed,
+            output=args.output or None,
+            compare=not args.no_compare,
+        )
     if args.command == "inspect":
         from curriculum.inspect import run
 

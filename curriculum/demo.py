@@ -1,22 +1,76 @@
 """``curriculum demo``: simulated multi-worker training on one shared pool.
 
-Worker processes share one pool (by default in /dev/shm) and one simulated student; each worker
-asks the curriculum for a task, plays it, and reports the score. At the end the demo prints, per
-label, the share of samples, the mean score, the learning progress and the evictions, and the
-student's mastery compared with what uniform sampling reached on the same budget.
+Worker processes share one pool (by default in /dev/shm, no server needed) and one simulated
+student (:mod:`curriculum.simulation`): graded difficulties, a few impossible and a few trivial
+tasks. Each worker asks the curriculum for a task, plays it, and reports the score. While it runs,
+a progress bar; meanwhile the parent samples the pool's per-label counts and the student's success
+per difficulty. At the end: a table per label (share of samples, mean score, learning progress,
+evictions), the student's mastery against uniform sampling on the same budget, and a PNG with the
+sampling share by difficulty over time beside the success by difficulty over time.
+
+The progress bar (tqdm) and the PNG (matplotlib) come with the ``demo`` extra; without them the
+demo prints its progress as text and skips the picture.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
+import os
+import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from curriculum.config import CurriculumConfig, DiscreteRandomConfig, LearningProgressConfig
 from curriculum.curriculum import Curriculum
-from curriculum.simulation import SimulatedStudent, task_space
+from curriculum.simulation import DIFFICULTIES, SimulatedStudent, task_space
+
+POLL_S = 0.01
+CATEGORIES = (*(f"{d:g}" for d in DIFFICULTIES), "impossible", "trivial")
+
+
+@dataclass
+class Timeline:
+    """What the parent saw while the workers ran, one entry per poll."""
+
+    episodes: list[int] = field(default_factory=list)
+    samples: list[list[float]] = field(default_factory=list)  # cumulative, per CATEGORIES
+    success: list[list[float]] = field(default_factory=list)  # per difficulty
+
+    def add(self, episodes: int, stats: dict[str, float], student: SimulatedStudent) -> None:
+        if self.episodes and episodes <= self.episodes[-1]:
+            return
+        self.episodes.append(episodes)
+        self.samples.append([_category_samples(stats, name) for name in CATEGORIES])
+        self.success.append(
+            [
+                student.success_probability({"label": "graded", "difficulty": d})
+                for d in DIFFICULTIES
+            ]
+        )
+
+    def sampling_shares(self, windows: int = 20) -> tuple[np.ndarray, np.ndarray]:
+        """Episodes at the end of each window, and each category's share of its samples."""
+        episodes = np.asarray(self.episodes, dtype=np.float64)
+        cumulative = np.asarray(self.samples, dtype=np.float64)
+        if len(episodes) < 2:
+            return episodes, np.zeros((len(episodes), len(CATEGORIES)))
+        edges = np.linspace(episodes[0], episodes[-1], windows + 1)
+        at = np.array([cumulative[np.searchsorted(episodes, e, side="right") - 1] for e in edges])
+        deltas = np.diff(at, axis=0)
+        totals = deltas.sum(axis=1, keepdims=True)
+        shares = np.divide(deltas, totals, out=np.zeros_like(deltas), where=totals > 0)
+        return edges[1:], shares
+
+
+def _category_samples(stats: dict[str, float], category: str) -> float:
+    label = category if category in ("impossible", "trivial") else f"graded|difficulty:{category}"
+    return stats.get(f"label/{label}/samples", 0.0)
 
 
 @dataclass(frozen=True)
@@ -28,28 +82,68 @@ class DemoResult:
     seconds: float
     mastery: float
     stats: dict[str, float]
+    timeline: Timeline
 
 
-def _worker(curriculum: Curriculum, student: SimulatedStudent, episodes: int, seed: int) -> None:
+def _worker(
+    curriculum: Curriculum, student: SimulatedStudent, episodes: int, seed: int, done: Any
+) -> None:
     rng = np.random.default_rng(seed)
-    for _ in range(episodes):
+    for played in range(1, episodes + 1):
         task = curriculum.get_task()
         curriculum.update_task_performance(task.task_id, student.play(task.get_env_cfg(), rng))
+        if played % 64 == 0:
+            with done.get_lock():
+                done.value += 64
     curriculum.close()
+    with done.get_lock():
+        done.value += episodes % 64
+
+
+@contextlib.contextmanager
+def _progress(total: int, description: str, show: bool) -> Iterator[Any]:
+    """A tqdm bar when tqdm is installed, else a plain line on stderr; yields update(n)."""
+    if not show:
+        yield lambda n: None
+        return
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        last = [0.0]
+
+        def update(n: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 1.0 or n >= total:
+                last[0] = now
+                print(f"\r{description}: {n}/{total} episodes", end="", file=sys.stderr)
+
+        yield update
+        print(file=sys.stderr)
+        return
+    bar = tqdm(total=total, desc=description, unit="ep", file=sys.stderr, leave=True)
+
+    def advance(n: int) -> None:
+        bar.update(n - bar.n)
+
+    try:
+        yield advance
+    finally:
+        bar.close()
 
 
 def run_demo(
     *,
     algorithm: str = "learning_progress",
     workers: int = 2,
-    episodes: int = 20_000,
+    episodes: int = 40_000,
     num_active_tasks: int = 64,
     backend_url: str | None = None,
     seed: int = 0,
     learning_rate: float = 0.001,
+    progress: bool = True,
 ) -> DemoResult:
     """Train one simulated student with ``workers`` processes sharing one curriculum."""
-    session = f"demo-{algorithm}-{mp.current_process().pid}-{seed}"
+    session = f"demo-{algorithm}-{os.getpid()}-{seed}"
     algorithm_config = (
         LearningProgressConfig(session_id=session, backend_url=backend_url)
         if algorithm == "learning_progress"
@@ -61,23 +155,35 @@ def run_demo(
         algorithm_config=algorithm_config,
         seed=seed,
     )
+    context = mp.get_context("spawn")
     student = SimulatedStudent(learning_rate=learning_rate, shared=True)
+    done = context.Value("q", 0)
+    timeline = Timeline()
+    share = episodes // workers
     started = time.perf_counter()
     with Curriculum(config) as curriculum:
-        context = mp.get_context("spawn")
-        share = episodes // workers
         processes = [
-            context.Process(target=_worker, args=(curriculum, student, share, seed * 1000 + i))
+            context.Process(
+                target=_worker, args=(curriculum, student, share, seed * 1000 + i, done)
+            )
             for i in range(workers)
         ]
         for process in processes:
             process.start()
-        for process in processes:
-            process.join()
+        with _progress(share * workers, algorithm, progress) as update:
+            while any(p.is_alive() for p in processes):
+                count = done.value
+                timeline.add(count, curriculum.stats(), student)
+                update(count)
+                time.sleep(POLL_S)
+            for process in processes:
+                process.join()
+            update(done.value)
         failed = [p.exitcode for p in processes if p.exitcode != 0]
         if failed:
             raise RuntimeError(f"demo workers failed with exit codes {failed}")
         stats = curriculum.stats()
+        timeline.add(done.value, stats, student)
         curriculum.destroy()  # a demo pool is not kept (a Redis pool would outlive the run)
     return DemoResult(
         algorithm=algorithm,
@@ -85,6 +191,7 @@ def run_demo(
         seconds=time.perf_counter() - started,
         mastery=student.mastery(),
         stats=stats,
+        timeline=timeline,
     )
 
 
@@ -103,26 +210,80 @@ def label_table(stats: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def main(workers: int, episodes: int, backend_url: str | None, seed: int) -> int:
-    """Run the demo with learning progress, then uniform sampling as the baseline; print both."""
-    results = []
-    for algorithm in ("learning_progress", "discrete_random"):
-        result = run_demo(
-            algorithm=algorithm,
+def plot(result: DemoResult, path: Path) -> bool:
+    """Write the PNG (sampling share and success by difficulty over time); False without
+    matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    ends, shares = result.timeline.sampling_shares()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), constrained_layout=True)
+    colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(DIFFICULTIES)))
+    palette = [*colours, (0.8, 0.2, 0.2, 1.0), (0.6, 0.6, 0.6, 1.0)]
+    if len(ends):
+        left.stackplot(ends, shares.T, labels=CATEGORIES, colors=palette, step="pre")
+    left.set(
+        title="sampling share by difficulty",
+        xlabel="episodes",
+        ylabel="share of episodes in the window",
+        ylim=(0, 1),
+    )
+    left.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, title="difficulty")
+    success = np.asarray(result.timeline.success)
+    for index in range(len(DIFFICULTIES)):
+        right.plot(result.timeline.episodes, success[:, index], color=colours[index])
+    right.set(
+        title="student's success by difficulty",
+        xlabel="episodes",
+        ylabel="success probability",
+        ylim=(0, 1.02),
+    )
+    figure.suptitle(
+        f"curriculum demo: {result.algorithm}, {result.episodes} episodes, "
+        f"mastery {result.mastery:.2f}"
+    )
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True
+
+
+def main(
+    workers: int,
+    episodes: int,
+    backend_url: str | None,
+    seed: int,
+    *,
+    output: str | None = "curriculum-demo.png",
+    compare: bool = True,
+) -> int:
+    """Run the demo with learning progress (then uniform sampling as the baseline); print the
+    table and the comparison, and write the PNG."""
+    result = run_demo(workers=workers, episodes=episodes, backend_url=backend_url, seed=seed)
+    print(
+        f"\n== learning progress: {result.episodes} episodes by {workers} workers in "
+        f"{result.seconds:.1f} s; student mastery {result.mastery:.3f}"
+    )
+    print(label_table(result.stats))
+    if compare:
+        uniform = run_demo(
+            algorithm="discrete_random",
             workers=workers,
             episodes=episodes,
             backend_url=backend_url,
             seed=seed,
         )
-        results.append(result)
         print(
-            f"\n== {algorithm}: {result.episodes} episodes by {workers} workers "
-            f"in {result.seconds:.1f} s; student mastery {result.mastery:.3f}"
+            f"\nmastery after {result.episodes} episodes: learning progress "
+            f"{result.mastery:.3f}, uniform sampling {uniform.mastery:.3f}"
         )
-        print(label_table(result.stats))
-    lp, uniform = results
-    print(
-        f"\nmastery after {lp.episodes} episodes: learning progress {lp.mastery:.3f}, "
-        f"uniform {uniform.mastery:.3f}"
-    )
+    if output:
+        path = Path(output)
+        if plot(result, path):
+            print(f"\nwrote {path.resolve()}")
+        else:
+            print("\nno PNG: matplotlib is not installed (pip install -e '.[demo]')")
     return 0

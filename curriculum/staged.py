@@ -137,12 +137,15 @@ class StagedCurriculum:
         self._attach_timeout_s = first.lock_timeout_s
         self._task_stage: dict[int, int] = {}
         self._task_stage_limit = 8 * sum(s.curriculum.num_active_tasks for s in config.stages)
-        self._pid = os.getpid()
+        self._pid = self._opened_pid = os.getpid()
         self._writer = _StageWriter(root, config)
-        self._exit_flush = mp_util.Finalize(
-            self, _flush_quietly, args=(self._writer,), exitpriority=21
-        )
+        self._exit_flush = self._register_exit_flush()
         self._writer.adopt(root.backend.stage_state())
+
+    def _register_exit_flush(self) -> mp_util.Finalize:
+        # Runs at interpreter exit and when a multiprocessing child exits; a forked child
+        # registers its own (multiprocessing clears inherited finalizers in a new process).
+        return mp_util.Finalize(self, _flush_quietly, args=(self._writer,), exitpriority=21)
 
     def _open_stage(self, index: int, *, create: bool) -> Curriculum:
         return Curriculum._for_session(
@@ -396,7 +399,7 @@ class StagedCurriculum:
             for curriculum in reversed(self._stages):
                 if curriculum is None:
                     continue
-                if self._private and self._pid == os.getpid():
+                if self._private and self._opened_pid == os.getpid():
                     curriculum.destroy()
                 else:
                     curriculum.close()
@@ -420,6 +423,10 @@ class StagedCurriculum:
     def _check_open(self) -> None:
         if self._closed:
             raise PoolClosedError(f"staged curriculum {self.session_id!r} is closed")
+        if self._pid != os.getpid():  # first use in a forked child
+            self._pid = os.getpid()
+            self._writer.discard()  # the parent still owns what it buffered
+            self._exit_flush = self._register_exit_flush()
 
     def __repr__(self) -> str:
         return f"StagedCurriculum(session_id={self.session_id!r}, stages={list(self.rule.names)})"
