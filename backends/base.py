@@ -17,6 +17,7 @@ import numpy as np
 from backends.layout import LABEL_DTYPE, ROW_DTYPE, STRUCT_VERSION
 from backends.stage_state import StageRule, StageState, StageUpdate
 from curriculum.ema import EmaParams
+from curriculum.errors import BackendError
 
 # How the pool's parameters are called in the configs users write.
 CONFIG_NAMES = {
@@ -276,6 +277,13 @@ class TaskMemoryBackend(ABC):
     @abstractmethod
     def import_state(self, state: PoolState) -> None:
         """Replace the pool's rows, labels, counters and stage record with ``state`` atomically."""
+
+    def reattach(self, params: PoolParams) -> bool:
+        """Attach again after the pool was lost, creating it (with ``params``) if absent.
+
+        Only a server-backed pool can be lost while a process uses it; the others refuse.
+        """
+        raise BackendError(f"{type(self).__name__} cannot re-create a lost pool")
 
     @abstractmethod
     def close(self) -> None:

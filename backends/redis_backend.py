@@ -57,9 +57,11 @@ from backends.layout import (
 from backends.stage_state import StageState, StageUpdate
 from curriculum.errors import (
     BackendError,
+    BackendUnavailableError,
     ConfigError,
     PoolClosedError,
     PoolCorruptedError,
+    PoolLostError,
     PoolMismatchError,
     PoolNotFoundError,
 )
@@ -149,8 +151,16 @@ class RedisBackend(TaskMemoryBackend):
         self._new_client_id()
         self._closed = False
         self._ahead: redis.connection.Connection | None = None  # carries writes sent ahead
-        self._inflight: tuple[tuple[Any, ...], bool] | None = None  # (record args, sent)
+        # a record sent ahead and not yet confirmed: (args, sent, its outcome count)
+        self._inflight: tuple[tuple[Any, ...], bool, int] | None = None
+        self.dropped_outcomes = 0  # outcomes of writes meant for a pool that was lost
         self._label_ids: dict[str, int] = {}
+        self._incarnation = ""
+        self._attach(params, create=create)
+        if self.created:
+            self._redis("SADD", REGISTRY_KEY, session_id)
+
+    def _attach(self, params: PoolParams, *, create: bool) -> None:
         reply = self._call(
             "attach",
             params.to_json(),
@@ -163,14 +173,16 @@ class RedisBackend(TaskMemoryBackend):
             repr(params.ema.task_tracker_ema_alpha),
             repr(params.ema.success_threshold),
             msgpack.packb(StageState().to_list()),
+            secrets.token_hex(8),
         )
         status = _text(reply[0])
+        session_id, url = self.session_id, self.url
         if status == "missing":
             raise PoolNotFoundError(f"no pool for session {session_id!r} at {redact_url(url)}")
         self.created = status == "created"
         if self.created:
             self.params = params
-            self._redis("SADD", REGISTRY_KEY, session_id)
+            self._incarnation = _text(reply[1])
             return
         if int(reply[2]) != STRUCT_VERSION:
             raise PoolMismatchError(
@@ -189,6 +201,25 @@ class RedisBackend(TaskMemoryBackend):
                 f"pool {session_id!r} was created with other parameters: " + "; ".join(problems)
             )
         self.params = stored
+        self._incarnation = _text(reply[3])
+
+    def reattach(self, params: PoolParams) -> bool:
+        """Attach again after the pool was lost, creating it anew (with ``params``) if absent.
+
+        Writes sent ahead and cached label ids belong to the lost pool and are dropped. Returns
+        True when this process created the new pool.
+        """
+        self._check_open()
+        if self._inflight is not None:
+            self.dropped_outcomes += self._inflight[2]
+        self._inflight = None
+        self._drop_ahead()
+        self._label_ids.clear()
+        self._new_client_id()
+        self._attach(params, create=True)
+        if self.created:
+            self._redis("SADD", REGISTRY_KEY, self.session_id)
+        return self.created
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -211,6 +242,8 @@ class RedisBackend(TaskMemoryBackend):
         self._check_open()
         self._confirm()
         script = self._scripts[name]
+        if name != "attach":
+            args = (*args, self._incarnation)
         for attempt in range(NOSCRIPT_ATTEMPTS):
             try:
                 return script(keys=self._keys, args=args, client=self._client)
@@ -222,6 +255,9 @@ class RedisBackend(TaskMemoryBackend):
             except redis.RedisError as exc:
                 raise self._error(exc) from exc
         raise AssertionError("unreachable")
+
+    def _lost(self, what: str) -> PoolLostError:
+        return PoolLostError(f"pool {self.session_id!r} {what} at {redact_url(self.url)}")
 
     def _new_client_id(self) -> None:
         self._pid = os.getpid()
@@ -240,8 +276,13 @@ class RedisBackend(TaskMemoryBackend):
 
     def _error(self, exc: redis.RedisError) -> BackendError:
         if isinstance(exc, redis.ResponseError) and "NOPOOL" in str(exc):
-            return PoolNotFoundError(
-                f"pool {self.session_id!r} no longer exists at {redact_url(self.url)}"
+            return self._lost("no longer exists")
+        if isinstance(exc, redis.ResponseError) and "NEWPOOL" in str(exc):
+            return self._lost("was re-created since this process attached")
+        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
+            return BackendUnavailableError(
+                f"Redis at {redact_url(self.url)} is unavailable for pool {self.session_id!r}: "
+                f"{type(exc).__name__}: {redact_text(str(exc), self.url)}"
             )
         return BackendError(
             f"Redis at {redact_url(self.url)} failed for pool {self.session_id!r}: "
@@ -325,21 +366,23 @@ class RedisBackend(TaskMemoryBackend):
         if wait:
             applied, late = _text(self._call("record", *args)).split(":")
             return RecordResult(applied=int(applied), late=int(late))
-        self._send_ahead(args)
+        self._send_ahead(args, len(batch.outcome_slots))
         return RecordResult(applied=len(batch.outcome_slots), late=0)
 
-    def _send_ahead(self, args: tuple[Any, ...]) -> None:
+    def _send_ahead(self, args: tuple[Any, ...], outcomes: int) -> None:
         self._check_open()
         self._confirm()
         script = self._scripts["record"]
         try:
             if self._ahead is None:
                 self._ahead = self._client.connection_pool.get_connection()
-            self._ahead.send_command("EVALSHA", script.sha, len(self._keys), *self._keys, *args)
-            self._inflight = (args, True)
+            self._ahead.send_command(
+                "EVALSHA", script.sha, len(self._keys), *self._keys, *args, self._incarnation
+            )
+            self._inflight = (args, True, outcomes)
         except redis.RedisError:
             self._drop_ahead()
-            self._inflight = (args, False)  # not sent: the next call sends it and waits
+            self._inflight = (args, False, outcomes)  # not sent: the next call sends it, waits
 
     def _confirm(self) -> None:
         """Read the reply of the write sent ahead; send it again (same write id) if it failed."""
@@ -350,7 +393,7 @@ class RedisBackend(TaskMemoryBackend):
         if pending is None:
             return
         self._inflight = None
-        args, sent = pending
+        args, sent, outcomes = pending
         try:
             if sent and self._ahead is not None:
                 try:
@@ -362,9 +405,10 @@ class RedisBackend(TaskMemoryBackend):
                     raise self._error(exc) from exc
             self._call("record", *args)  # waits; the write id makes a repeat harmless
         except PoolNotFoundError:
+            self.dropped_outcomes += outcomes  # its pool is gone: so are its tasks
             raise
         except BaseException:
-            self._inflight = (args, False)
+            self._inflight = (args, False, outcomes)
             raise
 
     def _drop_ahead(self) -> None:
@@ -380,11 +424,11 @@ class RedisBackend(TaskMemoryBackend):
 
     def stage_state(self) -> StageState:
         """The stage record, read with one HGET."""
-        raw = self._redis("HGET", self._keys[0], "stage")
+        raw, incarnation = self._redis("HMGET", self._keys[0], "stage", "incarnation")
         if raw is None:
-            raise PoolNotFoundError(
-                f"pool {self.session_id!r} no longer exists at {redact_url(self.url)}"
-            )
+            raise self._lost("no longer exists")
+        if _text(incarnation or b"") != self._incarnation:
+            raise self._lost("was re-created since this process attached")
         return _decode_stage(raw, self.session_id)
 
     def update_stage(self, update: StageUpdate) -> tuple[StageState, int | None]:
@@ -445,9 +489,9 @@ class RedisBackend(TaskMemoryBackend):
         except redis.RedisError as exc:
             raise self._error(exc) from exc
         if not meta:
-            raise PoolNotFoundError(
-                f"pool {self.session_id!r} no longer exists at {redact_url(self.url)}"
-            )
+            raise self._lost("no longer exists")
+        if _text(meta.get(b"incarnation", b"")) != self._incarnation:
+            raise self._lost("was re-created since this process attached")
         counters = {name: int(meta.get(name.encode(), 0)) for name in COUNTER_NAMES}
         rows = decode_rows(rows_raw, self.params.capacity)
         labels, names = decode_labels(labels_raw, counters["num_labels"])

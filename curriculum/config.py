@@ -137,6 +137,18 @@ class CurriculumConfig(FrozenModel):
             (``report_task_failure``) is evicted at the next chance, with any algorithm.
         slice_axes: Bucket axes (at most) that ``stats()`` slices by (``slice/...`` keys); 0
             turns slice analysis off.
+        on_backend_unavailable: When the pool's server cannot be reached: ``"buffer"`` keeps
+            training (``get_task`` samples from the last view of the pool, outcomes and sample
+            counts stay buffered and are written, once, when the server answers again; the
+            server is tried again every ``outage_retry_s``); ``"raise"`` raises
+            ``BackendUnavailableError`` from the call that needed the server.
+        outage_retry_s: How often, during an outage, the hot path tries the server again.
+        max_buffered_outcomes: Outcomes a process may buffer during an outage; one more raises
+            ``BackendUnavailableError`` (the buffer is kept).
+        on_pool_lost: When the pool vanished (destroyed, or Redis restarted without
+            persistence) or was re-created by another process: ``"recreate"`` attaches to it
+            anew (creating it empty from this config), drops the writes meant for the lost pool
+            (logged with their count) and goes on; ``"raise"`` raises ``PoolLostError``.
     """
 
     task_generator: AnyTaskGeneratorConfig
@@ -151,6 +163,10 @@ class CurriculumConfig(FrozenModel):
     clip_scores: bool = False
     max_task_failures: int = Field(default=3, ge=1)
     slice_axes: int = Field(default=3, ge=0, le=32)
+    on_backend_unavailable: Literal["buffer", "raise"] = "buffer"
+    outage_retry_s: float = Field(default=1.0, gt=0.0, allow_inf_nan=False)
+    max_buffered_outcomes: int = Field(default=1_000_000, ge=1)
+    on_pool_lost: Literal["recreate", "raise"] = "recreate"
 
     @model_validator(mode="after")
     def _check_pool_size(self) -> CurriculumConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import secrets
@@ -18,7 +19,14 @@ from curriculum.algorithms import make_algorithm
 from curriculum.checkpoint import decode_state, encode_state
 from curriculum.config import CurriculumConfig, LearningProgressConfig
 from curriculum.ema import EmaParams
-from curriculum.errors import CheckpointError, PoolClosedError, ScoreError
+from curriculum.errors import (
+    BackendUnavailableError,
+    CheckpointError,
+    PoolClosedError,
+    PoolLostError,
+    ScoreError,
+    UnknownTaskError,
+)
 from curriculum.generators import config_fingerprint
 from curriculum.pool import TaskPool
 from curriculum.slices import slice_stats
@@ -27,6 +35,7 @@ from curriculum.task import CurriculumTask
 from curriculum.task_ids import MAX_TASK_ID, check_task_id
 
 _DEFAULT_LP = LearningProgressConfig()
+logger = logging.getLogger("curriculum")
 
 
 def pool_params(config: CurriculumConfig, staging: dict[str, Any] | None = None) -> PoolParams:
@@ -116,12 +125,16 @@ class Curriculum:
             write_batch_size=config.write_batch_size,
             write_max_delay_s=config.write_max_delay_s,
             max_task_failures=config.max_task_failures,
+            buffer_on_outage=config.on_backend_unavailable == "buffer",
+            outage_retry_s=config.outage_retry_s,
+            max_buffered_outcomes=config.max_buffered_outcomes,
         )
         if backend.created:
             self._rng = np.random.default_rng(config.seed)
         else:  # a distinct, reproducible-per-attach stream for every process sharing the pool
             self._rng = np.random.default_rng([config.seed, backend.reserve_sequence()])
         self._stats_cache: tuple[int, dict[str, float]] | None = None
+        self._backend_dropped = 0  # the backend's dropped_outcomes already counted
         self._pid = os.getpid()
         self._exit_flush = self._register_exit_flush()
         lp = config.algorithm_config
@@ -154,6 +167,13 @@ class Curriculum:
     def get_task(self) -> CurriculumTask:
         """The task the next episode should play."""
         self._check_open()
+        try:
+            return self._draw()
+        except PoolLostError as exc:
+            self._recover(exc)
+            return self._draw()
+
+    def _draw(self) -> CurriculumTask:
         pool = self._pool
         placed = pool.try_create()
         if placed is None:
@@ -188,8 +208,21 @@ class Curriculum:
         value = self.check_score(task_id, score)
         count = check_steps(steps)
         task_id = check_task_id(task_id)
-        slot, label_id = self._pool.locate(task_id)
-        self._pool.add_outcome(slot, task_id, label_id, value, count)
+        try:
+            slot, label_id = self._locate(task_id)
+            if slot >= 0:
+                self._pool.add_outcome(slot, task_id, label_id, value, count)
+        except PoolLostError as exc:
+            self._recover(exc)  # this outcome was for the lost pool: dropped with its buffer
+
+    def _locate(self, task_id: int) -> tuple[int, int]:
+        """The task's ``(slot, label id)``; ``(-1, -1)`` for a task of a pool that was lost."""
+        try:
+            return self._pool.locate(task_id)
+        except UnknownTaskError:
+            if self._pool.was_lost(task_id):
+                return -1, -1
+            raise
 
     def update_task_performance_batch(
         self,
@@ -207,7 +240,14 @@ class Curriculum:
         ids = _task_id_list(task_ids)
         values = self.check_scores(ids, scores)
         total = len(ids) if steps is None else sum_steps(steps, len(ids))
-        self._pool.record_now(ids, values.tolist(), total)
+        try:
+            kept = [i for i, task_id in enumerate(ids) if self._locate(task_id)[0] >= 0]
+            if len(kept) < len(ids):  # outcomes of tasks of a lost pool are dropped
+                self._pool.count_dropped(len(ids) - len(kept))
+                ids, values = [ids[i] for i in kept], values[kept]
+            self._pool.record_now(ids, values.tolist(), total)
+        except PoolLostError as exc:
+            self._recover(exc)
 
     def check_scores(self, task_ids: list[int], scores: Sequence[float] | np.ndarray) -> np.ndarray:
         """The scores as they would be recorded (clipped when ``clip_scores``).
@@ -263,19 +303,45 @@ class Curriculum:
         """
         self._check_open()
         task_id = check_task_id(task_id)
-        slot, label_id = self._pool.locate(task_id)
-        self._pool.add_failure(slot, task_id, label_id)
+        try:
+            slot, label_id = self._locate(task_id)
+            if slot >= 0:
+                self._pool.add_failure(slot, task_id, label_id)
+        except PoolLostError as exc:
+            self._recover(exc)
 
     def flush(self) -> None:
-        """Write this process's buffered outcomes and sample counts now."""
+        """Write this process's buffered outcomes and sample counts now.
+
+        Raises:
+            BackendUnavailableError: the server cannot be reached (the buffer is kept).
+        """
         self._check_open()
-        self._pool.flush()
+        try:
+            self._pool.flush()
+        except PoolLostError as exc:
+            self._recover(exc)
 
     # -- stats, epochs, checkpoints ---------------------------------------------------------------
 
     def stats(self) -> dict[str, float]:
-        """Flat statistics of the shared pool (see :mod:`curriculum.stats` for the keys)."""
+        """Flat statistics of the shared pool (every key: docs/stats.md).
+
+        While the server is unreachable (``on_backend_unavailable="buffer"``) this returns the
+        last stats this handle computed, if any.
+        """
         self._check_open()
+        try:
+            return self._compute_stats()
+        except PoolLostError as exc:
+            self._recover(exc)
+            return self._compute_stats()
+        except BackendUnavailableError:
+            if self.config.on_backend_unavailable == "raise" or self._stats_cache is None:
+                raise
+            return dict(self._stats_cache[1])
+
+    def _compute_stats(self) -> dict[str, float]:
         self._pool.flush()
         view = self._pool.view(fresh=True)
         version = view.snapshot.version
@@ -288,16 +354,25 @@ class Curriculum:
     def on_epoch_end(self) -> dict[str, float]:
         """End the epoch: reset the pool's epoch counters; returns their values before."""
         self._check_open()
-        self._pool.flush()
-        before = self.backend.end_epoch()
+        try:
+            self._pool.flush()
+            before = self.backend.end_epoch()
+        except PoolLostError as exc:
+            self._recover(exc)
+            before = self.backend.end_epoch()
         self._pool.invalidate()
         return {f"epoch/num_{k.removeprefix('epoch_')}": float(v) for k, v in before.items()}
 
     def get_state(self) -> dict[str, Any]:
         """A checkpoint of the shared pool and this process's RNG, as plain data."""
         self._check_open()
-        self._pool.flush()
-        return encode_state(self.backend.export_state(), self._rng)
+        try:
+            self._pool.flush()
+            exported = self.backend.export_state()
+        except PoolLostError as exc:
+            self._recover(exc)
+            exported = self.backend.export_state()
+        return encode_state(exported, self._rng)
 
     def load_state(self, state: dict[str, Any], *, allow_param_mismatch: bool = False) -> None:
         """Replace the shared pool's contents with a checkpoint.
@@ -334,10 +409,37 @@ class Curriculum:
             self._rng.bit_generator.state = rng_state
         except (TypeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"checkpoint RNG state is unusable: {exc}") from None
-        self._pool.flush()
         pool_state.params = mine
-        self.backend.import_state(pool_state)
+        try:
+            self._pool.flush()
+            self.backend.import_state(pool_state)
+        except PoolLostError as exc:  # a lost pool is what a checkpoint restores
+            self._recover(exc)
+            self.backend.import_state(pool_state)
         self._pool.reset_after_import(int((pool_state.rows["task_id"] >= 0).sum()))
+
+    # -- a lost pool -----------------------------------------------------------------------------
+
+    def _recover(self, exc: PoolLostError) -> None:
+        """Attach to the pool anew (creating it empty if absent), per ``on_pool_lost``."""
+        if self.config.on_pool_lost == "raise":
+            raise exc
+        dropped = self._pool.forget_lost_pool()
+        created = self.backend.reattach(pool_params(self.config, self._staging))
+        # writes the backend had sent ahead to the lost pool
+        lost_by_backend = getattr(self.backend, "dropped_outcomes", 0)
+        in_flight, self._backend_dropped = lost_by_backend - self._backend_dropped, lost_by_backend
+        self._pool.count_dropped(in_flight)
+        dropped += in_flight
+        self._stats_cache = None
+        logger.warning(
+            "%s; %s; dropped %d outcomes this process had not yet written to it",
+            exc,
+            "re-created it empty from this process's config"
+            if created
+            else "attached to the pool another process re-created",
+            dropped,
+        )
 
     # -- lifetime ---------------------------------------------------------------------------------
 

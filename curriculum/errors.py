@@ -42,6 +42,15 @@ class PoolNotFoundError(BackendError):
     """A pool that should exist (for example when a worker attaches) does not."""
 
 
+class PoolLostError(PoolNotFoundError):
+    """The pool this process attached to is gone (destroyed, or lost when Redis restarted without
+    persistence) or was re-created since: its tasks, ids and labels are no longer the pool's."""
+
+
+class BackendUnavailableError(BackendError):
+    """The pool's server cannot be reached (connection refused, lost or timed out)."""
+
+
 class PoolCorruptedError(BackendError):
     """A pool's storage holds data this library did not write or cannot read."""
 

@@ -13,6 +13,7 @@ quickly, and a large pool is not re-scored after every batch.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import time
 
@@ -20,9 +21,11 @@ import numpy as np
 
 from backends.base import PoolSnapshot, RecordResult, TaskMemoryBackend, WriteBatch
 from curriculum.algorithms import CurriculumAlgorithm, PoolView
-from curriculum.errors import UnknownTaskError
+from curriculum.errors import BackendUnavailableError, UnknownTaskError
 from curriculum.generators import TaskGenerator
 from curriculum.task_ids import derive_task_id
+
+logger = logging.getLogger("curriculum.pool")
 
 
 class TaskPool:
@@ -38,8 +41,16 @@ class TaskPool:
         write_batch_size: int,
         write_max_delay_s: float,
         max_task_failures: int,
+        buffer_on_outage: bool = False,
+        outage_retry_s: float = 1.0,
+        max_buffered_outcomes: int = 1_000_000,
     ) -> None:
-        """Wrap ``backend`` for one process."""
+        """Wrap ``backend`` for one process.
+
+        With ``buffer_on_outage``, an unreachable server does not stop the hot path: sampling
+        uses the last view, writes stay buffered (at most ``max_buffered_outcomes`` outcomes)
+        and the server is tried again every ``outage_retry_s``.
+        """
         self.backend = backend
         self.generator = generator
         self.algorithm = algorithm
@@ -59,6 +70,50 @@ class TaskPool:
         self._pending_since = 0.0
         self._pending_pid = os.getpid()
         self._unsent: WriteBatch | None = None  # a batch whose write failed, to send first
+        self.buffer_on_outage = buffer_on_outage
+        self.outage_retry_s = outage_retry_s
+        self.max_buffered_outcomes = max_buffered_outcomes
+        self._outage_until = 0.0  # while in the future, the hot path does not try the server
+        self.outages = 0  # outages seen by this process
+        self._lost_tasks: set[int] = set()  # tasks handed out from a pool that was lost since
+        self.dropped_outcomes = 0  # outcomes dropped because their pool was lost
+
+    # -- outages --------------------------------------------------------------------------------
+
+    def in_outage(self) -> bool:
+        """Whether the server failed recently and is not tried again yet."""
+        return self._outage_until > time.monotonic()
+
+    def _note_outage(self, exc: BackendUnavailableError) -> None:
+        """Keep going on what this process has; raise when not configured to."""
+        if not self.buffer_on_outage:
+            raise exc
+        if not self._outage_until:
+            self.outages += 1
+            logger.warning(
+                "pool %r is unreachable; sampling from the last view and buffering writes "
+                "(retry every %.1f s): %s",
+                self.backend.session_id,
+                self.outage_retry_s,
+                exc,
+            )
+        self._outage_until = time.monotonic() + self.outage_retry_s
+        self._check_buffer_limit(exc)
+
+    def _check_buffer_limit(self, cause: BackendUnavailableError | None) -> None:
+        buffered = self.pending_outcomes
+        if buffered > self.max_buffered_outcomes:
+            raise BackendUnavailableError(
+                f"{buffered} outcomes buffered during an outage of pool "
+                f"{self.backend.session_id!r}, over max_buffered_outcomes="
+                f"{self.max_buffered_outcomes} (they stay buffered)"
+                + (f": {cause}" if cause else "")
+            ) from cause
+
+    def _note_reachable(self) -> None:
+        if self._outage_until:
+            self._outage_until = 0.0
+            logger.warning("pool %r is reachable again", self.backend.session_id)
 
     # -- views ----------------------------------------------------------------------------------
 
@@ -72,11 +127,20 @@ class TaskPool:
             or now - self._view_time >= self.snapshot_max_age_s
             or self._written_since_view >= self._refresh_after_writes
         ):
-            if view is None or self.backend.version() != view.snapshot.version:
-                view = self._score(self.backend.snapshot())
-                self._view = view
-                if len(view.active) < self.capacity:
-                    self._maybe_free_slots = True
+            if view is not None and not fresh and self.in_outage():
+                return view
+            try:
+                if view is None or self.backend.version() != view.snapshot.version:
+                    view = self._score(self.backend.snapshot())
+                    self._view = view
+                    if len(view.active) < self.capacity:
+                        self._maybe_free_slots = True
+            except BackendUnavailableError as exc:
+                if view is None or fresh:
+                    raise
+                self._note_outage(exc)
+                return view
+            self._note_reachable()
             self._view_time = now
             self._written_since_view = 0
         return view
@@ -109,10 +173,14 @@ class TaskPool:
 
     def try_create(self) -> tuple[int, int, int] | None:
         """Create a task in a free slot: ``(task_id, slot, label_id)``, or None when full."""
-        if not self._maybe_free_slots:
+        if not self._maybe_free_slots or self.in_outage():
             return None
-        task_id, label_id, seq = self._new_task_fields()
-        slot = self.backend.create_task(task_id, label_id, seq)
+        try:
+            task_id, label_id, seq = self._new_task_fields()
+            slot = self.backend.create_task(task_id, label_id, seq)
+        except BackendUnavailableError as exc:
+            self._note_outage(exc)
+            return None
         if slot is None:
             self._maybe_free_slots = False
             return None
@@ -127,16 +195,20 @@ class TaskPool:
         skipped. Returns ``(task_id, slot, label_id)`` of the new task, or None when nothing was
         evicted.
         """
-        if view.eviction_order:
+        if not view.eviction_order or self.in_outage():
+            return None
+        try:
             self.flush()  # this process's outcomes for a candidate count before it goes
-        while view.eviction_order:
-            slot = view.eviction_order.pop(0)
-            old_task = view.task_id(slot)
-            task_id, label_id, seq = self._new_task_fields()
-            if self.backend.replace_task(slot, old_task, task_id, label_id, seq):
-                self._remember(task_id, slot, label_id)
-                view.place_new_task(slot, task_id, label_id, seq)
-                return task_id, slot, label_id
+            while view.eviction_order:
+                slot = view.eviction_order.pop(0)
+                old_task = view.task_id(slot)
+                task_id, label_id, seq = self._new_task_fields()
+                if self.backend.replace_task(slot, old_task, task_id, label_id, seq):
+                    self._remember(task_id, slot, label_id)
+                    view.place_new_task(slot, task_id, label_id, seq)
+                    return task_id, slot, label_id
+        except BackendUnavailableError as exc:
+            self._note_outage(exc)
         return None
 
     def _remember(self, task_id: int, slot: int, label_id: int) -> None:
@@ -155,6 +227,35 @@ class TaskPool:
         if task_id not in self._issued:
             self._remember(task_id, slot, label_id)
         return task_id, slot, label_id
+
+    def forget_lost_pool(self) -> int:
+        """Drop what referred to a pool that is gone; returns the outcomes dropped with it.
+
+        The tasks this process had handed out are remembered as lost: their late outcomes are
+        dropped (and counted in ``dropped_outcomes``) instead of raising UnknownTaskError.
+        """
+        dropped = self.pending_outcomes
+        self.dropped_outcomes += dropped
+        self._pending = WriteBatch()
+        self._unsent = None
+        self._pending_pid = os.getpid()
+        self._lost_tasks = set(itertools.islice(self._issued, self._issued_limit))
+        self._issued.clear()
+        self._maybe_free_slots = True
+        self._outage_until = 0.0
+        self.invalidate()
+        return dropped
+
+    def was_lost(self, task_id: int) -> bool:
+        """Whether this process handed out ``task_id`` from a pool that was lost since."""
+        if task_id in self._lost_tasks:
+            self.dropped_outcomes += 1
+            return True
+        return False
+
+    def count_dropped(self, count: int) -> None:
+        """Count outcomes dropped because their pool was lost (see :meth:`was_lost`)."""
+        self.dropped_outcomes += count
 
     def reset_after_import(self, num_active: int) -> None:
         """Drop every cache after the pool's contents were replaced by a checkpoint."""
@@ -233,7 +334,11 @@ class TaskPool:
             self.discard_pending()
         self._pending.add_failure(slot, task_id, label_id)
         self.invalidate()  # the next view sees the count and may evict the task
-        return self.flush()
+        try:
+            return self.flush()
+        except BackendUnavailableError as exc:
+            self._note_outage(exc)  # buffered: written with the next flush
+            return RecordResult(applied=0, late=0)
 
     def discard_pending(self) -> None:
         """Drop buffered writes inherited from a parent process (the parent still owns them)."""
@@ -248,7 +353,15 @@ class TaskPool:
             or len(pending.sample_slots) >= 4 * self.write_batch_size
             or time.monotonic() - self._pending_since >= self.write_max_delay_s
         ):
-            self.flush(wait=False)  # a backend may overlap the write with the caller's work
+            if self._outage_until and self.in_outage():
+                self._check_buffer_limit(None)
+                return
+            try:
+                self.flush(wait=False)  # a backend may overlap the write with the caller's work
+            except BackendUnavailableError as exc:
+                self._note_outage(exc)
+            else:
+                self._note_reachable()
 
     def flush(self, *, wait: bool = True) -> RecordResult:
         """Write every buffered outcome and sample count under one lock acquisition.

@@ -489,8 +489,8 @@ def test_unpickled_worker_attaching_to_a_missing_session_raises_pool_not_found(
 def test_a_process_attached_to_a_destroyed_pool_gets_pool_not_found(
     server_url: str, new_session: Callable[[], str]
 ) -> None:
-    """A pool destroyed while a process is attached: that process's next ``get_task`` raises
-    PoolNotFoundError and recreates none of the pool's keys."""
+    """A pool destroyed while a process is attached (``on_pool_lost="raise"``): that process's
+    next ``get_task`` raises PoolNotFoundError and recreates none of the pool's keys."""
     sid = new_session()
     config = make_config(
         server_url,
@@ -498,6 +498,7 @@ def test_a_process_attached_to_a_destroyed_pool_gets_pool_not_found(
         num_active_tasks=4,
         write_batch_size=1,
         generator=SingleTaskGenerator.Config(env={"label": "one"}),  # its label stays cached
+        on_pool_lost="raise",
     )
     cur = Curriculum(config)
     try:
@@ -595,10 +596,14 @@ def test_a_script_called_twice_with_one_write_number_applies_once(
     client = redis.Redis.from_url(server_url)
     try:
         keys = session_keys(sid)
+        incarnation = client.hget(keys[0], "incarnation")  # every script's last argument
         record = client.register_script(load_script("record"))
         replace = client.register_script(load_script("replace_task"))
         # a batch as the backend sends it: 1 outcome, no samples, no failures
-        outcome = [msgpack.packb([1, task.slot, task.task_id, label_id, 0.75, 0, 0, 1])]
+        outcome = [
+            msgpack.packb([1, task.slot, task.task_id, label_id, 0.75, 0, 0, 1]),
+            incarnation,
+        ]
 
         first = record(keys=keys, args=["test-client", 1, *outcome])
         assert first == b"1:0"
@@ -610,7 +615,7 @@ def test_a_script_called_twice_with_one_write_number_applies_once(
         twice = pool_contents(server_url, sid)
         assert int(twice["meta"][b"num_completed"]) == int(once["meta"][b"num_completed"]) + 1
 
-        new_task = [task.slot, task.task_id, 4242, label_id, 10**6]
+        new_task = [task.slot, task.task_id, 4242, label_id, 10**6, incarnation]
         assert replace(keys=keys, args=["test-client", 3, *new_task]) == b"1"
         replaced = pool_contents(server_url, sid)
         # replayed, a successful compare-and-set reports success again and evicts nothing

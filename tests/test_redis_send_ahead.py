@@ -66,7 +66,12 @@ def test_a_write_that_could_not_be_sent_is_sent_at_the_next_call(immediate, monk
     assert _completed(immediate) == 2
 
 
-def test_a_write_sent_ahead_to_a_destroyed_pool_raises_at_the_next_call(immediate) -> None:
+def test_a_write_sent_ahead_to_a_destroyed_pool_raises_at_the_next_call(redis_url) -> None:
+    immediate = Curriculum(
+        make_config(
+            num_active_tasks=8, write_batch_size=1, lp_backend_url=redis_url, on_pool_lost="raise"
+        )
+    )
     task = immediate.get_task()
     immediate.flush()
     other = make_config(
@@ -81,3 +86,25 @@ def test_a_write_sent_ahead_to_a_destroyed_pool_raises_at_the_next_call(immediat
     with pytest.raises(PoolNotFoundError):
         immediate.flush()
     immediate.close()
+
+
+def test_a_write_sent_ahead_to_a_destroyed_pool_recreates_it_by_default(immediate) -> None:
+    task = immediate.get_task()
+    immediate.flush()
+    other = make_config(
+        num_active_tasks=8,
+        write_batch_size=1,
+        lp_backend_url=immediate.config.algorithm_config.backend_url,
+        lp_session_id=immediate.session_id,
+    )
+    with Curriculum(other) as destroyer:
+        destroyer.destroy()
+    immediate.update_task_performance(task.task_id, 0.5)  # sent ahead to the destroyed pool
+    immediate.flush()  # the pool is re-created empty; the outcome meant for the old one dropped
+    assert _completed(immediate) == 0
+    assert immediate._pool.dropped_outcomes == 1
+    immediate.update_task_performance(task.task_id, 0.5)  # a task of the lost pool: dropped
+    assert immediate._pool.dropped_outcomes == 2
+    fresh = immediate.get_task()
+    immediate.update_task_performance(fresh.task_id, 1.0)
+    assert _completed(immediate) == 1

@@ -1,4 +1,5 @@
 -- Helpers shared by the pool scripts; the loader puts this file in front of each script.
+-- ARGV (every script but attach): ..., then last the pool incarnation the client attached to.
 -- KEYS (every script): 1 meta hash, 2 rows hash (field = slot), 3 free-slot sorted set,
 -- 4 labels hash (field = label id), 5 label ids hash (field = name), 6 write tokens hash.
 -- A row is a msgpack array in backends/layout.py ROW_DTYPE order:
@@ -12,10 +13,16 @@
 local META, ROWS, FREE, LABELS, LABEL_IDS, TOKENS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 
 -- Scripts that change a pool call this first: a pool whose keys are gone (destroyed, or lost by
--- a Redis restart without persistence) is reported, never half re-created by the write.
+-- a Redis restart without persistence) is reported, never half re-created by the write; so is a
+-- pool re-created since the client attached (its slots, ids and labels are not the client's).
+-- Every script but attach gets the incarnation the client attached to as its last argument.
 local function missing_pool()
-  if redis.call('HEXISTS', META, 'params') == 0 then
+  local incarnation = redis.call('HGET', META, 'incarnation')
+  if not incarnation then
     return redis.error_reply('NOPOOL the pool does not exist')
+  end
+  if incarnation ~= ARGV[#ARGV] then
+    return redis.error_reply('NEWPOOL the pool was re-created since this client attached')
   end
   return nil
 end

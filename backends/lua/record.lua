@@ -9,6 +9,8 @@
 --       environment steps of the N episodes
 -- Errors: NOPOOL when the pool does not exist (nothing is written then).
 -- Returns: 'applied:late'
+local missing = missing_pool()
+if missing then return missing end
 local done = replay(ARGV[1], ARGV[2])
 if done then return done end
 -- one read of everything this script needs from the meta hash, one write at the end
