@@ -33,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
         help="skip the uniform-sampling baseline run",
     )
     _add_inspect(commands)
+    _add_shm(commands)
     return parser
 
 
@@ -85,6 +86,32 @@ def _add_inspect(commands: argparse._SubParsersAction) -> None:
     inspect.add_argument("--iterations", type=_count, default=None, help=argparse.SUPPRESS)
 
 
+def _add_shm(commands: argparse._SubParsersAction) -> None:
+    shm = commands.add_parser(
+        "shm",
+        help="list /dev/shm pools, or remove the orphaned ones (creator gone, unused)",
+        description="List the /dev/shm pool segments of this host, or remove orphaned ones.",
+    )
+    actions = shm.add_subparsers(dest="shm_command", required=True)
+    listing = actions.add_parser(
+        "list",
+        help="every curriculum.* segment: state, size, creator, lock, users (read-only)",
+        description="Show every curriculum.* file of the shm directory; changes nothing.",
+    )
+    clean = actions.add_parser(
+        "clean",
+        help="remove orphaned pools no process uses (never live pools or foreign files)",
+        description=(
+            "Remove pools of this library whose creator is gone and that no process maps, "
+            "holds open or locks; everything else is kept and reported. Exit code 0."
+        ),
+    )
+    clean.add_argument("--dry-run", action="store_true", help="report, remove nothing")
+    for sub in (listing, clean):
+        sub.add_argument("--session", default=None, help="only this session's segment")
+        sub.add_argument("--json", action="store_true", help="print JSON")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``curriculum`` console script."""
     args = _parser().parse_args(argv)
@@ -110,6 +137,15 @@ def main(argv: list[str] | None = None) -> int:
             as_json=args.json,
             watch=args.watch,
             iterations=args.iterations,
+        )
+    if args.command == "shm":
+        from curriculum.shm_admin import run as shm_run
+
+        return shm_run(
+            args.shm_command,
+            session=args.session,
+            dry_run=getattr(args, "dry_run", False),
+            as_json=args.json,
         )
     return 2
 
