@@ -11,6 +11,8 @@ import hashlib
 
 import numpy as np
 
+from curriculum.errors import ConfigError
+
 STRUCT_VERSION = 3
 EMPTY_TASK = -1
 LABEL_NAME_BYTES = 128
@@ -117,8 +119,15 @@ def empty_rows(capacity: int) -> np.ndarray:
 
 
 def encode_label(name: str) -> bytes:
-    """UTF-8 bytes of a label, shortened (with a hash suffix keeping it unique) to fit a row."""
-    raw = name.encode("utf-8")
+    """UTF-8 bytes of a label, shortened (with a hash suffix keeping it unique) to fit a row.
+
+    Raises:
+        ConfigError: the label is not valid Unicode text (e.g. holds a lone surrogate).
+    """
+    try:
+        raw = name.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(f"task label {name!r} is not valid Unicode text: {exc.reason}") from None
     if len(raw) <= LABEL_NAME_BYTES and not raw.endswith(b"\x00"):
         return raw
     digest = hashlib.sha256(raw).hexdigest()[:12]

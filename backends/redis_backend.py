@@ -25,12 +25,13 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import msgpack
 import numpy as np
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.cluster import RedisCluster
 from redis.retry import Retry
 
 from backends.base import (
@@ -68,6 +69,7 @@ from curriculum.errors import (
 from curriculum.redaction import redact_text, redact_url
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 REGISTRY_KEY = "curriculum:sessions"
 NOSCRIPT_ATTEMPTS = 3
 LUA_DIR = Path(__file__).parent / "lua"
@@ -94,25 +96,54 @@ def register_client_factory(scheme: str, factory: ClientFactory) -> None:
 
 
 def connect(url: str) -> redis.Redis:
-    """A client for ``url`` that retries connection errors with jittered backoff."""
-    scheme = urlsplit(url).scheme
-    if scheme in _CLIENT_FACTORIES:
-        return _CLIENT_FACTORIES[scheme](url)
-    if scheme not in REDIS_SCHEMES:
-        raise ConfigError(
-            f"backend_url {redact_url(url)!r} is not a redis://, rediss:// or unix:// URL"
-        )
+    """A client for ``url`` that retries connection errors with jittered backoff.
+
+    ``redis+cluster://host:port`` (or ``rediss+cluster://``) connects to a Redis Cluster through
+    any of its nodes; the client follows MOVED and ASK redirections.
+    """
     try:
-        return redis.Redis.from_url(
-            url,
-            decode_responses=False,
-            retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.01), retries=5),
-            socket_timeout=10.0,
-            socket_connect_timeout=5.0,
-            health_check_interval=30,
-        )
+        scheme = urlsplit(url).scheme
     except ValueError as exc:
         raise ConfigError(f"backend_url {redact_url(url)!r} is invalid: {exc}") from None
+    if scheme in _CLIENT_FACTORIES:
+        return _CLIENT_FACTORIES[scheme](url)
+    if scheme not in REDIS_SCHEMES and scheme not in CLUSTER_SCHEMES:
+        raise ConfigError(
+            f"backend_url {redact_url(url)!r} is not a redis://, rediss://, unix://, "
+            "redis+cluster:// or rediss+cluster:// URL"
+        )
+    _check_url_options(url)
+    options: dict[str, Any] = {
+        "decode_responses": False,
+        "retry": Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.01), retries=5),
+        "socket_timeout": 10.0,
+        "socket_connect_timeout": 5.0,
+    }
+    try:
+        if scheme in CLUSTER_SCHEMES:
+            plain = CLUSTER_SCHEMES[scheme] + url[len(scheme) :]
+            return RedisCluster.from_url(plain, **options)  # type: ignore[return-value]
+        return redis.Redis.from_url(url, health_check_interval=30, **options)
+    except ValueError as exc:
+        raise ConfigError(f"backend_url {redact_url(url)!r} is invalid: {exc}") from None
+    except redis.RedisError as exc:  # a cluster client reads the cluster's layout at once
+        raise BackendUnavailableError(
+            f"Redis Cluster at {redact_url(url)} is unavailable: {type(exc).__name__}: "
+            f"{redact_text(str(exc), url)}"
+        ) from None
+
+
+SSL_CERT_REQS = ("none", "optional", "required")
+
+
+def _check_url_options(url: str) -> None:
+    """Refuse query options redis-py would only reject when it first connects."""
+    for key, value in parse_qsl(urlsplit(url).query):
+        if key == "ssl_cert_reqs" and value.lower() not in SSL_CERT_REQS:
+            raise ConfigError(
+                f"backend_url {redact_url(url)!r}: ssl_cert_reqs={value!r} is not one of "
+                f"{', '.join(SSL_CERT_REQS)}"
+            )
 
 
 def load_script(name: str) -> str:
@@ -145,12 +176,14 @@ class RedisBackend(TaskMemoryBackend):
         self.session_id = session_id
         self._keys = session_keys(session_id)
         self._client = connect(url)
+        self._cluster = isinstance(self._client, RedisCluster)
         self._scripts = {
             name: self._client.register_script(load_script(name)) for name in SCRIPT_NAMES
         }
         self._new_client_id()
         self._closed = False
         self._ahead: redis.connection.Connection | None = None  # carries writes sent ahead
+        self._ahead_pool: redis.ConnectionPool | None = None  # where that connection came from
         # a record sent ahead and not yet confirmed: (args, sent, its outcome count)
         self._inflight: tuple[tuple[Any, ...], bool, int] | None = None
         self.dropped_outcomes = 0  # outcomes of writes meant for a pool that was lost
@@ -161,6 +194,7 @@ class RedisBackend(TaskMemoryBackend):
             self._redis("SADD", REGISTRY_KEY, session_id)
 
     def _attach(self, params: PoolParams, *, create: bool) -> None:
+        token = secrets.token_hex(8)
         reply = self._call(
             "attach",
             params.to_json(),
@@ -173,16 +207,17 @@ class RedisBackend(TaskMemoryBackend):
             repr(params.ema.task_tracker_ema_alpha),
             repr(params.ema.success_threshold),
             msgpack.packb(StageState().to_list()),
-            secrets.token_hex(8),
+            token,
         )
         status = _text(reply[0])
         session_id, url = self.session_id, self.url
         if status == "missing":
             raise PoolNotFoundError(f"no pool for session {session_id!r} at {redact_url(url)}")
-        self.created = status == "created"
+        # a retried attach whose first copy created the pool finds it with our own token
+        self.created = status == "created" or (status == "exists" and _text(reply[3]) == token)
         if self.created:
             self.params = params
-            self._incarnation = _text(reply[1])
+            self._incarnation = token
             return
         if int(reply[2]) != STRUCT_VERSION:
             raise PoolMismatchError(
@@ -375,7 +410,8 @@ class RedisBackend(TaskMemoryBackend):
         script = self._scripts["record"]
         try:
             if self._ahead is None:
-                self._ahead = self._client.connection_pool.get_connection()
+                self._ahead_pool = self._connection_pool()
+                self._ahead = self._ahead_pool.get_connection()
             self._ahead.send_command(
                 "EVALSHA", script.sha, len(self._keys), *self._keys, *args, self._incarnation
             )
@@ -399,7 +435,15 @@ class RedisBackend(TaskMemoryBackend):
                 try:
                     self._ahead.read_response()
                     return
-                except (redis.exceptions.NoScriptError, redis.ConnectionError, redis.TimeoutError):
+                except (
+                    redis.exceptions.NoScriptError,
+                    redis.ConnectionError,
+                    redis.TimeoutError,
+                    redis.exceptions.MovedError,  # the pool's slot moved to another node
+                    redis.exceptions.AskError,
+                    redis.exceptions.TryAgainError,
+                    redis.exceptions.ClusterDownError,
+                ):
                     self._drop_ahead()
                 except redis.ResponseError as exc:
                     raise self._error(exc) from exc
@@ -411,11 +455,18 @@ class RedisBackend(TaskMemoryBackend):
             self._inflight = (args, False, outcomes)
             raise
 
+    def _connection_pool(self) -> redis.ConnectionPool:
+        """The pool of connections to the server holding this pool's keys."""
+        if self._cluster:
+            node = self._client.get_node_from_key(self._keys[0])
+            return node.redis_connection.connection_pool
+        return self._client.connection_pool
+
     def _drop_ahead(self) -> None:
-        if self._ahead is not None:
+        if self._ahead is not None and self._ahead_pool is not None:
             self._ahead.disconnect()
-            self._client.connection_pool.release(self._ahead)
-            self._ahead = None
+            self._ahead_pool.release(self._ahead)
+        self._ahead = self._ahead_pool = None
 
     def sync(self) -> None:
         """Wait for the write sent ahead, if any (a closed backend has none left)."""

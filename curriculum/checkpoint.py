@@ -14,14 +14,18 @@ Format (``version`` 2)::
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 
 from backends.base import PoolParams, PoolState
 from backends.layout import COUNTER_NAMES, LABEL_DTYPE, ROW_DTYPE, decode_label, encode_label
 from backends.stage_state import MAX_STAGES, StageState
+from curriculum.ema import BASELINE_CAP
 from curriculum.errors import CheckpointError
+
+T = TypeVar("T")
 
 STATE_FORMAT = "curriculum-state"
 STATE_VERSION = 2
@@ -58,26 +62,56 @@ def decode_state(data: Any) -> tuple[PoolState, dict[str, Any]]:
         raise CheckpointError(
             f"checkpoint version {version!r} is not supported (expected {STATE_VERSION})"
         )
-    try:
-        params = PoolParams.from_dict(data["params"])
-        rows = _columns_to_array(data["rows"], ROW_DTYPE, params.capacity, "rows")
-        label_columns = dict(data["labels"])
-        names = label_columns.pop("name")
-        if not all(isinstance(n, str) for n in names):
-            raise CheckpointError("checkpoint label names must be strings")
-        label_columns["name"] = [encode_label(n) for n in names]
-        labels = _columns_to_array(label_columns, LABEL_DTYPE, len(names), "labels")
-        counters = {name: int(data["counters"][name]) for name in COUNTER_NAMES}
-        stage = StageState.from_dict(data["stage"])
-        rng = _unstringify_ints(data["rng"])
-    except CheckpointError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise CheckpointError(f"damaged checkpoint: {type(exc).__name__}: {exc}") from None
-    _check_consistency(rows, labels)
+    params = _section(data, "params", PoolParams.from_dict)
+    rows = _section(
+        data, "rows", lambda v: _columns_to_array(v, ROW_DTYPE, params.capacity, "rows")
+    )
+    labels = _section(data, "labels", _decode_labels)
+    counters = _section(data, "counters", _decode_counters)
+    stage = _section(data, "stage", StageState.from_dict)
+    rng = _section(data, "rng", _unstringify_ints)
+    _check_rows(rows, labels)
+    _check_labels(labels)
     _check_stage(stage)
     state = PoolState(params=params, rows=rows, labels=labels, counters=counters, stage=stage)
     return state, rng
+
+
+def _section(data: dict[str, Any], name: str, decode: Callable[[Any], T]) -> T:
+    """Decode one top-level section, naming it when it is missing or damaged."""
+    if name not in data:
+        raise CheckpointError(f"checkpoint lacks its {name!r} section")
+    try:
+        return decode(data[name])
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError) as exc:
+        raise CheckpointError(
+            f"checkpoint section {name!r} is damaged: {type(exc).__name__}: {exc}"
+        ) from None
+
+
+def _decode_labels(section: Any) -> np.ndarray:
+    columns = dict(section)
+    names = columns.pop("name")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise CheckpointError("checkpoint label names must be a list of strings")
+    encoded = [encode_label(n) for n in names]
+    if len(set(encoded)) != len(encoded):
+        repeated = sorted({n for n, e in zip(names, encoded, strict=True) if encoded.count(e) > 1})
+        raise CheckpointError(f"checkpoint labels repeat the names {repeated}")
+    columns["name"] = encoded
+    return _columns_to_array(columns, LABEL_DTYPE, len(names), "labels")
+
+
+def _decode_counters(section: Any) -> dict[str, int]:
+    counters = {}
+    for name in COUNTER_NAMES:
+        value = section[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+            raise CheckpointError(f"checkpoint counter {name!r} is {value!r}: need an int >= 0")
+        counters[name] = value
+    return counters
 
 
 def _columns_to_array(
@@ -93,23 +127,69 @@ def _columns_to_array(
             raise CheckpointError(
                 f"checkpoint {what} field {name!r} has {len(values)} values, expected {length}"
             )
+        kind = dtype[name].kind
+        if kind != "S":
+            raw = np.asarray(values)
+            accepted = "iu" if kind == "i" else "iuf"
+            if length and raw.dtype.kind not in accepted:
+                raise CheckpointError(
+                    f"checkpoint {what} field {name!r} holds {raw.dtype} values, "
+                    f"expected {'integers' if kind == 'i' else 'numbers'}"
+                )
+            values = raw
         array[name] = np.asarray(values, dtype=dtype[name])
     return array
 
 
-def _check_consistency(rows: np.ndarray, labels: np.ndarray) -> None:
+def _check_rows(rows: np.ndarray, labels: np.ndarray) -> None:
     for field in ("baseline", "fast", "slow", "perf", "reward", "reward_sq", "score_sum"):
         if not np.isfinite(rows[field]).all():
             raise CheckpointError(f"checkpoint rows field {field!r} holds non-finite values")
-    bad = (rows["task_id"] >= 0) & ((rows["label_id"] < 0) | (rows["label_id"] >= len(labels)))
-    if bad.any():
-        slot = int(np.flatnonzero(bad)[0])
-        raise CheckpointError(
-            f"checkpoint slot {slot} names label {int(rows['label_id'][slot])}, "
-            f"but the checkpoint has {len(labels)} labels"
-        )
     if (rows["task_id"] >= 2**53).any() or (rows["task_id"] < -1).any():
         raise CheckpointError("checkpoint holds task ids outside [0, 2**53)")
+    live = rows[rows["task_id"] >= 0]
+    ids, counts = np.unique(live["task_id"], return_counts=True)
+    if (counts > 1).any():
+        raise CheckpointError(f"checkpoint holds task {int(ids[counts > 1][0])} in two slots")
+    bad = (live["label_id"] < 0) | (live["label_id"] >= len(labels))
+    if bad.any():
+        raise CheckpointError(
+            f"checkpoint task {int(live['task_id'][bad][0])} names label "
+            f"{int(live['label_id'][bad][0])}, but the checkpoint has {len(labels)} labels"
+        )
+    for field in ("seq", "n_outcomes", "n_samples", "n_success", "n_failures"):
+        if (live[field] < 0).any():
+            raise CheckpointError(f"checkpoint rows field {field!r} holds negative counts")
+    ranges = {
+        "baseline": BASELINE_CAP,
+        "fast": 1.0,
+        "slow": 1.0,
+        "perf": 1.0,
+        "reward": 1.0,
+        "reward_sq": 1.0,
+    }
+    for field, high in ranges.items():
+        outside = (live[field] < 0.0) | (live[field] > high)
+        if outside.any():
+            raise CheckpointError(
+                f"checkpoint rows field {field!r} holds {float(live[field][outside][0])!r}, "
+                f"outside [0, {high}]"
+            )
+    if ((live["n_success"] > live["n_outcomes"]) | (live["score_sum"] < 0)).any() or (
+        live["score_sum"] > live["n_outcomes"]
+    ).any():
+        raise CheckpointError("checkpoint rows hold success counts or score sums beyond outcomes")
+
+
+def _check_labels(labels: np.ndarray) -> None:
+    for field in LABEL_DTYPE.names:
+        if field == "name":
+            continue
+        values = labels[field]
+        if not np.isfinite(values).all() or (values < 0).any():
+            raise CheckpointError(
+                f"checkpoint labels field {field!r} holds negative or non-finite values"
+            )
 
 
 def _check_stage(stage: StageState) -> None:

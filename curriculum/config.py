@@ -18,7 +18,7 @@ from curriculum.redaction import redact_url
 if TYPE_CHECKING:
     from curriculum.curriculum import Curriculum
 
-SESSION_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # use fullmatch
 
 
 class PoolAlgorithmConfig(FrozenModel):
@@ -40,7 +40,7 @@ class PoolAlgorithmConfig(FrozenModel):
 
     @model_validator(mode="after")
     def _check_session(self) -> PoolAlgorithmConfig:
-        if self.session_id is not None and not SESSION_ID_PATTERN.match(self.session_id):
+        if self.session_id is not None and not SESSION_ID_PATTERN.fullmatch(self.session_id):
             raise ValueError(
                 f"session_id {self.session_id!r} must be 1-100 characters of letters, digits, "
                 "'.', '_' or '-', starting with a letter or digit"
@@ -101,7 +101,7 @@ class LearningProgressConfig(PoolAlgorithmConfig):
     slow_timescale_factor: float = Field(default=0.2, gt=0.0, le=1.0)
     exploration_bonus: float = Field(default=0.5, allow_inf_nan=False)
     progress_smoothing: float = Field(default=0.0, ge=0.0, lt=0.5)
-    performance_bonus_weight: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    performance_bonus_weight: float = Field(default=0.0, ge=0.0, le=1e6, allow_inf_nan=False)
     lp_score_temperature: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
     z_score_amplification: float = Field(default=3.0, gt=0.0, allow_inf_nan=False)
     rand_task_rate: float = Field(default=0.1, ge=0.0, le=1.0)

@@ -255,12 +255,17 @@ class Curriculum:
         Raises:
             ScoreError: the first bad score, naming its task; or a length mismatch.
         """
-        try:
-            values = np.asarray(scores, dtype=np.float64)
-        except (TypeError, ValueError):
+        raw = scores if isinstance(scores, np.ndarray) else np.asarray(list(scores), dtype=object)
+        if raw.dtype.kind not in "fiu" or raw.dtype == object:
+            # element by element: strings, None and other objects are refused by check_score
             values = np.array(
-                [self.check_score(t, s) for t, s in zip(task_ids, scores, strict=False)]
+                [self.check_score(t, s) for t, s in zip(task_ids, raw.tolist(), strict=False)]
+                if raw.ndim == 1
+                else raw,
+                dtype=np.float64 if raw.ndim == 1 else object,
             )
+        else:
+            values = raw.astype(np.float64, copy=False)
         if values.shape != (len(task_ids),):
             raise ScoreError(f"{len(task_ids)} task ids but scores of shape {values.shape}")
         bad = ~np.isfinite(values)
@@ -277,6 +282,8 @@ class Curriculum:
         Raises:
             ScoreError: the score is not a finite number, or outside [0, 1] without clipping.
         """
+        if isinstance(score, (str, bytes, bytearray)):
+            raise ScoreError(f"score {score!r} for task {task_id} is not a number")
         try:
             value = float(score)  # type: ignore[arg-type]
         except (TypeError, ValueError):
@@ -426,11 +433,7 @@ class Curriculum:
             raise exc
         dropped = self._pool.forget_lost_pool()
         created = self.backend.reattach(pool_params(self.config, self._staging))
-        # writes the backend had sent ahead to the lost pool
-        lost_by_backend = getattr(self.backend, "dropped_outcomes", 0)
-        in_flight, self._backend_dropped = lost_by_backend - self._backend_dropped, lost_by_backend
-        self._pool.count_dropped(in_flight)
-        dropped += in_flight
+        dropped += self._in_flight_dropped()
         self._stats_cache = None
         logger.warning(
             "%s; %s; dropped %d outcomes this process had not yet written to it",
@@ -441,6 +444,13 @@ class Curriculum:
             dropped,
         )
 
+    def _in_flight_dropped(self) -> int:
+        """Outcomes of writes the backend had sent ahead to a lost pool, not yet counted."""
+        lost_by_backend = getattr(self.backend, "dropped_outcomes", 0)
+        in_flight, self._backend_dropped = lost_by_backend - self._backend_dropped, lost_by_backend
+        self._pool.count_dropped(in_flight)
+        return in_flight
+
     # -- lifetime ---------------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -448,7 +458,7 @@ class Curriculum:
         if self._closed:
             return
         try:
-            self._pool.flush()
+            self._flush_before_release()
         finally:
             self._closed = True
             self._exit_flush.cancel()
@@ -465,10 +475,25 @@ class Curriculum:
         """
         if self._closed:
             raise PoolClosedError(f"curriculum of session {self.session_id!r} is closed")
-        self._pool.flush()
+        self._flush_before_release()
         self._closed = True
         self._exit_flush.cancel()
         self.backend.destroy()
+
+    def _flush_before_release(self) -> None:
+        """Write the buffer; with ``on_pool_lost="recreate"``, a buffer meant for a lost pool is
+        dropped (and logged) instead of re-creating the pool on the way out."""
+        try:
+            self._pool.flush()
+        except PoolLostError as exc:
+            if self.config.on_pool_lost == "raise":
+                raise
+            dropped = self._pool.forget_lost_pool() + self._in_flight_dropped()
+            logger.warning(
+                "%s; closing without it: dropped %d outcomes this process had not yet written",
+                exc,
+                dropped,
+            )
 
     def __enter__(self) -> Curriculum:
         return self
@@ -487,25 +512,36 @@ class Curriculum:
         return f"Curriculum(session_id={self.session_id!r}, backend={backend})"
 
 
+MAX_EPISODE_STEPS = 2**40  # far beyond any episode; keeps every step counter exact in int64
+
+
 def check_steps(steps: object) -> int:
-    """``steps`` as an int >= 0, or ScoreError naming it."""
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ScoreError(f"steps {steps!r} must be an int >= 0 (environment steps of the episode)")
+    """``steps`` as an int in [0, MAX_EPISODE_STEPS], or ScoreError naming it."""
+    if (
+        isinstance(steps, (bool, np.bool_))
+        or not isinstance(steps, (int, np.integer))
+        or not 0 <= steps <= MAX_EPISODE_STEPS
+    ):
+        raise ScoreError(
+            f"steps {steps!r} must be an int in [0, 2**40] (environment steps of the episode)"
+        )
     return int(steps)
 
 
 def sum_steps(steps: Sequence[int] | np.ndarray, count: int) -> int:
     """The total of per-episode ``steps`` (one per outcome), validated."""
-    array = np.asarray(steps)
-    if array.shape != (count,) or (count and array.dtype.kind not in "iu"):
+    values = steps.tolist() if isinstance(steps, np.ndarray) else list(steps)
+    if len(values) != count or (isinstance(steps, np.ndarray) and steps.ndim != 1):
         raise ScoreError(f"steps must be {count} ints >= 0, got {steps!r:.200}")
-    if count and array.min() < 0:
-        raise ScoreError(f"steps {int(array.min())} must be >= 0 (environment steps)")
-    return int(array.sum())
+    return sum(check_steps(value) for value in values)
 
 
 def _task_id_list(task_ids: Sequence[int] | np.ndarray) -> list[int]:
     """Validated task ids (vectorised when they come as an integer array)."""
+    if not isinstance(task_ids, np.ndarray):
+        task_ids = list(task_ids)
+        if any(isinstance(t, (bool, np.bool_)) for t in task_ids):
+            return [check_task_id(t) for t in task_ids]  # raises, naming the bool
     array = np.asarray(task_ids)
     if array.dtype.kind in "iu" and array.ndim == 1:
         if len(array) and (array.min() < 0 or array.max() > MAX_TASK_ID):

@@ -121,7 +121,7 @@ def lp_config(algorithm: Mapping[str, Any]) -> LearningProgressConfig:
 
 def check_session(session: str) -> None:
     """Refuse a session id the library could not have created (it would name other keys)."""
-    if not SESSION_ID_PATTERN.match(session):
+    if not SESSION_ID_PATTERN.fullmatch(session):
         raise InspectError(
             f"invalid session id {session!r}: 1-100 letters, digits, '.', '_' or '-'"
         )

@@ -101,7 +101,7 @@ class StagedCurriculumConfig(FrozenModel):
     def _check_session(self) -> None:
         session = self.session_id
         if session is not None and (
-            len(session) > MAX_SESSION_LENGTH or not SESSION_ID_PATTERN.match(session)
+            len(session) > MAX_SESSION_LENGTH or not SESSION_ID_PATTERN.fullmatch(session)
         ):
             raise ValueError(
                 f"session_id {session!r} must be 1-{MAX_SESSION_LENGTH} characters of letters, "

@@ -9,10 +9,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import redis
 import redis_support
 
-from backends.redis_backend import REGISTRY_KEY, session_keys
+from backends.redis_backend import REGISTRY_KEY, connect, session_keys
 from backends.shared_memory import segment_path
 from curriculum import (
     BucketedTaskGenerator,
@@ -38,7 +37,7 @@ def remove_pool(session_id: str, backend_url: str | None = None) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(segment_path(session_id))
         return
-    client = redis.Redis.from_url(backend_url)
+    client = connect(backend_url)
     try:
         client.delete(*session_keys(session_id))
         client.srem(REGISTRY_KEY, session_id)
@@ -93,6 +92,18 @@ def redis_url() -> Iterator[str]:
         pytest.skip(f"no Redis available: {exc}")
 
 
+@pytest.fixture(scope="session")
+def cluster_url() -> Iterator[str]:
+    """A 3-master Redis Cluster of our own, for the whole run."""
+    try:
+        with redis_support.spawned_cluster() as url:
+            yield url
+    except (RuntimeError, OSError) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"the Redis Cluster tests must run on CI, but no cluster started: {exc}")
+        pytest.skip(f"no Redis Cluster available: {exc}")
+
+
 def _backend(request: pytest.FixtureRequest) -> Iterator[str | None]:
     if request.param == "shm":
         yield None
@@ -100,19 +111,19 @@ def _backend(request: pytest.FixtureRequest) -> Iterator[str | None]:
         redis_support.FAKE.reset()
         yield "fakeredis://"
     else:
-        url = request.getfixturevalue("redis_url")
+        url = request.getfixturevalue("cluster_url" if request.param == "cluster" else "redis_url")
         before = redis_support.registered_sessions(url)
         yield url
         redis_support.remove_sessions_created_since(url, before)
 
 
-@pytest.fixture(params=["shm", "fakeredis", "redis"])
+@pytest.fixture(params=["shm", "fakeredis", "redis", "cluster"])
 def backend_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     """Where the test's pools live: None (/dev/shm) or a Redis URL."""
     yield from _backend(request)
 
 
-@pytest.fixture(params=["shm", "redis"])
+@pytest.fixture(params=["shm", "redis", "cluster"])
 def process_backend_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     """Backends that several processes can share."""
     yield from _backend(request)
