@@ -27,6 +27,10 @@ from curriculum.task_ids import derive_task_id
 
 logger = logging.getLogger("curriculum.pool")
 
+# A view lives at least this many times what its last refresh cost (so refreshing a pool that
+# is slow to read takes at most about a tenth of a process's time).
+REFRESH_COST_FACTOR = 10
+
 
 class TaskPool:
     """Task lifecycle over a backend, with a cached scored view and a write buffer."""
@@ -61,6 +65,7 @@ class TaskPool:
         self.capacity = backend.params.capacity
         self._view: PoolView | None = None
         self._view_time = 0.0
+        self._refresh_cost = 0.0  # seconds the last snapshot and scoring took
         self._written_since_view = 0
         self._refresh_after_writes = max(write_batch_size, self.capacity // 8)
         self._maybe_free_slots = True
@@ -118,13 +123,19 @@ class TaskPool:
     # -- views ----------------------------------------------------------------------------------
 
     def view(self, *, fresh: bool = False) -> PoolView:
-        """The scored view; recomputed when stale (or ``fresh``) and the pool has changed."""
+        """The scored view; recomputed when stale (or ``fresh``) and the pool has changed.
+
+        A view lives at least ``snapshot_max_age_s``, and at least REFRESH_COST_FACTOR times
+        what the last refresh cost: a pool that takes long to read (a large pool on a remote
+        server) is then not re-read after every batch.
+        """
         now = time.monotonic()
         view = self._view
+        max_age = max(self.snapshot_max_age_s, REFRESH_COST_FACTOR * self._refresh_cost)
         if (
             view is None
             or fresh
-            or now - self._view_time >= self.snapshot_max_age_s
+            or now - self._view_time >= max_age
             or self._written_since_view >= self._refresh_after_writes
         ):
             if view is not None and not fresh and self.in_outage():
@@ -135,13 +146,14 @@ class TaskPool:
                     self._view = view
                     if len(view.active) < self.capacity:
                         self._maybe_free_slots = True
+                    self._refresh_cost = time.monotonic() - now
             except BackendUnavailableError as exc:
                 if view is None or fresh:
                     raise
                 self._note_outage(exc)
                 return view
             self._note_reachable()
-            self._view_time = now
+            self._view_time = time.monotonic()
             self._written_since_view = 0
         return view
 
@@ -198,9 +210,10 @@ class TaskPool:
         if not view.eviction_order or self.in_outage():
             return None
         try:
-            self.flush()  # this process's outcomes for a candidate count before it goes
             while view.eviction_order:
                 slot = view.eviction_order.pop(0)
+                if slot in self._pending.outcome_slots:
+                    self.flush()  # this process's outcomes for the candidate count before it goes
                 old_task = view.task_id(slot)
                 task_id, label_id, seq = self._new_task_fields()
                 if self.backend.replace_task(slot, old_task, task_id, label_id, seq):
