@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import mmap
 import os
 import tempfile
@@ -53,7 +54,13 @@ from backends.layout import (
     fold_row_into_label,
     label_totals,
 )
-from backends.process_info import describe_process, process_identity
+from backends.process_info import (
+    describe_creator,
+    describe_process,
+    pid_namespace,
+    process_identity,
+    processes_using,
+)
 from backends.stage_state import MAX_STAGES, StageState, StageUpdate, apply_stage_update
 from curriculum.ema import apply_outcomes, rounds
 from curriculum.errors import (
@@ -63,6 +70,8 @@ from curriculum.errors import (
     PoolMismatchError,
     PoolNotFoundError,
 )
+
+logger = logging.getLogger("curriculum.shm")
 
 MAGIC = 0x4C4F4F5043525543  # b"CURCPOOL" little-endian
 META = (
@@ -75,6 +84,7 @@ META = (
     "seqlock",
     "holder_pid",
     "params_len",
+    "creator_pidns",
 )
 META_INDEX = {name: i for i, name in enumerate(META)}
 COUNTER_INDEX = {name: i for i, name in enumerate(COUNTER_NAMES)}
@@ -199,6 +209,7 @@ class SharedMemoryBackend(TaskMemoryBackend):
                 "label_capacity": params.label_capacity,
                 "creator_pid": pid,
                 "creator_start": start,
+                "creator_pidns": pid_namespace(),
                 "params_len": len(raw),
             }
             for name, value in meta.items():
@@ -242,11 +253,27 @@ class SharedMemoryBackend(TaskMemoryBackend):
             )
         self._map(int(head[META_INDEX["capacity"]]), int(head[META_INDEX["label_capacity"]]))
         self._creator_pid = int(self._meta[META_INDEX["creator_pid"]])
-        if not describe_process(self._creator_pid, int(self._meta[META_INDEX["creator_start"]]))[1]:
-            self._release_mapping()
-            raise PoolCorruptedError(
-                f"pool {self.session_id!r} at {self.path} is orphaned: its creator, process "
-                f"{self._creator_pid}, has exited; remove the file or choose another session_id"
+        creator_alive = describe_creator(
+            self._creator_pid,
+            int(self._meta[META_INDEX["creator_start"]]),
+            int(self._meta[META_INDEX["creator_pidns"]]),
+        )[1]
+        if not creator_alive:
+            users = self._other_users()
+            if not users:
+                self._release_mapping()
+                raise PoolCorruptedError(
+                    f"pool {self.session_id!r} at {self.path} is orphaned: its creator, process "
+                    f"{self._creator_pid}, has exited and no process uses it; remove it "
+                    "(`curriculum shm clean`) or choose another session_id"
+                )
+            logger.warning(
+                "pool %r: its creator, process %d, has exited, but processes %s still use it: "
+                "attaching; nobody removes it at exit now (`curriculum shm clean` does, once "
+                "the run is over)",
+                self.session_id,
+                self._creator_pid,
+                sorted(users),
             )
         stored = self._read_params()
         problems = stored.mismatches(params)
@@ -258,6 +285,12 @@ class SharedMemoryBackend(TaskMemoryBackend):
             )
         self.params = stored
         return True
+
+    def _other_users(self) -> set[int]:
+        """Other processes that map or hold open this segment (empty when unknown)."""
+        st = os.fstat(self._fd)
+        found = processes_using([(st.st_dev, st.st_ino)], SEGMENT_PREFIX)
+        return (found or {}).get((st.st_dev, st.st_ino), set()) - {os.getpid()}
 
     def _read_params(self) -> PoolParams:
         length = int(self._meta[META_INDEX["params_len"]])

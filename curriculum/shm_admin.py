@@ -51,7 +51,7 @@ from typing import Any, Literal, TextIO
 import numpy as np
 
 from backends.layout import STRUCT_VERSION
-from backends.process_info import describe_process
+from backends.process_info import describe_creator, processes_using
 from backends.shared_memory import (
     MAGIC,
     META,
@@ -230,7 +230,9 @@ def _examine_header(info: SegmentInfo, fd: int) -> None:
             f"makes {expected}"
         )
         return
-    info.creator_state, info.creator_alive = describe_process(info.creator_pid, info.creator_start)
+    info.creator_state, info.creator_alive = describe_creator(
+        info.creator_pid, info.creator_start, int(meta[META_INDEX["creator_pidns"]])
+    )
     if info.creator_alive:
         info.state = "live"
         info.reason = f"creator {info.creator_pid} is {info.creator_state}"
@@ -284,56 +286,6 @@ def _examine(path: Path) -> SegmentInfo | None:
 # -- who uses a segment -------------------------------------------------------------------------
 
 
-def _pids() -> list[int] | None:
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return None
-    return sorted(int(name) for name in names if name.isdigit())
-
-
-def _maps_targets(pid: int, targets: dict[tuple[int, int], set[int]]) -> None:
-    """Add ``pid`` to the users of every target (device, inode) it maps."""
-    try:
-        with open(f"/proc/{pid}/maps", "rb") as handle:
-            lines = handle.read().splitlines()
-    except OSError:  # gone, or not ours to read
-        return
-    prefix = SEGMENT_PREFIX.encode()
-    for line in lines:
-        if prefix not in line:
-            continue
-        parts = line.split(None, 5)
-        if len(parts) < 5:
-            continue
-        try:
-            major, minor = (int(x, 16) for x in parts[3].split(b":"))
-            key = (os.makedev(major, minor), int(parts[4]))
-        except ValueError:
-            continue
-        if key in targets:
-            targets[key].add(pid)
-
-
-def _fd_targets(pid: int, targets: dict[tuple[int, int], set[int]]) -> None:
-    """Add ``pid`` to the users of every target (device, inode) it holds open."""
-    base = f"/proc/{pid}/fd"
-    try:
-        fds = os.listdir(base)
-    except OSError:
-        return
-    for fd in fds:
-        try:
-            if SEGMENT_PREFIX not in os.readlink(f"{base}/{fd}"):
-                continue
-            st = os.stat(f"{base}/{fd}")  # follows to the open file, even if unlinked
-        except OSError:
-            continue
-        key = (st.st_dev, st.st_ino)
-        if key in targets:
-            targets[key].add(pid)
-
-
 def _find_users(segments: Iterable[SegmentInfo]) -> None:
     """Set ``users`` of each segment (with a known inode) from one scan of /proc."""
     keyed = [
@@ -341,13 +293,9 @@ def _find_users(segments: Iterable[SegmentInfo]) -> None:
     ]
     if not keyed:
         return
-    pids = _pids()
-    if pids is None:
+    targets = processes_using([key for key, _ in keyed], SEGMENT_PREFIX)
+    if targets is None:
         return  # users stay None: unknown
-    targets: dict[tuple[int, int], set[int]] = {key: set() for key, _ in keyed}
-    for pid in pids:
-        _maps_targets(pid, targets)
-        _fd_targets(pid, targets)
     for key, s in keyed:
         s.users = sorted(targets[key])
 
@@ -472,7 +420,8 @@ def _remove_checked(info: SegmentInfo) -> tuple[Action, str]:
                 or int(meta[META_INDEX["creator_start"]]) != info.creator_start
             ):
                 return "kept", "its header changed since it was examined; left alone"
-            if describe_process(info.creator_pid or 0, info.creator_start)[1]:
+            namespace = int(meta[META_INDEX["creator_pidns"]])
+            if describe_creator(info.creator_pid or 0, info.creator_start or 0, namespace)[1]:
                 return "kept", f"creator {info.creator_pid} is running again; left alone"
             try:
                 if os.stat(path).st_ino != info.inode:

@@ -215,7 +215,7 @@ def test_reused_creator_pid_counts_as_orphaned(made: list[Path]) -> None:
 
 def test_orphan_still_mapped_by_an_attached_worker_is_kept(ctx: Any, made: list[Path]) -> None:
     """The creator dies while a worker that attached before keeps training: the segment stays
-    until the worker is gone; then clean removes it."""
+    (and another process may still attach) until the worker is gone; then clean removes it."""
     session = new_session(made)
     path = segment_path(session)
     # One event each: a process killed while waiting on a multiprocessing Event leaves it
@@ -251,6 +251,17 @@ def test_orphan_still_mapped_by_an_attached_worker_is_kept(ctx: Any, made: list[
             assert str(worker.pid) in action.reason
         assert path.exists()
         assert os.stat(path).st_ino == live.inode
+
+        # a restarted worker may still attach to the orphan its run keeps using
+        late = Curriculum(config(session))
+        try:
+            assert not late.backend.created
+            before = late.stats()["curriculum/num_completed"]
+            play(late)
+            assert late.stats()["curriculum/num_completed"] > before
+        finally:
+            late.close()
+        assert path.exists()  # an attached process never removes it
 
         release.set()  # the worker writes again, closes, and exits: attached never removes
         worker.join(timeout=WAIT_S)
