@@ -71,6 +71,8 @@ class TaskPool:
         self._maybe_free_slots = True
         self._issued: dict[int, tuple[int, int]] = {}  # task id -> (slot, label id)
         self._issued_limit = 8 * self.capacity + 16_384
+        # handed out by get_task and not reported yet: never forgotten while the episode runs
+        self._open: dict[int, int] = {}  # task id -> episodes in progress
         self._pending = WriteBatch()
         self._pending_since = 0.0
         self._pending_pid = os.getpid()
@@ -227,19 +229,37 @@ class TaskPool:
     def _remember(self, task_id: int, slot: int, label_id: int) -> None:
         issued = self._issued
         if len(issued) >= self._issued_limit:
-            # Forget the older half (dicts keep insertion order). Evicted tasks stay known until
-            # then, so their late outcomes still count for their label.
+            # Forget the older half (dicts keep insertion order; a task handed out again moves
+            # to the end), except tasks whose episodes are still running. Evicted tasks stay
+            # known until then, so their late outcomes still count for their label.
+            open_tasks = self._open
             for old in list(itertools.islice(issued, len(issued) // 2)):
-                del issued[old]
+                if old not in open_tasks:
+                    del issued[old]
         issued[task_id] = (slot, label_id)
 
     def remember_sampled(self, view: PoolView, slot: int) -> tuple[int, int, int]:
         """Note that this process handed out the task in ``slot``: ``(task_id, slot, label_id)``."""
         task_id = view.task_id(slot)
         label_id = view.label_id(slot)
-        if task_id not in self._issued:
+        known = self._issued.pop(task_id, None)
+        if known is None:
             self._remember(task_id, slot, label_id)
+        else:
+            self._issued[task_id] = known  # most recently handed out: forgotten last
         return task_id, slot, label_id
+
+    def _opened(self, task_id: int) -> None:
+        open_tasks = self._open
+        if len(open_tasks) >= self._issued_limit:  # episodes never reported (a crashed env)
+            for old in list(itertools.islice(open_tasks, len(open_tasks) // 2)):
+                del open_tasks[old]
+        open_tasks[task_id] = open_tasks.get(task_id, 0) + 1
+
+    def _closed(self, task_id: int) -> None:
+        count = self._open.pop(task_id, 0)
+        if count > 1:
+            self._open[task_id] = count - 1
 
     def forget_lost_pool(self) -> int:
         """Drop what referred to a pool that is gone; returns the outcomes dropped with it.
@@ -254,6 +274,7 @@ class TaskPool:
         self._pending_pid = os.getpid()
         self._lost_tasks = set(itertools.islice(self._issued, self._issued_limit))
         self._issued.clear()
+        self._open.clear()
         self._maybe_free_slots = True
         self._outage_until = 0.0
         self.invalidate()
@@ -273,6 +294,7 @@ class TaskPool:
     def reset_after_import(self, num_active: int) -> None:
         """Drop every cache after the pool's contents were replaced by a checkpoint."""
         self._issued.clear()
+        self._open.clear()
         self._maybe_free_slots = num_active < self.capacity
         self.invalidate()
 
@@ -315,6 +337,7 @@ class TaskPool:
         if not pending.outcome_slots and not pending.sample_slots:
             self._pending_since = time.monotonic()
         pending.add_outcome(slot, task_id, label_id, score, steps)
+        self._closed(task_id)
         if flush_when_due:
             self._flush_if_due()
 
@@ -322,6 +345,8 @@ class TaskPool:
         """Write the buffer and these outcomes (of located tasks, whose episodes took ``steps``
         environment steps in total) under one lock acquisition."""
         locations = [self.locate(task_id) for task_id in task_ids]
+        for task_id in task_ids:
+            self._closed(task_id)
         if self._pending_pid != os.getpid():
             self.discard_pending()
         self._pending.extend_outcomes(
@@ -334,11 +359,12 @@ class TaskPool:
         return self.flush()
 
     def add_sample(self, slot: int, task_id: int, label_id: int) -> None:
-        """Buffer one scheduling of a task."""
+        """Buffer one scheduling of a task (its episode is open until its outcome comes)."""
         pending = self._pending
         if not pending.outcome_slots and not pending.sample_slots:
             self._pending_since = time.monotonic()
         pending.add_sample(slot, task_id, label_id)
+        self._opened(task_id)
         self._flush_if_due()
 
     def add_failure(self, slot: int, task_id: int, label_id: int) -> RecordResult:
@@ -346,6 +372,7 @@ class TaskPool:
         if self._pending_pid != os.getpid():
             self.discard_pending()
         self._pending.add_failure(slot, task_id, label_id)
+        self._closed(task_id)  # its episode never ran
         self.invalidate()  # the next view sees the count and may evict the task
         try:
             return self.flush()
@@ -355,6 +382,7 @@ class TaskPool:
 
     def discard_pending(self) -> None:
         """Drop buffered writes inherited from a parent process (the parent still owns them)."""
+        self._open.clear()  # and its episodes
         self._pending = WriteBatch()
         self._unsent = None
         self._pending_pid = os.getpid()

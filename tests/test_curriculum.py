@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 from conftest import kinds_generator, make_config
 
-from curriculum import Curriculum, CurriculumConfig, CurriculumTask, LearningProgressConfig
+from curriculum import (
+    Curriculum,
+    CurriculumConfig,
+    CurriculumTask,
+    LearningProgressConfig,
+    SingleTaskGenerator,
+)
 from curriculum.errors import (
     ConfigError,
     CurriculumError,
@@ -402,3 +408,37 @@ def test_slices_show_score_and_sampling_share_per_bucket_value(curricula) -> Non
     off = curricula(num_active_tasks=4, slice_axes=0)
     off.get_task()
     assert not any(k.startswith("slice/") for k in off.stats())
+
+
+def test_a_task_in_a_long_episode_is_never_forgotten_by_the_process_playing_it() -> None:
+    """Thousands of other tasks come and go during one long episode; when the episode ends,
+    after another process evicted its task, the outcome still counts (as late)."""
+    config = make_config(
+        generator=SingleTaskGenerator.Config(env={"label": "t"}),
+        num_active_tasks=2,
+        write_batch_size=1,
+        snapshot_max_age_s=0.0,
+        lp_min_presentations_for_eviction=1,
+        lp_min_samples_for_lp=1,
+    )
+    player, other = Curriculum(config), None
+    try:
+        other = Curriculum(config)
+        long_episode = player.get_task()
+        handed_out = 1
+        while handed_out < 8 * 2 + 16_384 + 100:  # past the size of the table of handed-out ids
+            task = player.get_task()
+            handed_out += 1
+            if task.task_id != long_episode.task_id:
+                player.update_task_performance(task.task_id, 0.5)
+        assert long_episode.task_id in player.backend.snapshot().rows["task_id"]
+        other.update_task_performance(long_episode.task_id, 0.0)
+        while long_episode.task_id in other.backend.snapshot().rows["task_id"]:
+            other.get_task()  # evicts it before long (one outcome is enough)
+        late_before = player.stats()["curriculum/num_late_outcomes"]
+        player.update_task_performance(long_episode.task_id, 1.0)
+        assert player.stats()["curriculum/num_late_outcomes"] == late_before + 1
+    finally:
+        if other is not None:
+            other.close()
+        player.close()
