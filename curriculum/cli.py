@@ -16,7 +16,7 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=_positive_int, default=2, help="worker processes (default 2)"
     )
     demo.add_argument(
-        "--episodes", type=_positive_int, default=40_000, help="episodes in all (default 40000)"
+        "--episodes", type=_positive_int, default=20_000, help="episodes in all (default 20000)"
     )
     demo.add_argument(
         "--backend-url", default=None, help="pool backend; default: /dev/shm on this host"

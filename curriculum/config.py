@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from curriculum.errors import ConfigError
 from curriculum.frozen_model import FrozenModel
 from curriculum.generators import AnyTaskGeneratorConfig
 from curriculum.redaction import redact_url
@@ -69,20 +70,39 @@ class DiscreteRandomConfig(PoolAlgorithmConfig):
 class LearningProgressConfig(PoolAlgorithmConfig):
     """Samples tasks by learning progress (how fast the success on a task is changing).
 
+    The defaults were chosen on the curriculum-quality benchmark (``benchmarks/bench_quality.py``;
+    measurements and reasons in BENCHMARKS.md, "Curriculum quality"). ``preset(name)`` gives
+    named alternatives (see :data:`LEARNING_PROGRESS_PRESETS`).
+
     Attributes:
         use_bidirectional: Score by |fast EMA - slow EMA| of the normalised score (bidirectional
             learning progress). ``False`` scores by the variance of the score (basic scoring).
-        ema_timescale: Rate ``a`` of the fast EMA and of the true-performance EMA.
-        slow_timescale_factor: The slow EMA's rate is ``a * slow_timescale_factor``.
+        ema_timescale: Rate ``a`` of the fast EMA and of the true-performance EMA (per outcome of
+            the task). Default 0.2: follows a task's progress within about 5 of its outcomes.
+        slow_timescale_factor: The slow EMA's rate is ``a * slow_timescale_factor``. Default 0.35
+            (slow rate 0.07): a shorter lag than 0.2, so a task stops looking like it progresses
+            sooner after it is learned.
         exploration_bonus: Z-score given to cold tasks (fewer than ``min_samples_for_lp``
             outcomes): a cold task is sampled like a warm task that many standard deviations
             above the pool's mean learning progress, on the same scale.
         progress_smoothing: Reweighting of the EMAs before their difference, in [0, 0.5).
-            0 disables it; towards 0.5 it stretches progress made at low success rates.
-        performance_bonus_weight: Adds this times the true-performance EMA to the raw score.
-        lp_score_temperature: When > 0, weights are ``exp(z / T)`` (softmax with temperature T)
-            instead of the sigmoid of ``z_score_amplification * z``.
-        z_score_amplification: Slope of the sigmoid applied to the z-scored learning progress.
+            0 disables it; towards 0.5 it stretches progress made at low success rates. Default
+            0.3: the first successes on a task that was always failed count about 4x, so tasks
+            that became learnable (through practice on their neighbours) are found sooner.
+        performance_bonus_weight: Adds this times the true-performance EMA to the raw score
+            (at most 1e6, so that the scores' statistics stay finite).
+        lp_score_temperature: When > 0, weights are ``exp(z / T)`` (softmax with temperature T);
+            0 selects the sigmoid of ``z_score_amplification * z``. Default 0.5: the sigmoid
+            caps any task at about twice the weight of an average one, the softmax lets the
+            tasks that progress take most of the episodes.
+        z_score_amplification: Slope of the sigmoid applied to the z-scored learning progress
+            (used only when ``lp_score_temperature`` is 0).
+        noise_floor: The spread that z-scores learning progress is at least this many times the
+            spread that outcome noise alone would give the warm tasks (bidirectional scoring;
+            estimated from each task's score variance and the two EMA rates). Without it, when
+            no task progresses, z-scoring stretches noise (e.g. on tasks succeeding 95% of the
+            time) into strong preferences; with it, sampling then stays broad and keeps
+            re-trying tasks whose progress is zero so far. 0 disables it. Default 2.
         rand_task_rate: Share of samples drawn uniformly from the active tasks, mixed into the
             learning-progress distribution.
         min_samples_for_lp: Outcomes a task needs before its learning progress counts (warm).
@@ -91,25 +111,68 @@ class LearningProgressConfig(PoolAlgorithmConfig):
         eviction_threshold_percentile: A task may be evicted when its score is at or below this
             quantile (a fraction in (0, 1]) of the scores of the tasks eligible for eviction.
         task_tracker_ema_alpha: Rate of the per-task reward EMAs (mean and second moment) shown
-            in stats and used by basic scoring.
+            in stats and used by basic scoring and by the noise floor.
         success_threshold: A score at or above this counts as a success in the success counts.
     """
 
     type: Literal["learning_progress"] = "learning_progress"
     use_bidirectional: bool = True
-    ema_timescale: float = Field(default=0.1, gt=0.0, le=1.0)
-    slow_timescale_factor: float = Field(default=0.2, gt=0.0, le=1.0)
+    ema_timescale: float = Field(default=0.2, gt=0.0, le=1.0)
+    slow_timescale_factor: float = Field(default=0.35, gt=0.0, le=1.0)
     exploration_bonus: float = Field(default=0.5, allow_inf_nan=False)
-    progress_smoothing: float = Field(default=0.0, ge=0.0, lt=0.5)
+    progress_smoothing: float = Field(default=0.3, ge=0.0, lt=0.5)
     performance_bonus_weight: float = Field(default=0.0, ge=0.0, le=1e6, allow_inf_nan=False)
-    lp_score_temperature: float = Field(default=0.0, ge=0.0, allow_inf_nan=False)
+    lp_score_temperature: float = Field(default=0.5, ge=0.0, allow_inf_nan=False)
     z_score_amplification: float = Field(default=3.0, gt=0.0, allow_inf_nan=False)
+    noise_floor: float = Field(default=2.0, ge=0.0, allow_inf_nan=False)
     rand_task_rate: float = Field(default=0.1, ge=0.0, le=1.0)
     min_samples_for_lp: int = Field(default=3, ge=1)
     min_presentations_for_eviction: int = Field(default=10, ge=1)
     eviction_threshold_percentile: float = Field(default=0.4, gt=0.0, le=1.0)
     task_tracker_ema_alpha: float = Field(default=0.1, gt=0.0, le=1.0)
     success_threshold: float = Field(default=0.5, ge=0.0, le=1.0)
+
+    @classmethod
+    def preset(cls, name: str, **fields: Any) -> LearningProgressConfig:
+        """The named preset of :data:`LEARNING_PROGRESS_PRESETS`, with ``fields`` on top.
+
+        ``fields`` take precedence over the preset's values: where the pool lives
+        (``session_id``, ``backend_url``) or any other field.
+
+        Raises:
+            ConfigError: ``name`` is not a preset (the message lists them), or a value is invalid.
+        """
+        values = LEARNING_PROGRESS_PRESETS.get(name)
+        if values is None:
+            raise ConfigError(
+                f"unknown LearningProgressConfig preset {name!r}; "
+                f"choose one of {sorted(LEARNING_PROGRESS_PRESETS)}"
+            )
+        return cls(**{**values, **fields})
+
+
+# Named alternatives to the defaults; each is measured by benchmarks/bench_quality.py (its table
+# has a row per preset; BENCHMARKS.md, "Curriculum quality", says what each trades).
+LEARNING_PROGRESS_PRESETS: dict[str, dict[str, Any]] = {
+    # The tuned defaults.
+    "default": {},
+    # Slower EMAs, averaging twice as many outcomes per estimate: less weight on noise (fewer
+    # episodes on impossible tasks), as fast as the defaults for a slow learner, slower to follow
+    # an agent that masters a task within a few tens of its episodes.
+    "stable": {"ema_timescale": 0.1, "slow_timescale_factor": 0.5},
+    # Faster EMAs and a colder softmax: follows an agent that masters a task within a few tens of
+    # its episodes, at the price of more weight on noise (more episodes on impossible tasks).
+    "fast": {"ema_timescale": 0.3, "slow_timescale_factor": 0.5, "lp_score_temperature": 0.3},
+    # The defaults before the quality benchmark tuned them (the reference implementation's
+    # values): sigmoid weights, slower EMAs, no reweighting, no noise floor.
+    "reference": {
+        "ema_timescale": 0.1,
+        "slow_timescale_factor": 0.2,
+        "progress_smoothing": 0.0,
+        "lp_score_temperature": 0.0,
+        "noise_floor": 0.0,
+    },
+}
 
 
 AlgorithmConfig = Annotated[

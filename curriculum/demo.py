@@ -135,7 +135,7 @@ def run_demo(
     *,
     algorithm: str = "learning_progress",
     workers: int = 2,
-    episodes: int = 40_000,
+    episodes: int = 20_000,
     num_active_tasks: int = 64,
     backend_url: str | None = None,
     seed: int = 0,

@@ -1,14 +1,29 @@
-"""A simulated student and task space, for the demo and for testing curricula without an RL agent.
+"""A simulated student and task space, for the demo, the quality benchmark and tests.
 
-The task space has graded difficulties in [0, 1], a share of impossible tasks (always fail) and a
-share of trivial tasks (always succeed). The student has one competence per difficulty level; its
-chance of success on a task of difficulty ``d`` is ``sigmoid(sharpness * (competence[d] - d))``.
-Practice teaches most at the edge of competence (success near 50%) and transfers to neighbouring
-difficulty levels. Competence lives in a shared array, so worker processes train one student.
+The task space (:func:`task_space`) has graded tasks of nine difficulties in [0.1, 0.9], a share
+of impossible tasks (always fail) and a share of trivial tasks (always succeed). Tasks of one
+difficulty are distinct tasks (own id, own statistics) that the student finds equally hard.
+
+The student (:class:`SimulatedStudent`) has one competence ``c[d]`` per difficulty level. Its
+chance of success on a task of difficulty ``d`` is ``sigmoid(sharpness * (c[d] - d))``, and the
+score of an episode is a Bernoulli draw of that chance (0 or 1). Every graded episode teaches:
+competence grows by ``learning_rate * 4 p (1 - p)`` (most at the edge of competence, where
+``p`` is near 0.5; nothing where the task is always failed or always solved) on the level played
+and by that gain times ``transfer ** distance`` on the other levels, so practice at one
+difficulty makes its neighbours easier, and a level that starts out of reach becomes learnable.
+Competence is capped at ``max_competence``; the student never forgets. Impossible and trivial
+tasks teach nothing.
+
+``mastery()`` is the mean success probability over the nine levels (the quantity a user cares
+about). The student also counts the episodes played per category and, when asked
+(``curve_every``), records its mastery every ``curve_every`` episodes, so a run's learning curve
+is known whichever process played the episodes. With ``shared=True`` its whole state lives in
+one shared-memory array (updated under that array's lock), so worker processes train one student.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing as mp
 from typing import Any
@@ -18,6 +33,9 @@ import numpy as np
 from curriculum.generators import BucketedTaskGenerator, SingleTaskGenerator, TaskGeneratorSet
 
 DIFFICULTIES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+CATEGORIES = (*(f"{d:g}" for d in DIFFICULTIES), "impossible", "trivial")
+IMPOSSIBLE = len(DIFFICULTIES)
+TRIVIAL = IMPOSSIBLE + 1
 
 
 def task_space(
@@ -42,8 +60,22 @@ def task_space(
     )
 
 
+def category(env_cfg: dict[str, Any]) -> int:
+    """Index in :data:`CATEGORIES` of a task of :func:`task_space`."""
+    label = env_cfg.get("label")
+    if label == "impossible":
+        return IMPOSSIBLE
+    if label == "trivial":
+        return TRIVIAL
+    return DIFFICULTIES.index(env_cfg["difficulty"])
+
+
 class SimulatedStudent:
-    """One student's competence per difficulty level, optionally shared between processes."""
+    """One student's competence per difficulty level, optionally shared between processes.
+
+    The state is one flat array: competences (one per level), episodes per category, the episode
+    count, then the recorded mastery curve.
+    """
 
     def __init__(
         self,
@@ -52,43 +84,122 @@ class SimulatedStudent:
         sharpness: float = 12.0,
         initial_competence: float = 0.05,
         shared: bool = False,
+        *,
+        max_competence: float = 1.2,
+        curve_every: int = 0,
+        curve_points: int = 0,
     ) -> None:
-        """A student that starts able to solve only the easiest tasks."""
+        """A student that starts able to solve only the easiest tasks, sometimes.
+
+        Args:
+            learning_rate: Competence gained by an episode played at p = 0.5.
+            transfer: Share of a gain that reaches a level one step away (squared at two...).
+            sharpness: Slope of the success probability in ``competence - difficulty``.
+            initial_competence: Every level's competence at the start.
+            shared: Keep the state in shared memory, for worker processes (spawn or fork).
+            max_competence: Cap of every competence.
+            curve_every: Record the mastery every this many episodes (0: never).
+            curve_points: How many mastery records to keep (the curve's length).
+        """
         self.learning_rate = learning_rate
         self.transfer = transfer
         self.sharpness = sharpness
-        values = [initial_competence] * len(DIFFICULTIES)
-        self._competence: Any = mp.get_context("spawn").Array("d", values) if shared else values
+        self.max_competence = max_competence
+        self.curve_every = curve_every
+        self.curve_points = curve_points if curve_every else 0
+        levels = len(DIFFICULTIES)
+        self._counts_at = levels
+        self._episodes_at = levels + len(CATEGORIES)
+        self._curve_at = self._episodes_at + 1
+        size = self._curve_at + self.curve_points
+        values = [initial_competence] * levels + [0.0] * (size - levels)
+        self._weights = [
+            [transfer ** abs(other - level) for other in range(levels)] for level in range(levels)
+        ]
+        self._shared: Any = mp.get_context("spawn").Array("d", values) if shared else None
+        self._values: Any = self._shared.get_obj() if shared else values
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        if self._shared is not None:
+            del state["_values"]  # the raw view is rebuilt from the shared array
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self._shared is not None:
+            self._values = self._shared.get_obj()
+
+    def _lock(self) -> Any:
+        return self._shared.get_lock() if self._shared is not None else contextlib.nullcontext()
+
+    def _level_probability(self, level: int) -> float:
+        gap = self._values[level] - DIFFICULTIES[level]
+        return 1.0 / (1.0 + math.exp(-self.sharpness * gap))
 
     def success_probability(self, env_cfg: dict[str, Any]) -> float:
         """Chance of success on the task ``env_cfg``."""
-        label = env_cfg.get("label")
-        if label == "impossible":
+        kind = category(env_cfg)
+        if kind == IMPOSSIBLE:
             return 0.0
-        if label == "trivial":
+        if kind == TRIVIAL:
             return 1.0
-        level = DIFFICULTIES.index(env_cfg["difficulty"])
-        gap = self._competence[level] - env_cfg["difficulty"]
-        return 1.0 / (1.0 + math.exp(-self.sharpness * gap))
+        return self._level_probability(kind)
 
     def play(self, env_cfg: dict[str, Any], rng: np.random.Generator) -> float:
         """Play one episode: returns the score (0 or 1) and learns from the attempt."""
-        p = self.success_probability(env_cfg)
-        if env_cfg.get("label") == "graded":
-            level = DIFFICULTIES.index(env_cfg["difficulty"])
-            gain = self.learning_rate * 4.0 * p * (1.0 - p)
-            for other in range(len(DIFFICULTIES)):
-                weight = self.transfer ** abs(other - level)
-                self._competence[other] = min(1.2, self._competence[other] + gain * weight)
+        kind = category(env_cfg)
+        values = self._values
+        with self._lock():
+            if kind == IMPOSSIBLE:
+                p = 0.0
+            elif kind == TRIVIAL:
+                p = 1.0
+            else:
+                p = self._level_probability(kind)
+                gain = self.learning_rate * 4.0 * p * (1.0 - p)
+                cap = self.max_competence
+                for other, weight in enumerate(self._weights[kind]):
+                    values[other] = min(cap, values[other] + gain * weight)
+            values[self._counts_at + kind] += 1.0
+            episodes = values[self._episodes_at] + 1.0
+            values[self._episodes_at] = episodes
+            if self.curve_every and episodes % self.curve_every == 0:
+                index = int(episodes) // self.curve_every - 1
+                if index < self.curve_points:
+                    values[self._curve_at + index] = self._mastery()
         return float(rng.random() < p)
+
+    def _mastery(self) -> float:
+        return sum(self._level_probability(level) for level in range(len(DIFFICULTIES))) / len(
+            DIFFICULTIES
+        )
 
     def mastery(self) -> float:
         """Mean success probability over the graded difficulty levels."""
-        return float(
-            np.mean(
-                [
-                    self.success_probability({"label": "graded", "difficulty": d})
-                    for d in DIFFICULTIES
-                ]
-            )
+        with self._lock():
+            return self._mastery()
+
+    def competence(self) -> list[float]:
+        """The competence per difficulty level."""
+        with self._lock():
+            return [float(v) for v in self._values[: len(DIFFICULTIES)]]
+
+    @property
+    def episodes(self) -> int:
+        """Episodes played so far (by every process sharing the student)."""
+        return int(self._values[self._episodes_at])
+
+    def category_counts(self) -> np.ndarray:
+        """Episodes played per category of :data:`CATEGORIES`."""
+        with self._lock():
+            return np.array(self._values[self._counts_at : self._episodes_at], dtype=np.float64)
+
+    def curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """The recorded mastery curve: (episodes, mastery) at every ``curve_every`` episodes."""
+        recorded = (
+            min(self.episodes // self.curve_every, self.curve_points) if self.curve_every else 0
         )
+        with self._lock():
+            mastery = np.array(self._values[self._curve_at : self._curve_at + recorded])
+        return np.arange(1, recorded + 1) * self.curve_every, mastery

@@ -97,7 +97,11 @@ def destroy(curriculum: Curriculum) -> None:
 
 SCORINGS = {
     "bidirectional": {"progress_smoothing": 0.1},
-    "basic+bonus": {"use_bidirectional": False, "performance_bonus_weight": 0.3},
+    "basic+bonus": {
+        "use_bidirectional": False,
+        "performance_bonus_weight": 0.3,
+        "lp_score_temperature": 0.0,  # the sigmoid weighting, which spreads samples more
+    },
 }
 
 

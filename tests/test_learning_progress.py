@@ -8,12 +8,18 @@ import pytest
 from backends.layout import empty_rows
 from curriculum import LearningProgressConfig
 from curriculum.algorithms.learning_progress import (
+    ema_difference_variance,
     eviction_order,
+    noise_learning_progress,
+    noise_scale,
     raw_learning_progress,
     reweight,
+    reweight_slope,
     sampling_probabilities,
 )
+from curriculum.config import LEARNING_PROGRESS_PRESETS
 from curriculum.ema import EmaParams, apply_outcomes, rounds
+from curriculum.errors import ConfigError
 
 PARAMS = EmaParams(
     ema_timescale=0.5, slow_timescale_factor=0.5, task_tracker_ema_alpha=0.25, success_threshold=0.5
@@ -57,7 +63,7 @@ def test_baseline_is_capped_so_a_first_success_still_leaves_room() -> None:
 
 def test_bidirectional_and_basic_scores_match_hand_computed_values() -> None:
     row = feed([0.2, 1.0, 0.5])
-    bidirectional = LearningProgressConfig()
+    bidirectional = LearningProgressConfig(progress_smoothing=0.0)
     assert raw_learning_progress(row, bidirectional)[0] == pytest.approx(0.4375 - 0.28125)
     smoothed = LearningProgressConfig(progress_smoothing=0.2)  # theta = 0.3
     fast = 0.4375 * 0.7 / (0.4375 + 0.3 * (1 - 2 * 0.4375))
@@ -65,7 +71,7 @@ def test_bidirectional_and_basic_scores_match_hand_computed_values() -> None:
     assert raw_learning_progress(row, smoothed)[0] == pytest.approx(fast - slow)
     basic = LearningProgressConfig(use_bidirectional=False)
     assert raw_learning_progress(row, basic)[0] == pytest.approx(0.2725 - 0.425**2)
-    bonus = LearningProgressConfig(performance_bonus_weight=2.0)
+    bonus = LearningProgressConfig(progress_smoothing=0.0, performance_bonus_weight=2.0)
     assert raw_learning_progress(row, bonus)[0] == pytest.approx(0.15625 + 2.0 * 0.55)
 
 
@@ -80,7 +86,9 @@ def test_reweight_is_identity_without_smoothing_and_monotone_with_it() -> None:
 
 
 def test_sigmoid_probabilities_are_symmetric_around_the_mean() -> None:
-    config = LearningProgressConfig(z_score_amplification=1.0, rand_task_rate=0.0)
+    config = LearningProgressConfig(
+        lp_score_temperature=0.0, z_score_amplification=1.0, rand_task_rate=0.0
+    )
     p = sampling_probabilities(np.array([0.0, 1.0, 2.0]), np.ones(3, bool), config)
     assert p.sum() == pytest.approx(1.0)
     assert p[1] == pytest.approx(1.0 / 3.0)  # sigmoid(z) + sigmoid(-z) = 1, so the sum is 1.5
@@ -110,13 +118,20 @@ def test_cold_tasks_are_weighted_on_the_same_scale_as_warm_ones() -> None:
     rng = np.random.default_rng(0)
     raw = np.concatenate([rng.exponential(0.05, 900), np.zeros(100)])
     warm = np.arange(1000) < 900
-    config = LearningProgressConfig(exploration_bonus=0.0, rand_task_rate=0.0)
+    config = LearningProgressConfig(
+        exploration_bonus=0.0, rand_task_rate=0.0, lp_score_temperature=0.0
+    )
     p = sampling_probabilities(raw, warm, config)
     cold_share = p[~warm].sum()
     # Cold tasks count like an average warm task: about their 10% share of the pool, not more.
     assert 0.05 < cold_share < 0.15
     keen = sampling_probabilities(raw, warm, config.model_copy(update={"exploration_bonus": 2.0}))
     assert keen[~warm].sum() > cold_share  # the bonus raises them, on the warm tasks' scale
+    # with the softmax (the default), a cold task weighs what a warm task at the mean weighs
+    softmax = LearningProgressConfig(exploration_bonus=0.0, rand_task_rate=0.0)
+    at_mean = np.append(raw, raw[warm].mean())
+    q = sampling_probabilities(at_mean, np.append(warm, True), softmax)
+    assert q[~np.append(warm, True)] == pytest.approx(q[-1], rel=1e-3)
 
 
 def test_all_cold_pool_is_sampled_uniformly() -> None:
@@ -146,38 +161,134 @@ def test_eviction_needs_presentations_and_a_low_score_within_the_whole_pool() ->
 
 
 def _learning_curve(steps: int, rng: np.random.Generator, params: EmaParams) -> np.ndarray:
-    """Feed a task whose success rate rises from 0 to 1 over ``steps`` outcomes."""
+    """Feed a task whose success rate rises from 0 to 1 over ``steps`` outcomes (60% of them)."""
     row = empty_rows(1)
     for step in range(int(steps * 0.6)):
         apply_outcomes(row, np.array([float(rng.random() < step / steps)]), params)
     return row
 
 
-def test_learning_tasks_outscore_flat_impossible_and_mastered_ones() -> None:
-    config = LearningProgressConfig()
-    params = EmaParams(
+def ema_params(config: LearningProgressConfig) -> EmaParams:
+    return EmaParams(
         config.ema_timescale,
         config.slow_timescale_factor,
         config.task_tracker_ema_alpha,
         config.success_threshold,
     )
-    rng = np.random.default_rng(1)
-    learning = np.concatenate([_learning_curve(100, rng, params) for _ in range(20)])
-    flat = np.concatenate(
-        [feed([float(rng.random() < 0.5) for _ in range(60)], params) for _ in range(20)]
+
+
+def bernoulli_rows(p: list[float], outcomes: int, rng: np.random.Generator, params: EmaParams):
+    """One row per success rate in ``p``, fed ``outcomes`` Bernoulli outcomes."""
+    return np.concatenate(
+        [feed([float(rng.random() < q) for _ in range(outcomes)], params) for q in p]
     )
+
+
+@pytest.mark.parametrize(
+    ("config", "steps", "margin"),
+    [
+        # the defaults follow tasks that improve by 2% per outcome (the quality benchmark's
+        # student improves a task by about that much)...
+        (LearningProgressConfig(), 50, 1.5),
+        # ... the slower EMAs of the reference preset also separate 1% per outcome
+        (LearningProgressConfig.preset("reference"), 100, 1.2),
+    ],
+)
+def test_learning_tasks_outscore_flat_impossible_and_mastered_ones(
+    config: LearningProgressConfig, steps: int, margin: float
+) -> None:
+    params = ema_params(config)
+    rng = np.random.default_rng(1)
+    learning = np.concatenate([_learning_curve(steps, rng, params) for _ in range(20)])
+    flat = bernoulli_rows([0.5] * 20, 60, rng, params)
     impossible = feed([0.0] * 60, params)
     mastered = feed([1.0] * 60, params)
     lp_learning = raw_learning_progress(learning, config)
     lp_flat = raw_learning_progress(flat, config)
-    assert lp_learning.mean() > 1.2 * lp_flat.mean()
+    assert lp_learning.mean() > margin * lp_flat.mean()
     assert raw_learning_progress(impossible, config)[0] == 0.0
     assert raw_learning_progress(mastered, config)[0] == 0.0
     rows = np.concatenate([learning, flat, impossible, mastered])
-    p = sampling_probabilities(
-        raw_learning_progress(rows, config), np.ones(len(rows), bool), config
-    )
+    warm = np.ones(len(rows), bool)
+    raw = raw_learning_progress(rows, config)
+    p = sampling_probabilities(raw, warm, config, noise_scale(rows, config))
     assert p[:20].mean() > p[20:40].mean() > p[40:].mean()
+
+
+def test_reweight_slope_is_the_derivative_of_the_reweighting() -> None:
+    p = np.linspace(0.01, 0.99, 50)
+    assert np.array_equal(reweight_slope(p, 0.0), np.ones(50))
+    for smoothing in (0.1, 0.3, 0.45):
+        h = 1e-6
+        numeric = (reweight(p + h, smoothing) - reweight(p - h, smoothing)) / (2 * h)
+        assert reweight_slope(p, smoothing) == pytest.approx(numeric, rel=1e-5)
+
+
+def test_noise_of_a_stationary_task_matches_the_ema_difference_variance() -> None:
+    config = LearningProgressConfig(progress_smoothing=0.0)
+    params = ema_params(config)
+    rng = np.random.default_rng(0)
+    row = empty_rows(1)
+    differences = []
+    for i in range(40_000):
+        apply_outcomes(row, np.array([float(rng.random() < 0.3)]), params)
+        if i >= 200:
+            differences.append(row["fast"][0] - row["slow"][0])
+    rate = config.ema_timescale
+    expected = 0.3 * 0.7 * ema_difference_variance(rate, rate * config.slow_timescale_factor)
+    assert np.var(differences) == pytest.approx(expected, rel=0.1)
+    # the per-row estimate uses the reward EMAs' variance instead of the true 0.21
+    estimate = noise_learning_progress(row, config)[0] ** 2
+    assert estimate == pytest.approx(expected, rel=0.6)
+    basic = LearningProgressConfig(use_bidirectional=False)
+    assert noise_learning_progress(row, basic)[0] == 0.0 and noise_scale(row, basic) == 0.0
+
+
+def test_noise_floor_keeps_sampling_broad_when_no_task_progresses() -> None:
+    config = LearningProgressConfig(rand_task_rate=0.0)
+    rng = np.random.default_rng(0)
+    rows = bernoulli_rows([0.5] * 20 + [0.95] * 20, 80, rng, ema_params(config))
+    raw, warm = raw_learning_progress(rows, config), np.ones(40, bool)
+    unfloored = config.model_copy(update={"noise_floor": 0.0})
+    assert noise_scale(rows, unfloored) == 0.0
+    without = sampling_probabilities(raw, warm, unfloored, noise_scale(rows, unfloored))
+    floored = sampling_probabilities(raw, warm, config, noise_scale(rows, config))
+    assert noise_scale(rows, config) > raw.std()  # noise is all there is to see
+    # without the floor the noisiest tasks take the episodes; with it, the others keep some
+    assert without[20:].sum() < 0.01 < 0.05 < floored[20:].sum()
+    assert floored.max() < 0.6 * without.max()
+
+
+def test_noise_floor_leaves_real_progress_ahead() -> None:
+    config = LearningProgressConfig(rand_task_rate=0.0)
+    params = ema_params(config)
+    rng = np.random.default_rng(0)
+    flat = bernoulli_rows([0.5] * 20 + [0.95] * 20, 80, rng, params)
+    learning = np.concatenate([_learning_curve(50, rng, params) for _ in range(5)])
+    rows = np.concatenate([flat, learning])
+    raw, warm = raw_learning_progress(rows, config), np.ones(45, bool)
+    unfloored = config.model_copy(update={"noise_floor": 0.0})
+    without = sampling_probabilities(raw, warm, unfloored)
+    floored = sampling_probabilities(raw, warm, config, noise_scale(rows, config))
+    # the 5 learning tasks (11% of the pool) keep several times their share of the episodes
+    assert without[40:].sum() > floored[40:].sum() > 3 * 5 / 45
+    assert floored[40:].mean() > 3 * floored[:40].mean()
+
+
+def test_presets_are_named_configs_with_overrides() -> None:
+    assert LearningProgressConfig.preset("default") == LearningProgressConfig()
+    for name, values in LEARNING_PROGRESS_PRESETS.items():
+        config = LearningProgressConfig.preset(name, session_id="exp1")
+        assert config.session_id == "exp1"
+        assert all(getattr(config, key) == value for key, value in values.items())
+    assert LearningProgressConfig.preset("fast", ema_timescale=0.5).ema_timescale == 0.5
+    reference = LearningProgressConfig.preset("reference")
+    assert (reference.ema_timescale, reference.slow_timescale_factor) == (0.1, 0.2)
+    assert reference.lp_score_temperature == 0.0 and reference.noise_floor == 0.0
+    with pytest.raises(ConfigError, match=r"'nope'.*'stable'"):
+        LearningProgressConfig.preset("nope")
+    with pytest.raises(ConfigError, match="ema_timescale"):
+        LearningProgressConfig.preset("stable", ema_timescale=2.0)
 
 
 def test_rounds_keep_per_slot_order_and_cover_every_position() -> None:

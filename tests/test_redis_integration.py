@@ -433,7 +433,7 @@ def test_a_script_flushed_again_during_its_reload_still_runs(
     ("change", "named"),
     [
         ({"num_active_tasks": 32}, "num_active_tasks: pool=16, requested=32"),
-        ({"lp_ema_timescale": 0.2}, "ema_timescale: pool=0.1, requested=0.2"),
+        ({"lp_ema_timescale": 0.3}, "ema_timescale: pool=0.2, requested=0.3"),
         ({"generator": nav_generator(Span(8, 64))}, "task_generator (fingerprint): pool="),
     ],
     ids=["num_active_tasks", "ema_timescale", "generator"],

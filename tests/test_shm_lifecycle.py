@@ -455,7 +455,7 @@ MISMATCHES = {
         {"num_active_tasks": 128},
         [r"capacity|num_active_tasks", r"\b64\b", r"\b128\b"],
     ),
-    "ema_timescale": ({"lp_ema_timescale": 0.2}, [r"ema_timescale", r"0\.1\b", r"0\.2\b"]),
+    "ema_timescale": ({"lp_ema_timescale": 0.3}, [r"ema_timescale", r"0\.2\b", r"0\.3\b"]),
     "task_generator": ({"generator": nav_generator(Span(8, 64))}, [r"generator"]),
     "algorithm": ({"algorithm": "discrete_random"}, [r"algorithm", r"discrete_random"]),
     "max_labels": ({"max_labels": 1000}, [r"label_capacity|max_labels", r"\b4096\b", r"\b1000\b"]),

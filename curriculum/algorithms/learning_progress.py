@@ -7,9 +7,13 @@ Raw score per task (see :class:`~curriculum.config.LearningProgressConfig`):
 - plus ``performance_bonus_weight * perf``.
 
 Sampling: warm tasks (at least ``min_samples_for_lp`` outcomes) are z-scored against each other;
-cold tasks get the z-score ``exploration_bonus``, so both are on one scale. Weights are
-``sigmoid(z_score_amplification * z)`` or, with a temperature T > 0, ``exp(z / T)``; they are
-normalised and mixed with a uniform distribution at ``rand_task_rate``.
+cold tasks get the z-score ``exploration_bonus``, so both are on one scale. The spread that
+divides the z-scores is at least ``noise_floor`` times the root mean square of the learning
+progress that outcome noise alone would give the warm tasks if none of them were learning
+(:func:`noise_scale`), so differences within the noise are not stretched into strong
+preferences. Weights are
+``exp(z / T)`` with a temperature T > 0, or ``sigmoid(z_score_amplification * z)`` when T is 0;
+they are normalised and mixed with a uniform distribution at ``rand_task_rate``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,51 @@ def reweight(p: np.ndarray, smoothing: float) -> np.ndarray:
     return p * (1.0 - theta) / (p + theta * (1.0 - 2.0 * p))
 
 
+def reweight_slope(p: np.ndarray, smoothing: float) -> np.ndarray:
+    """Derivative of :func:`reweight` at ``p`` (1 when smoothing is 0)."""
+    if smoothing == 0.0:
+        return np.ones_like(p)
+    theta = 0.5 - smoothing
+    return theta * (1.0 - theta) / (p + theta * (1.0 - 2.0 * p)) ** 2
+
+
+def ema_difference_variance(fast_rate: float, slow_rate: float) -> float:
+    """Variance of ``fast EMA - slow EMA`` of independent outcomes of unit variance.
+
+    Each EMA of rate ``r`` has variance ``r / (2 - r)``; their covariance is
+    ``r1 r2 / (r1 + r2 - r1 r2)``.
+    """
+    a, b = fast_rate, slow_rate
+    return max(a / (2.0 - a) + b / (2.0 - b) - 2.0 * a * b / (a + b - a * b), 0.0)
+
+
+def noise_learning_progress(rows: np.ndarray, config: LearningProgressConfig) -> np.ndarray:
+    """Bidirectional learning progress that outcome noise alone gives each row (its RMS).
+
+    For a task whose success rate is not changing, ``fast - slow`` is a zero-mean difference of
+    two EMAs of its outcomes. With the outcome variance ``v`` estimated by the reward EMAs
+    (``reward_sq - reward**2``), its root mean square is ``sqrt(v * D)``
+    (:func:`ema_difference_variance`), times the slope of the progress-smoothing reweighting at
+    the slow EMA. Zero for basic scoring (which has no floor).
+    """
+    if not config.use_bidirectional:
+        return np.zeros(len(rows))
+    variance = np.maximum(rows["reward_sq"] - rows["reward"] ** 2, 0.0)
+    rate = config.ema_timescale
+    spread = ema_difference_variance(rate, rate * config.slow_timescale_factor)
+    return np.sqrt(variance * spread) * reweight_slope(rows["slow"], config.progress_smoothing)
+
+
+def noise_scale(rows: np.ndarray, config: LearningProgressConfig) -> float:
+    """The floor of the z-score spread: ``noise_floor`` times the root mean square, over
+    ``rows``, of :func:`noise_learning_progress` (the spread of learning progress a pool of
+    these tasks would show if none of them were learning)."""
+    if config.noise_floor == 0 or len(rows) == 0 or not config.use_bidirectional:
+        return 0.0
+    noise = noise_learning_progress(rows, config)
+    return config.noise_floor * float(np.sqrt(np.mean(noise * noise)))
+
+
 def raw_learning_progress(rows: np.ndarray, config: LearningProgressConfig) -> np.ndarray:
     """Raw learning-progress score of each row."""
     if config.use_bidirectional:
@@ -48,22 +97,33 @@ def raw_learning_progress(rows: np.ndarray, config: LearningProgressConfig) -> n
 
 
 def sampling_probabilities(
-    raw: np.ndarray, warm: np.ndarray, config: LearningProgressConfig
+    raw: np.ndarray,
+    warm: np.ndarray,
+    config: LearningProgressConfig,
+    min_spread: float = 0.0,
 ) -> np.ndarray:
-    """Probabilities from raw scores; ``warm`` marks tasks whose score counts."""
+    """Probabilities from raw scores; ``warm`` marks tasks whose score counts.
+
+    ``min_spread`` is the smallest spread the warm scores are z-scored with (see
+    :func:`noise_scale`); 0 z-scores them with their own standard deviation.
+    """
     n = len(raw)
     if n == 0:
         return np.zeros(0)
     z = np.full(n, float(config.exploration_bonus))
     if warm.any():
         warm_raw = raw[warm]
-        spread = warm_raw.std()
+        spread = max(float(warm_raw.std()), min_spread)
         z[warm] = (warm_raw - warm_raw.mean()) / spread if spread > 0 else 0.0
-    if config.lp_score_temperature > 0:
-        scaled = z / config.lp_score_temperature
-        weights = np.exp(scaled - scaled.max())
-    else:
-        weights = 0.5 * (1.0 + np.tanh(0.5 * config.z_score_amplification * z))
+    # Extreme but valid settings (a tiny temperature, a huge amplification or bonus) overflow
+    # to +-inf; clipped to the largest finite value, the weights stay a distribution.
+    largest = np.finfo(np.float64).max
+    with np.errstate(over="ignore", invalid="ignore"):
+        if config.lp_score_temperature > 0:
+            scaled = np.clip(z / config.lp_score_temperature, -largest, largest)
+            weights = np.exp(np.clip(scaled - scaled.max(), -largest, 0.0))
+        else:
+            weights = 0.5 * (1.0 + np.tanh(0.5 * config.z_score_amplification * z))
     total = weights.sum()
     probabilities = weights / total if total > 0 else np.full(n, 1.0 / n)
     rate = config.rand_task_rate
@@ -104,12 +164,14 @@ class LearningProgressAlgorithm(CurriculumAlgorithm):
         """Score every active task, derive probabilities and the eviction order."""
         active = active_slots(snapshot)
         rows = snapshot.rows[active]
-        raw = raw_learning_progress(rows, self.config)
-        warm = rows["n_outcomes"] >= self.config.min_samples_for_lp
+        config = self.config
+        raw = raw_learning_progress(rows, config)
+        warm = rows["n_outcomes"] >= config.min_samples_for_lp
+        floor = noise_scale(rows[warm], config)
         return PoolView(
             snapshot=snapshot,
             active=active,
-            probabilities=sampling_probabilities(raw, warm, self.config),
+            probabilities=sampling_probabilities(raw, warm, config, floor),
             raw_scores=raw,
-            eviction_order=eviction_order(raw, rows["n_outcomes"], warm, active, self.config),
+            eviction_order=eviction_order(raw, rows["n_outcomes"], warm, active, config),
         )
