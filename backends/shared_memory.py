@@ -26,8 +26,10 @@ import mmap
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from multiprocessing import util as mp_util
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -72,6 +74,7 @@ from curriculum.errors import (
 )
 
 logger = logging.getLogger("curriculum.shm")
+T = TypeVar("T")
 
 MAGIC = 0x4C4F4F5043525543  # b"CURCPOOL" little-endian
 META = (
@@ -527,22 +530,7 @@ class SharedMemoryBackend(TaskMemoryBackend):
 
     def stage_state(self) -> StageState:
         """The stage record, copied without the lock (retried when a write overlapped)."""
-        if self._closed:
-            raise PoolClosedError(f"pool {self.session_id!r} is closed in this process")
-        seqlock = META_INDEX["seqlock"]
-        for _ in range(SNAPSHOT_RETRIES):
-            before = int(self._meta[seqlock])
-            if before & 1:
-                time.sleep(0)
-                continue
-            record = self._stage.copy()
-            if int(self._meta[seqlock]) == before:
-                return _stage_from_record(record)
-        self._acquire()
-        try:
-            return _stage_from_record(self._stage.copy())
-        finally:
-            self._end_write()
+        return _stage_from_record(self._read_consistently(self._stage.copy)[1])
 
     def update_stage(self, update: StageUpdate) -> tuple[StageState, int | None]:
         """Fold ``update`` into the stage record under the lock."""
@@ -576,6 +564,11 @@ class SharedMemoryBackend(TaskMemoryBackend):
 
     def snapshot(self) -> PoolSnapshot:
         """Copy the pool without the lock, retrying when a write overlapped the copy."""
+        version, copied = self._read_consistently(self._copy)
+        return _with_label_totals(PoolSnapshot(version, *copied))
+
+    def _read_consistently(self, copy: Callable[[], T]) -> tuple[int, T]:
+        """``copy()`` taken while no write was in progress, and the version it saw."""
         if self._closed:
             raise PoolClosedError(f"pool {self.session_id!r} is closed in this process")
         seqlock = META_INDEX["seqlock"]
@@ -584,12 +577,12 @@ class SharedMemoryBackend(TaskMemoryBackend):
             if before & 1:
                 time.sleep(0)
                 continue
-            copied = self._copy()
+            copied = copy()
             if int(self._meta[seqlock]) == before:
-                return _with_label_totals(PoolSnapshot(before >> 1, *copied))
+                return before >> 1, copied
         self._acquire()  # writers keep overlapping, or one died mid-change: read under the lock
         try:
-            return _with_label_totals(PoolSnapshot(int(self._meta[seqlock]) >> 1, *self._copy()))
+            return int(self._meta[seqlock]) >> 1, copy()
         finally:
             self._end_write()
 
