@@ -74,6 +74,9 @@ BIG_BATCH = 1024
 U_MASK = 0xFFFF  # the loops cycle through 65,536 pre-drawn uniforms
 BLOCK = 64  # loops between two looks at the clock
 MAX_AGE_S = CurriculumConfig.model_fields["snapshot_max_age_s"].default
+# The scoring the dict implementation does (and Syllabus's family does): sigmoid weights, no
+# noise floor. The defaults' softmax and noise floor cost the same O(n) per re-scoring.
+SAME_MATH: dict[str, float] = {"lp_score_temperature": 0.0, "noise_floor": 0.0}
 WRITE_BATCH = CurriculumConfig.model_fields["write_batch_size"].default
 
 Play = Callable[[int], None]  # plays that many episodes
@@ -147,7 +150,9 @@ class Run:
             task_generator=generator,
             num_active_tasks=num_tasks,
             algorithm_config=LearningProgressConfig(
-                session_id=f"{self.run_id}-{backend.key}-{name}", backend_url=backend.url
+                session_id=f"{self.run_id}-{backend.key}-{name}",
+                backend_url=backend.url,
+                **SAME_MATH,
             ),
             seed=0,
             **overrides,
@@ -384,7 +389,9 @@ class DictLearningProgress:
 
 def warm_dict(num_tasks: int, seed: int) -> DictLearningProgress:
     """A dict implementation whose every task has 3-9 outcomes, like the warm pools."""
-    impl = DictLearningProgress(num_tasks, LearningProgressConfig(), seed=seed, max_age_s=MAX_AGE_S)
+    impl = DictLearningProgress(
+        num_tasks, LearningProgressConfig(**SAME_MATH), seed=seed, max_age_s=MAX_AGE_S
+    )
     for chosen, scores in warm_outcomes(impl.ids, seed):
         for task_id, s in zip(chosen, scores, strict=True):
             impl.update(task_id, s)
@@ -681,7 +688,9 @@ class Recorder:
 
 def dict_update_entry(plan: Plan, seed: int) -> Callable[[], float]:
     """The per-outcome update of the dict implementation alone, as a chunk."""
-    impl = DictLearningProgress(RECORD_TASKS, LearningProgressConfig(), seed=seed, max_age_s=1.0)
+    impl = DictLearningProgress(
+        RECORD_TASKS, LearningProgressConfig(**SAME_MATH), seed=seed, max_age_s=1.0
+    )
     rng = np.random.default_rng(seed)
     picked = [impl.ids[i] for i in rng.integers(0, RECORD_TASKS, U_MASK + 1).tolist()]
     pairs = [(t, bernoulli(t, x)) for t, x in zip(picked, rng.random(len(picked)), strict=True)]
@@ -1005,7 +1014,8 @@ def describe(run: Run, quick: bool, redis_text: str) -> None:
         f"{os.cpu_count()} cpus, load average {load}; {redis_text}"
     )
     print(
-        "ours: LearningProgressConfig() defaults, bucketed generator (bench_core's), default "
+        "ours: LearningProgressConfig() defaults with the sigmoid weighting and no noise floor "
+        "(the math the dict implementation does), bucketed generator (bench_core's), default "
         f"buffering (write_batch_size={WRITE_BATCH}, snapshot_max_age_s={MAX_AGE_S}); "
         "pools full, every task starting with 3-9 outcomes"
     )

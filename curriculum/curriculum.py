@@ -241,11 +241,13 @@ class Curriculum:
         values = self.check_scores(ids, scores)
         total = len(ids) if steps is None else sum_steps(steps, len(ids))
         try:
-            kept = [i for i, task_id in enumerate(ids) if self._locate(task_id)[0] >= 0]
+            locations = self._pool.locate_many(ids)
+            kept = [i for i, (slot, _) in enumerate(locations) if slot >= 0]
             if len(kept) < len(ids):  # outcomes of tasks of a lost pool are dropped
                 self._pool.count_dropped(len(ids) - len(kept))
                 ids, values = [ids[i] for i in kept], values[kept]
-            self._pool.record_now(ids, values.tolist(), total)
+                locations = [locations[i] for i in kept]
+            self._pool.record_now(ids, values.tolist(), total, locations)
         except PoolLostError as exc:
             self._recover(exc)
 
@@ -255,17 +257,19 @@ class Curriculum:
         Raises:
             ScoreError: the first bad score, naming its task; or a length mismatch.
         """
-        raw = scores if isinstance(scores, np.ndarray) else np.asarray(list(scores), dtype=object)
-        if raw.dtype.kind not in "fiu" or raw.dtype == object:
-            # element by element: strings, None and other objects are refused by check_score
+        try:
+            raw = np.asarray(scores)
+        except ValueError:  # ragged
+            raw = np.asarray(list(scores), dtype=object)
+        if raw.dtype.kind in "fiu":  # numbers: checked all at once below
+            values = raw.astype(np.float64, copy=False)
+        elif raw.ndim == 1:  # strings, None, bools, objects: one by one (check_score decides)
             values = np.array(
-                [self.check_score(t, s) for t, s in zip(task_ids, raw.tolist(), strict=False)]
-                if raw.ndim == 1
-                else raw,
-                dtype=np.float64 if raw.ndim == 1 else object,
+                [self.check_score(t, s) for t, s in zip(task_ids, raw.tolist(), strict=False)],
+                dtype=np.float64,
             )
         else:
-            values = raw.astype(np.float64, copy=False)
+            values = raw
         if values.shape != (len(task_ids),):
             raise ScoreError(f"{len(task_ids)} task ids but scores of shape {values.shape}")
         bad = ~np.isfinite(values)
@@ -540,7 +544,8 @@ def _task_id_list(task_ids: Sequence[int] | np.ndarray) -> list[int]:
     """Validated task ids (vectorised when they come as an integer array)."""
     if not isinstance(task_ids, np.ndarray):
         task_ids = list(task_ids)
-        if any(isinstance(t, (bool, np.bool_)) for t in task_ids):
+        kinds = set(map(type, task_ids))
+        if bool in kinds or np.bool_ in kinds:
             return [check_task_id(t) for t in task_ids]  # raises, naming the bool
     array = np.asarray(task_ids)
     if array.dtype.kind in "iu" and array.ndim == 1:

@@ -280,6 +280,26 @@ class TaskPool:
         self.invalidate()
         return dropped
 
+    def locate_many(self, task_ids: list[int]) -> list[tuple[int, int]]:
+        """:meth:`locate` of each id; ``(-1, -1)`` for a task of a pool that was lost since.
+
+        Raises:
+            UnknownTaskError: an id is neither handed out, active nor of a lost pool.
+        """
+        issued = self._issued
+        located = []
+        for task_id in task_ids:
+            found = issued.get(task_id)
+            if found is None:
+                try:
+                    found = self.locate(task_id)
+                except UnknownTaskError:
+                    if not self.was_lost(task_id):
+                        raise
+                    found = (-1, -1)
+            located.append(found)
+        return located
+
     def was_lost(self, task_id: int) -> bool:
         """Whether this process handed out ``task_id`` from a pool that was lost since."""
         if task_id in self._lost_tasks:
@@ -341,12 +361,21 @@ class TaskPool:
         if flush_when_due:
             self._flush_if_due()
 
-    def record_now(self, task_ids: list[int], scores: list[float], steps: int) -> RecordResult:
-        """Write the buffer and these outcomes (of located tasks, whose episodes took ``steps``
-        environment steps in total) under one lock acquisition."""
-        locations = [self.locate(task_id) for task_id in task_ids]
-        for task_id in task_ids:
-            self._closed(task_id)
+    def record_now(
+        self,
+        task_ids: list[int],
+        scores: list[float],
+        steps: int,
+        locations: list[tuple[int, int]] | None = None,
+    ) -> RecordResult:
+        """Write the buffer and these outcomes (whose episodes took ``steps`` environment steps in
+        total) under one lock acquisition; ``locations`` are their ``(slot, label id)`` if the
+        caller located them already."""
+        if locations is None:
+            locations = [self.locate(task_id) for task_id in task_ids]
+        if self._open:
+            for task_id in task_ids:
+                self._closed(task_id)
         if self._pending_pid != os.getpid():
             self.discard_pending()
         self._pending.extend_outcomes(
