@@ -55,15 +55,14 @@ from typing import Any
 
 import numpy as np
 import redis
+from bench_core import fill_pool
+from bench_core import make_config as make_core_config
 
 from backends.redis_backend import REGISTRY_KEY, session_keys
 from curriculum import (
-    BucketedTaskGenerator,
     Curriculum,
     CurriculumConfig,
     LearningProgressConfig,
-    SingleTaskGenerator,
-    Span,
 )
 from curriculum.redaction import redact_url
 
@@ -142,21 +141,11 @@ class Run:
         self, backend: Backend, num_tasks: int, name: str, **overrides: Any
     ) -> CurriculumConfig:
         """bench_core's learning-progress config, in a pool unique to this run and backend."""
-        generator = BucketedTaskGenerator.Config(
-            child_generator_config=SingleTaskGenerator.Config(env={"label": "bench"}),
-            buckets={"difficulty": Span(0.0, 1.0), "size": Span(8, 64)},
+        config = make_core_config(num_tasks, name, **overrides)
+        algorithm = LearningProgressConfig(
+            session_id=f"{self.run_id}-{backend.key}-{name}", backend_url=backend.url, **SAME_MATH
         )
-        return CurriculumConfig(
-            task_generator=generator,
-            num_active_tasks=num_tasks,
-            algorithm_config=LearningProgressConfig(
-                session_id=f"{self.run_id}-{backend.key}-{name}",
-                backend_url=backend.url,
-                **SAME_MATH,
-            ),
-            seed=0,
-            **overrides,
-        )
+        return config.model_copy(update={"algorithm_config": algorithm})
 
 
 @contextlib.contextmanager
@@ -167,16 +156,6 @@ def open_pool(config: CurriculumConfig) -> Iterator[Curriculum]:
         yield curriculum
     finally:
         curriculum.destroy()
-
-
-def fill(curriculum: Curriculum) -> list[int]:
-    """Create every task of an empty pool; their ids by slot."""
-    by_slot = {}
-    for _ in range(curriculum.config.num_active_tasks):
-        task = curriculum.get_task()
-        by_slot[task.slot] = task.task_id
-    curriculum.flush()
-    return [by_slot[slot] for slot in sorted(by_slot)]
 
 
 def warm_ages(count: int, seed: int) -> list[int]:
@@ -198,7 +177,7 @@ def warm_outcomes(ids: list[int], seed: int) -> Iterator[tuple[list[int], list[f
 
 def fill_and_warm(curriculum: Curriculum, seed: int) -> list[int]:
     """A full pool whose every task has 3-9 outcomes (batch API); the ids by slot."""
-    ids = fill(curriculum)
+    ids = fill_pool(curriculum)
     for chosen, scores in warm_outcomes(ids, seed):
         curriculum.update_task_performance_batch(chosen, scores)
     return ids
@@ -721,7 +700,7 @@ def measure_outcomes(run: Run) -> tuple[dict[str, Rates], bool]:
             for mode, (overrides, batch_api) in OUTCOME_MODES.items():
                 config = run.config(backend, RECORD_TASKS, f"outcomes-{mode}", **overrides)
                 curriculum = stack.enter_context(open_pool(config))
-                recorder = Recorder(curriculum, fill(curriculum), batch_api, seed=6)
+                recorder = Recorder(curriculum, fill_pool(curriculum), batch_api, seed=6)
                 recorder.chunk(0.02)  # warm-up (counted in sent)
                 recorders.append(recorder)
                 entries[f"{backend.name} {mode}"] = lambda r=recorder: r.chunk(run.plan.chunk_s)

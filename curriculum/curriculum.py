@@ -25,7 +25,6 @@ from curriculum.errors import (
     PoolClosedError,
     PoolLostError,
     ScoreError,
-    UnknownTaskError,
 )
 from curriculum.generators import config_fingerprint
 from curriculum.pool import TaskPool
@@ -201,7 +200,7 @@ class Curriculum:
 
         Raises:
             ScoreError: the score is NaN, infinite, or outside [0, 1] (unless ``clip_scores``),
-                or ``steps`` is not an int >= 0.
+                or ``steps`` is not an int in [0, 2**40].
             UnknownTaskError: the task is not active and was not handed out by this curriculum.
         """
         self._check_open()
@@ -209,20 +208,11 @@ class Curriculum:
         count = check_steps(steps)
         task_id = check_task_id(task_id)
         try:
-            slot, label_id = self._locate(task_id)
+            slot, label_id = self._pool.locate_or_lost(task_id)
             if slot >= 0:
                 self._pool.add_outcome(slot, task_id, label_id, value, count)
         except PoolLostError as exc:
             self._recover(exc)  # this outcome was for the lost pool: dropped with its buffer
-
-    def _locate(self, task_id: int) -> tuple[int, int]:
-        """The task's ``(slot, label id)``; ``(-1, -1)`` for a task of a pool that was lost."""
-        try:
-            return self._pool.locate(task_id)
-        except UnknownTaskError:
-            if self._pool.was_lost(task_id):
-                return -1, -1
-            raise
 
     def update_task_performance_batch(
         self,
@@ -241,7 +231,7 @@ class Curriculum:
         values = self.check_scores(ids, scores)
         total = len(ids) if steps is None else sum_steps(steps, len(ids))
         try:
-            locations = self._pool.locate_many(ids)
+            locations = [self._pool.locate_or_lost(task_id) for task_id in ids]
             kept = [i for i, (slot, _) in enumerate(locations) if slot >= 0]
             if len(kept) < len(ids):  # outcomes of tasks of a lost pool are dropped
                 self._pool.count_dropped(len(ids) - len(kept))
@@ -315,7 +305,7 @@ class Curriculum:
         self._check_open()
         task_id = check_task_id(task_id)
         try:
-            slot, label_id = self._locate(task_id)
+            slot, label_id = self._pool.locate_or_lost(task_id)
             if slot >= 0:
                 self._pool.add_failure(slot, task_id, label_id)
         except PoolLostError as exc:

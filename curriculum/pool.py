@@ -280,25 +280,21 @@ class TaskPool:
         self.invalidate()
         return dropped
 
-    def locate_many(self, task_ids: list[int]) -> list[tuple[int, int]]:
-        """:meth:`locate` of each id; ``(-1, -1)`` for a task of a pool that was lost since.
+    def locate_or_lost(self, task_id: int) -> tuple[int, int]:
+        """:meth:`locate`, or ``(-1, -1)`` for a task of a pool that was lost since.
 
         Raises:
-            UnknownTaskError: an id is neither handed out, active nor of a lost pool.
+            UnknownTaskError: the task is neither handed out, active nor of a lost pool.
         """
-        issued = self._issued
-        located = []
-        for task_id in task_ids:
-            found = issued.get(task_id)
-            if found is None:
-                try:
-                    found = self.locate(task_id)
-                except UnknownTaskError:
-                    if not self.was_lost(task_id):
-                        raise
-                    found = (-1, -1)
-            located.append(found)
-        return located
+        found = self._issued.get(task_id)
+        if found is not None:
+            return found
+        try:
+            return self.locate(task_id)
+        except UnknownTaskError:
+            if self.was_lost(task_id):
+                return -1, -1
+            raise
 
     def was_lost(self, task_id: int) -> bool:
         """Whether this process handed out ``task_id`` from a pool that was lost since."""

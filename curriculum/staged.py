@@ -27,7 +27,13 @@ import numpy as np
 
 from backends.stage_state import StageState, StageUpdate, fold_scores
 from curriculum.curriculum import Curriculum, check_steps, sum_steps
-from curriculum.errors import CheckpointError, PoolClosedError, PoolNotFoundError, UnknownTaskError
+from curriculum.errors import (
+    CheckpointError,
+    ConfigError,
+    PoolClosedError,
+    PoolNotFoundError,
+    UnknownTaskError,
+)
 from curriculum.staged_config import StagedCurriculumConfig, stage_session
 from curriculum.task import CurriculumTask
 from curriculum.task_ids import check_task_id
@@ -244,9 +250,9 @@ class StagedCurriculum:
 
     def _check_stage_index(self, stage: object) -> int:
         if isinstance(stage, bool) or not isinstance(stage, int):
-            raise UnknownTaskError(f"stage {stage!r} is not a stage index")
+            raise ConfigError(f"stage {stage!r} is not a stage index")
         if not 0 <= stage < len(self._stages):
-            raise UnknownTaskError(f"stage {stage} is outside [0, {len(self._stages)})")
+            raise ConfigError(f"stage {stage} is outside [0, {len(self._stages)})")
         return stage
 
     def update_task_performance(self, task_id: int, score: float, *, steps: int = 1) -> None:

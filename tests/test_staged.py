@@ -395,3 +395,13 @@ def test_a_private_staged_curriculum_removes_all_its_pools(backend_url) -> None:
                 create=False,
                 lock_timeout_s=1.0,
             )
+
+
+def test_evaluation_tasks_come_from_the_stage_asked_for(staged) -> None:
+    curriculum = staged()
+    task = curriculum.task_for_id(1234, stage=1)
+    assert task.stage == 1 and task.get_label().startswith("hard|")
+    assert curriculum.task_for_id(1234).get_label().startswith("easy|")  # the current stage
+    for bad in (2, -1, True, "1"):
+        with pytest.raises(ConfigError, match="stage"):
+            curriculum.task_for_id(1234, stage=bad)
