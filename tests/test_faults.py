@@ -158,7 +158,7 @@ def _train_through_outage(
             update_errors += 1
             messages.append(str(exc))
         reported += 1
-        if not told and (update_errors or cur._pool.outages):
+        if not told and (update_errors or cur.health()["health/outages"]):
             hit.put(index)
             told = True
         try:
@@ -168,16 +168,16 @@ def _train_through_outage(
             get_errors += 1
             messages.append(str(exc))
         env = (env + 1) % N_ENVS
-    in_outage = cur._pool.in_outage()
+    in_outage = cur.health()["health/in_outage"]
     cur.close()  # writes the buffer; the server is up again by now
     return {
         "reported": reported,
         "handed_out": handed_out,
         "get_errors": get_errors,
         "update_errors": update_errors,
-        "outages": cur._pool.outages,
-        "dropped": cur._pool.dropped_outcomes,
-        "pending_after_close": cur._pool.pending_outcomes,
+        "outages": cur.health()["health/outages"],
+        "dropped": cur.health()["health/dropped_outcomes"],
+        "pending_after_close": cur.health()["health/pending_outcomes"],
         "in_outage_at_stop": in_outage,
         "messages": messages[:5],
     }
@@ -205,7 +205,7 @@ def _play_until_recovered(index: int, config_json: str, stop: Any, progress: Any
         "created_after_recovery": cur.backend.created,
         "incarnation": cur.backend._incarnation,
         "messages": log.messages,
-        "dropped": cur._pool.dropped_outcomes,
+        "dropped": cur.health()["health/dropped_outcomes"],
         "plays": plays,
     }
     cur.close()
@@ -363,7 +363,7 @@ def test_outcomes_over_max_buffered_outcomes_raise_and_stay_buffered(
         aof_server.kill()
         time.sleep(0.1)  # the cached view is stale: the next get_task asks the server
         assert cur.get_task().task_id >= 0  # from the last view
-        assert cur._pool.in_outage() and cur._pool.outages == 1
+        assert cur.health()["health/in_outage"] and cur.health()["health/outages"] == 1
 
         raised: list[str] = []
         for _ in range(20):
@@ -374,11 +374,11 @@ def test_outcomes_over_max_buffered_outcomes_raise_and_stay_buffered(
             reported += 1
         assert len(raised) == 10, raised
         assert "max_buffered_outcomes=10" in raised[0] and "stay buffered" in raised[0]
-        assert cur._pool.pending_outcomes == 20
+        assert cur.health()["health/pending_outcomes"] == 20
 
         aof_server.start()
         cur.flush()
-        assert cur._pool.pending_outcomes == 0
+        assert cur.health()["health/pending_outcomes"] == 0
         stats = cur.stats()
     assert stats["curriculum/num_completed"] == reported
     assert meta_counter(aof_server.url, session_of(config), "num_completed") == reported
@@ -485,7 +485,8 @@ def test_a_script_reply_that_times_out_is_retried_and_counted_once(
         assert elapsed >= 0.5, "the write did not wait for the stalled server"
         assert reconnects >= 1, "the client never timed out and reconnected"
         if path == "flush":
-            assert cur._pool.outages == 0, "redis-py's retries must have outlasted the stall"
+            outages = cur.health()["health/outages"]
+            assert outages == 0, "redis-py's retries must have outlasted the stall"
         stats = cur.stats()
     assert stats["curriculum/num_completed"] == reported
     assert stats["curriculum/num_scheduled"] == reported
@@ -638,7 +639,7 @@ def test_close_after_the_pool_was_lost_drops_the_buffer_and_does_not_raise(
     cur = Curriculum(config)
     try:
         play(cur, 20, np.random.default_rng(5))  # 20 outcomes buffered
-        assert cur._pool.pending_outcomes == 20
+        assert cur.health()["health/pending_outcomes"] == 20
         volatile_server.kill()
         volatile_server.start()  # empty: the pool is lost
         cur.close()
@@ -769,7 +770,7 @@ def test_stats_during_an_outage(mode: str) -> None:
                 assert cur.stats() == before
                 reported += play(cur, 20, rng)  # buffered, sampled from the last view
                 assert cur.stats() == before
-                assert cur._pool.pending_outcomes > 0
+                assert cur.health()["health/pending_outcomes"] > 0
             else:
                 with pytest.raises(BackendUnavailableError) as raised:
                     cur.stats()

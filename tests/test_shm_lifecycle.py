@@ -375,7 +375,7 @@ def test_stopped_holder_makes_writers_raise_lock_timeout(session_id: str, recove
             assert isinstance(caught.value, TimeoutError)
             assert names_pid(message, holder.pid), message
             assert "stopped" in message, message
-            assert cur._pool.pending_outcomes == 1  # kept for the next write
+            assert cur.health()["health/pending_outcomes"] == 1  # kept for the next write
             if recovery == "resume":
                 holder.resume()
             else:
