@@ -1,12 +1,18 @@
-"""The baseline of the loop benchmarks: learning progress in one process, nothing shared.
+"""The baselines of the loop benchmarks: learning progress in one process, nothing shared.
 
-:class:`InProcessLearningProgress` does the job of a pool in one process, as cheaply as plain
-Python and numpy allow: per-task statistics in Python lists (the update of
-``curriculum/ema.py`` on Python floats), re-scored over a numpy array of the pool's row layout
-with the library's own pure scoring functions (``curriculum.algorithms.learning_progress``), so
-any ``LearningProgressConfig`` (the defaults included) gives exactly the scores a pool would.
-Sampling is a binary search in a cumulative sum cached per scoring; evictions replace the
-lowest-scoring evictable tasks with new ones, one per ``sample()``, as ``get_task`` does.
+Two implementations of the job of a pool in one process, both scored over a numpy array of the
+pool's row layout with the library's own pure scoring functions
+(``curriculum.algorithms.learning_progress``), so any ``LearningProgressConfig`` (the defaults
+included) gives exactly the scores a pool would:
+
+- :class:`NumpyLearningProgress` (the hot-loop baseline): the rows live in the numpy array;
+  outcomes are buffered and applied in batches with ``curriculum.ema.apply_outcomes``;
+- :class:`DictLearningProgress` (the side-by-side benchmark's "dict"): a dict of Python lists
+  updated per outcome on Python floats, copied into the array at each re-scoring.
+
+Both sample by a binary search in a cumulative sum cached per scoring, and evict as
+``get_task`` does: while candidates remain, each ``sample()`` replaces the lowest-scoring one with
+a new task and hands that out.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from curriculum.algorithms.learning_progress import (
     raw_learning_progress,
     sampling_probabilities,
 )
-from curriculum.ema import BASELINE_CAP
+from curriculum.ema import BASELINE_CAP, EmaParams, apply_outcomes, rounds
 
 U_MASK = 0xFFFF  # the loops cycle through 65,536 pre-drawn uniforms
 # a task's statistics, in this order (the columns of ROW_DTYPE they fill at re-scoring)
@@ -41,6 +47,7 @@ FIELDS = (
     "reward_sq",
     "n_samples",
 )
+FRESH_ROW = empty_rows(1)[0]
 N_OUT, N_SUCCESS, SCORE_SUM, BASELINE, FAST, SLOW, PERF, REWARD, REWARD_SQ, N_SAMPLES = range(10)
 
 
@@ -54,8 +61,9 @@ def uniforms(seed: int) -> list[float]:
     return np.random.default_rng(seed).random(U_MASK + 1).tolist()
 
 
-class InProcessLearningProgress:
-    """A pool of ``num_tasks`` learning-progress tasks in one process.
+class InProcessPool:
+    """Sampling, eviction and the re-scoring cadence of a pool of ``num_tasks`` tasks in one
+    process; subclasses keep the statistics (:meth:`rows`, :meth:`reset`, :meth:`update`).
 
     Re-scoring comes every :func:`refresh_period` outcomes, or when the scores are older than
     ``max_age_s``: the rule by which a busy process's pool re-scores its view.
@@ -72,31 +80,30 @@ class InProcessLearningProgress:
         """``num_tasks`` new tasks (ids drawn from ``seed``), scored with ``config``."""
         self.config = config
         self.rng = random.Random(seed)
-        self.ema = config.ema_timescale
-        self.slow_rate = config.ema_timescale * config.slow_timescale_factor
-        self.tracker = config.task_tracker_ema_alpha
-        self.threshold = config.success_threshold
         self.refresh_every = refresh_period(num_tasks)
         self.max_age_s = max_age_s
         self.ids = [self._new_id() for _ in range(num_tasks)]
-        self.tasks: dict[int, list[float]] = {t: self._fresh() for t in self.ids}
-        self.rows = empty_rows(num_tasks)
         self.slots = np.arange(num_tasks)
         self.evictions = 0
-        self._rescore()
+        self.since = 0
 
     def _new_id(self) -> int:
         return self.rng.getrandbits(53)
 
-    @staticmethod
-    def _fresh() -> list[float]:
-        return [0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0]
+    def rows(self) -> np.ndarray:
+        """The statistics of every slot, in the pool's row layout."""
+        raise NotImplementedError
+
+    def reset(self, position: int, old_id: int, new_id: int) -> None:
+        """Slot ``position`` now holds the new task ``new_id`` instead of ``old_id``."""
+        raise NotImplementedError
+
+    def update(self, task_id: int, s: float) -> None:
+        """Record one outcome (``curriculum/ema.py``'s spec)."""
+        raise NotImplementedError
 
     def _rescore(self) -> None:
-        config, rows = self.config, self.rows
-        stats = np.array([self.tasks[t] for t in self.ids], dtype=np.float64)
-        for column, name in enumerate(FIELDS):
-            rows[name] = stats[:, column]
+        config, rows = self.config, self.rows()
         raw = raw_learning_progress(rows, config)
         warm = rows["n_outcomes"] >= config.min_samples_for_lp
         floor = noise_scale(rows[warm], config)
@@ -108,14 +115,15 @@ class InProcessLearningProgress:
         self.scored_at = time.monotonic()
 
     def sample(self) -> int:
-        """The task to play next."""
+        """The task to play next: a new task in the slot of the next eviction candidate while
+        there are some (with an average probability until the next re-scoring), else a draw."""
         if self.since >= self.refresh_every or time.monotonic() - self.scored_at >= self.max_age_s:
             self._rescore()
         if self.evictable:
             position = self.evictable.pop()
-            del self.tasks[self.ids[position]]
-            task_id = self.ids[position] = self._new_id()
-            self.tasks[task_id] = self._fresh()
+            task_id = self._new_id()
+            self.reset(position, self.ids[position], task_id)
+            self.ids[position] = task_id
             self.probabilities[position] = 1.0 / len(self.ids)
             self.cdf = None
             self.evictions += 1
@@ -123,13 +131,62 @@ class InProcessLearningProgress:
             if self.cdf is None:
                 self.cdf = np.cumsum(self.probabilities)
             cdf = self.cdf
-            position = int(cdf.searchsorted(self.rng.random() * cdf[-1], "right"))
-            task_id = self.ids[min(position, len(self.ids) - 1)]
-        self.tasks[task_id][N_SAMPLES] += 1
+            position = min(
+                int(cdf.searchsorted(self.rng.random() * cdf[-1], "right")), len(cdf) - 1
+            )
+            task_id = self.ids[position]
+        self.sampled(position, task_id)
         return task_id
 
+    def sampled(self, position: int, task_id: int) -> None:
+        """Count a sample of ``task_id`` in slot ``position``."""
+        raise NotImplementedError
+
+
+class DictLearningProgress(InProcessPool):
+    """Statistics in a dict task id -> Python list, updated on Python floats; copied into a
+    numpy array at each re-scoring."""
+
+    def __init__(
+        self,
+        num_tasks: int,
+        config: LearningProgressConfig,
+        *,
+        seed: int,
+        max_age_s: float = MAX_AGE_S,
+    ) -> None:
+        """``num_tasks`` new tasks (ids drawn from ``seed``), scored with ``config``."""
+        super().__init__(num_tasks, config, seed=seed, max_age_s=max_age_s)
+        self.ema = config.ema_timescale
+        self.slow_rate = config.ema_timescale * config.slow_timescale_factor
+        self.tracker = config.task_tracker_ema_alpha
+        self.threshold = config.success_threshold
+        self.tasks: dict[int, list[float]] = {t: self._fresh() for t in self.ids}
+        self._rows = empty_rows(num_tasks)
+        self._rescore()
+
+    @staticmethod
+    def _fresh() -> list[float]:
+        return [0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0]
+
+    def rows(self) -> np.ndarray:
+        """The statistics of every slot, in the pool's row layout."""
+        stats = np.array([self.tasks[t] for t in self.ids], dtype=np.float64)
+        for column, name in enumerate(FIELDS):
+            self._rows[name] = stats[:, column]
+        return self._rows
+
+    def reset(self, position: int, old_id: int, new_id: int) -> None:
+        """Forget ``old_id``; ``new_id`` starts fresh."""
+        del self.tasks[old_id]
+        self.tasks[new_id] = self._fresh()
+
+    def sampled(self, position: int, task_id: int) -> None:
+        """Count the sample in the task's list."""
+        self.tasks[task_id][N_SAMPLES] += 1
+
     def update(self, task_id: int, s: float) -> None:
-        """Record one outcome (``curriculum/ema.py``'s spec)."""
+        """Record one outcome (``curriculum/ema.py``'s spec, on Python floats)."""
         self.since += 1
         r = self.tasks.get(task_id)
         if r is None:  # evicted since it was handed out: nothing to update
@@ -153,11 +210,95 @@ class InProcessLearningProgress:
         r[SCORE_SUM] += s
 
 
+class NumpyLearningProgress(InProcessPool):
+    """Statistics in a numpy array of the pool's row layout; outcomes and samples are buffered
+    and applied with ``curriculum.ema.apply_outcomes`` every ``write_batch`` outcomes and before
+    each re-scoring (as a pool's process buffers its writes). An outcome of a task evicted since
+    it was handed out is dropped."""
+
+    def __init__(
+        self,
+        num_tasks: int,
+        config: LearningProgressConfig,
+        *,
+        seed: int,
+        max_age_s: float = MAX_AGE_S,
+        write_batch: int = WRITE_BATCH,
+    ) -> None:
+        """``num_tasks`` new tasks (ids drawn from ``seed``), scored with ``config``."""
+        super().__init__(num_tasks, config, seed=seed, max_age_s=max_age_s)
+        self.params = EmaParams(
+            ema_timescale=config.ema_timescale,
+            slow_timescale_factor=config.slow_timescale_factor,
+            task_tracker_ema_alpha=config.task_tracker_ema_alpha,
+            success_threshold=config.success_threshold,
+        )
+        self.write_batch = write_batch
+        self._rows = empty_rows(num_tasks)
+        self._rows["task_id"] = self.ids
+        self.slot_of = {t: i for i, t in enumerate(self.ids)}
+        self.pending: list[tuple[int, int, float]] = []  # (slot, task id, score)
+        self.samples: list[int] = []
+        self._rescore()
+
+    def _count_samples(self) -> None:
+        if self.samples:
+            np.add.at(self._rows["n_samples"], self.samples, 1)
+            self.samples = []
+
+    def flush(self) -> None:
+        """Apply the buffered outcomes and samples."""
+        self._count_samples()
+        rows = self._rows
+        if not self.pending:
+            return
+        slots, ids, scores = (np.array(column) for column in zip(*self.pending, strict=True))
+        self.pending = []
+        keep = rows["task_id"][slots] == ids
+        slots, scores = slots[keep], scores[keep]
+        for positions in rounds(slots):
+            index = slots[positions]
+            updated = rows[index]
+            apply_outcomes(updated, scores[positions], self.params)
+            rows[index] = updated
+
+    def rows(self) -> np.ndarray:
+        """The statistics of every slot (after applying what is buffered)."""
+        self.flush()
+        return self._rows
+
+    def reset(self, position: int, old_id: int, new_id: int) -> None:
+        """A fresh row for ``new_id`` in ``position`` (buffered outcomes of ``old_id`` will be
+        dropped; its buffered samples are counted now)."""
+        self._count_samples()
+        del self.slot_of[old_id]
+        self.slot_of[new_id] = position
+        self._rows[position] = FRESH_ROW
+        self._rows["task_id"][position] = new_id
+
+    def sampled(self, position: int, task_id: int) -> None:
+        """Buffer the sample count."""
+        self.samples.append(position)
+
+    def update(self, task_id: int, s: float) -> None:
+        """Buffer one outcome; apply the buffer when it is full."""
+        self.since += 1
+        slot = self.slot_of.get(task_id)
+        if slot is None:  # evicted since it was handed out: nothing to update
+            return
+        self.pending.append((slot, task_id, s))
+        if len(self.pending) >= self.write_batch:
+            self.flush()
+
+
 def warm_baseline(
-    num_tasks: int, config: LearningProgressConfig, seed: int
-) -> InProcessLearningProgress:
+    num_tasks: int,
+    config: LearningProgressConfig,
+    seed: int,
+    kind: type[InProcessPool] = NumpyLearningProgress,
+) -> InProcessPool:
     """A baseline pool whose every task is warm but not yet evictable, like the warm pools."""
-    impl = InProcessLearningProgress(num_tasks, config, seed=seed)
+    impl = kind(num_tasks, config, seed=seed)
     low, high = config.min_samples_for_lp, config.min_presentations_for_eviction
     for chosen, scores in age_batches(impl.ids, low, high, bernoulli, seed):
         for task_id, s in zip(chosen, scores, strict=True):
@@ -166,9 +307,9 @@ def warm_baseline(
 
 
 class BaselineDriver:
-    """The loop through :class:`InProcessLearningProgress`: sample, then report a score."""
+    """The loop through an in-process pool: sample, then report a score."""
 
-    def __init__(self, impl: InProcessLearningProgress, seed: int) -> None:
+    def __init__(self, impl: InProcessPool, seed: int) -> None:
         """Drive ``impl`` with scores drawn from ``seed``."""
         self.impl = impl
         self.u = uniforms(seed)
