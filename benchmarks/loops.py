@@ -12,7 +12,14 @@ import time
 from dataclasses import dataclass
 
 from harness import chunk_rate, evicted, fill_and_warm, open_pool, report_to, spawn_workers
-from lp_baseline import U_MASK, BaselineDriver, uniforms, warm_baseline
+from lp_baseline import (
+    U_MASK,
+    BaselineDriver,
+    InProcessPool,
+    NumpyLearningProgress,
+    uniforms,
+    warm_baseline,
+)
 
 from curriculum import Curriculum, CurriculumConfig, LearningProgressConfig
 
@@ -64,6 +71,7 @@ class ProcessPlan:
     rounds: int  # each round: every loop, 1 process then 2 (or 2 then 1, alternating)
     chunk_s: float  # the length of one phase
     warm_loops: int = 2000  # untimed loops per worker and loop before the rounds
+    baseline_kind: type[InProcessPool] = NumpyLearningProgress
 
 
 def _process_rounds(
@@ -80,7 +88,7 @@ def _process_rounds(
         for name, c in zip(configs, curricula, strict=True)
     }
     if baseline is not None:
-        impl = warm_baseline(plan.num_tasks, baseline, 200 + index)
+        impl = warm_baseline(plan.num_tasks, baseline, 200 + index, plan.baseline_kind)
         players[BASELINE] = BaselineDriver(impl, 300 + index).play
     for play in players.values():
         play(plan.warm_loops)
