@@ -66,6 +66,7 @@ from harness import (
     make_config,
     open_pool,
     play_for,
+    report_goals,
     write_json,
 )
 from loops import CurriculumDriver, ProcessPlan, measure_processes
@@ -314,13 +315,12 @@ def main() -> int:
     for backend in run.backends:
         print_backend(backend.name, results)
     print_comparison([b.name for b in run.backends], results)
-    verdict = "PASS" if lossless else "FAIL"
-    print(f"\nevery outcome counted (num_completed == outcomes sent): {verdict}")
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"total time {time.perf_counter() - started:.0f} s; load average at the end {load}")
-    goals = [Goal("every outcome counted", lossless), Goal("both worker processes ran", not error)]
+    goals = [
+        Goal("every outcome counted (num_completed == outcomes sent)", lossless),
+        Goal("both spawned worker processes ran" + (f" ({error})" if error else ""), not error),
+    ]
     write_json(args.json, "bench_compare", results, goals)
-    return 0 if lossless and error is None else 1
+    return report_goals(goals, started, lossless and error is None)
 
 
 if __name__ == "__main__":
