@@ -218,8 +218,9 @@ class Curriculum:
     def health(self) -> dict[str, float]:
         """This process's ``health/`` figures, without touching the pool (docs/stats.md):
         outages seen, whether one is on, outcomes queued and not yet written, outcomes dropped
-        with a lost pool, late outcomes, and writes sent again after a failure."""
-        return self._ready().health()
+        with a lost pool, late outcomes, and writes sent again after a failure. Also after
+        ``close()``, for a last look."""
+        return self._session.health()
 
     def _pool_stats(self) -> dict[str, float]:
         view = self._session.fresh_view()

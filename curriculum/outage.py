@@ -24,6 +24,7 @@ class OutageGuard:
         self.buffer = buffer
         self.retry_s = retry_s
         self.until = 0.0  # while in the future, the hot path does not try the server
+        self.down = False  # the last attempt failed (in either mode)
         self.count = 0  # outages seen by this process
 
     def active(self) -> bool:
@@ -33,10 +34,12 @@ class OutageGuard:
     def failed(self, exc: BackendError) -> None:
         """The server (or the lock) failed: enter outage mode, or raise ``exc`` when not
         buffering."""
+        if not self.down:
+            self.count += 1
+            self.down = True
         if not self.buffer:
             raise exc
         if not self.until:
-            self.count += 1
             logger.warning(
                 "%s is unreachable; sampling from the last view and buffering writes "
                 "(retry every %.1f s): %s",
@@ -48,6 +51,7 @@ class OutageGuard:
 
     def reachable(self) -> None:
         """The server answered: leave outage mode."""
+        self.down = False
         if self.until:
             self.until = 0.0
             logger.warning("%s is reachable again", self.where)
@@ -55,3 +59,4 @@ class OutageGuard:
     def reset(self) -> None:
         """Forget the outage (the pool was re-attached)."""
         self.until = 0.0
+        self.down = False

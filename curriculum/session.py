@@ -438,9 +438,19 @@ class PoolSession:
     # -- the rest of the pool's interface -------------------------------------------------------
 
     def fresh_view(self) -> PoolView:
-        """A view of the pool with every queued write applied."""
-        self.flush()
-        return self.view(fresh=True)
+        """A view of the pool with every queued write applied.
+
+        Raises:
+            BackendUnavailableError, LockTimeoutError: the pool cannot be read or written (in
+                buffer mode this counts as an outage too).
+        """
+        try:
+            self.flush()
+            return self.view(fresh=True)
+        except TRANSIENT as exc:
+            with contextlib.suppress(BackendError):
+                self.outage.failed(exc)
+            raise
 
     def end_epoch(self) -> dict[str, int]:
         """Reset the pool's epoch counters; their values before."""
