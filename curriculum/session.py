@@ -349,9 +349,11 @@ class PoolSession:
             queue.opened_at = time.monotonic()
         batch.add_outcome(slot, task_id, label_id, score, steps)
         self.registry.ended(task_id)
-        self.views.outcomes_since += 1
+        views = self.views
+        views.outcomes_since += 1
+        views.own_outcomes += 1
         if (
-            len(batch.outcome_slots) >= self._outcomes_per_write
+            len(batch.outcome_slots) * views.writers >= self._outcomes_per_write
             or time.monotonic() - queue.opened_at >= self.config.write_max_delay_s
         ):
             self.flush_if_due(force=True)
@@ -372,6 +374,7 @@ class PoolSession:
             kept += 1
         batch.steps += steps if kept == len(task_ids) else round(steps * kept / len(task_ids))
         self.views.outcomes_since += kept
+        self.views.own_outcomes += kept
         self.flush_if_due(force=True)
 
     def record_failure(self, task_id: int) -> None:
@@ -401,7 +404,7 @@ class PoolSession:
         queue, config = self.queue, self.config
         if not (
             force
-            or queue.open_outcomes >= config.write_batch_size
+            or queue.open_outcomes * self.views.writers >= config.write_batch_size
             or len(queue.open.sample_slots) >= 4 * config.write_batch_size
             or (
                 queue.opened_at is not None
@@ -494,6 +497,7 @@ class PoolSession:
             ),
             "health/late_outcomes": float(self.late_outcomes),
             "health/write_retries": float(self.queue.retries),
+            "health/writers": self.views.writers,
         }
 
     # -- lifetime -------------------------------------------------------------------------------

@@ -9,6 +9,13 @@ process sees its own progress quickly, and a large pool is not re-scored after e
 With ``refresh="outcomes"`` (deterministic mode) the clock plays no part: the view is recomputed
 after every ``max(write_batch_size, capacity // 8)`` outcomes this process recorded, so one
 process with a seed picks the same tasks for the same outcomes.
+
+Sharing: when ``n`` processes write to one pool at similar rates, the pool moves ``n`` times
+faster than one process's own outcomes show. Each refresh compares how many outcomes the pool
+gained since the last one with how many this process recorded, a smoothed estimate of the
+number of writers (:attr:`ViewCache.writers`); the outcome thresholds (refresh, and the write
+batch in :class:`~curriculum.session.PoolSession`) are divided by it, so a view lags the pool by
+about as many outcomes as it would with one process.
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ from curriculum.algorithms import CurriculumAlgorithm, PoolView
 # A view lives at least this many times what its last refresh cost (so refreshing a pool that
 # is slow to read takes at most about a tenth of a process's time).
 REFRESH_COST_FACTOR = 10
+# The most writers the thresholds are divided by (beyond it, batches of a few outcomes would
+# only add lock traffic).
+MAX_WRITERS = 16.0
 
 
 class ViewCache:
@@ -49,6 +59,10 @@ class ViewCache:
         self.cost_s = 0.0  # what the last refresh cost
         self.outcomes_since = 0  # outcomes this process recorded since the last refresh
         self.maybe_free_slots = True  # a free slot may exist (false after a create failed)
+        self.writers = 1.0  # estimated processes writing to the pool at this one's pace
+        self.own_outcomes = 0  # outcomes this process recorded, ever
+        self._mark: tuple[int, int] | None = None  # (pool completed, own outcomes) at a refresh
+        self._base_refresh = refresh_after_outcomes
 
     def due(self) -> bool:
         """Whether the view should be refreshed now."""
@@ -64,6 +78,8 @@ class ViewCache:
         if snapshot is not None:
             self.view = self.score(snapshot)
             self.evictions = self.view.eviction_order[::-1]
+            if self.by_time:
+                self._estimate_writers(int(snapshot.counters["num_completed"]))
             if len(self.view.active) < self.capacity:
                 self.maybe_free_slots = True
             self.cost_s = time.monotonic() - started
@@ -71,6 +87,21 @@ class ViewCache:
         self.outcomes_since = 0
         assert self.view is not None
         return self.view
+
+    def _estimate_writers(self, pool_completed: int) -> None:
+        """Update :attr:`writers` from the pool's and this process's outcomes since the last
+        refresh (only over spans with enough of this process's outcomes to mean something)."""
+        mark = self._mark
+        if mark is None or pool_completed < mark[0]:  # first view, or the pool was replaced
+            self._mark = (pool_completed, self.own_outcomes)
+            return
+        own = self.own_outcomes - mark[1]
+        if own < 16:
+            return
+        ratio = min(max((pool_completed - mark[0]) / own, 1.0), MAX_WRITERS)
+        self.writers += 0.5 * (ratio - self.writers)
+        self._mark = (pool_completed, self.own_outcomes)
+        self.refresh_after_outcomes = max(1, round(self._base_refresh / self.writers))
 
     def score(self, snapshot: PoolSnapshot) -> PoolView:
         """The algorithm's view, with tasks whose env config keeps failing evicted first."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from conftest import make_config, remove_pool, unique_session
 from curriculum import Curriculum
 from curriculum.errors import BackendUnavailableError, ConfigError, LockTimeoutError, ScoreError
 from curriculum.generators import SingleTaskGenerator
+from curriculum.view_cache import MAX_WRITERS
 
 
 def _play(curriculum: Curriculum, episodes: int, seed: int = 7) -> list[int]:
@@ -82,6 +84,7 @@ def test_health_figures_are_public_and_in_stats(curricula) -> None:
     assert curriculum.health()["health/pending_outcomes"] == 5
     stats = curriculum.stats()  # writes the queue first
     assert stats["health/pending_outcomes"] == 0
+    assert stats["health/writers"] == 1.0  # one process
     for key in ("outages", "in_outage", "dropped_outcomes", "late_outcomes", "write_retries"):
         assert stats[f"health/{key}"] == 0
 
@@ -189,3 +192,41 @@ def test_session_names_are_generated_for_private_pools() -> None:
         assert curriculum.location.private
         assert curriculum.session_id.startswith("auto-")
     assert unique_session()  # the helper still works for the others
+
+
+def _write_alongside(index: int, config_json: str, barrier: Any, episodes: int) -> float:
+    """Play ``episodes`` episodes after the others are ready; the largest writers estimate."""
+    from curriculum import CurriculumConfig
+
+    rng = np.random.default_rng(index)
+    with Curriculum(CurriculumConfig.model_validate_json(config_json)) as curriculum:
+        barrier.wait(timeout=60)
+        estimates = []
+        for episode in range(episodes):
+            task = curriculum.get_task()
+            curriculum.update_task_performance(task.task_id, float(rng.random() < 0.5))
+            if episode % 500 == 499:
+                estimates.append(curriculum.health()["health/writers"])
+        return max(estimates)  # while the three overlapped (one may finish alone)
+
+
+def test_processes_sharing_a_pool_see_each_other_as_writers() -> None:
+    """Three processes writing into one pool each see the pool move faster than their own
+    outcomes: about three writers at one pace, more for a process the machine runs slower (a
+    single process estimates one: see test_health_figures_are_public_and_in_stats)."""
+    from workers import run_workers
+
+    config = make_config(num_active_tasks=64)
+    session = config.algorithm_config.session_id
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(3)
+    try:
+        with Curriculum(config):  # the pool outlives the workers
+            estimates = run_workers(
+                _write_alongside,
+                [(config.model_dump_json(), barrier, 6000) for _ in range(3)],
+                ctx=ctx,
+            )
+    finally:
+        remove_pool(session)
+    assert all(1.8 <= e <= MAX_WRITERS for e in estimates), estimates
