@@ -297,6 +297,7 @@ class StagedCurriculum:
         self.flush()
         state = self.stage_state()
         stats = self._stage(state.stage).stats()
+        stats.update(self.health())
         stats["curriculum/current_stage"] = float(state.stage)
         stats["curriculum/stage_transitions"] = float(state.transitions)
         stats["curriculum/stage_steps"] = float(state.stage_steps)
@@ -305,6 +306,20 @@ class StagedCurriculum:
             stats[f"curriculum/stage_performance/{name}"] = float(state.performance[index])
             stats[f"curriculum/stage_outcomes/{name}"] = float(state.outcomes[index])
         return stats
+
+    def health(self) -> dict[str, float]:
+        """This process's ``health/`` figures over every stage's pool (the stage record's
+        writes included): counts add up, ``in_outage`` and ``writers`` are the largest."""
+        total: dict[str, float] = {}
+        for curriculum in self._stages:
+            if curriculum is None:
+                continue
+            for key, value in curriculum.health().items():
+                if key in ("health/in_outage", "health/writers"):
+                    total[key] = max(total.get(key, 0.0), value)
+                else:
+                    total[key] = total.get(key, 0.0) + value
+        return total
 
     def on_epoch_end(self) -> dict[str, float]:
         """End the epoch in every stage's pool; the epoch counters summed over the stages."""
