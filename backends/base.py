@@ -215,6 +215,8 @@ class TaskMemoryBackend(ABC):
     params: PoolParams
     created: bool
     dropped_outcomes: int = 0  # outcomes of writes sent ahead to a pool that was then lost
+    # version() and snapshot() may run in a helper thread while the owner thread writes
+    thread_safe_reads: bool = False
 
     @abstractmethod
     def version(self) -> int:

@@ -232,6 +232,11 @@ class CurriculumConfig(FrozenModel):
             for the same outcomes, and a checkpoint restored into a new process continues the
             same sequence. For reproducible single-process runs and tests; with several
             processes the order of their writes still varies.
+        background_refresh: Refresh the scored view of a large pool (one whose refresh costs
+            more than a millisecond, about 3,000 tasks and up) in a short-lived helper thread,
+            sampling from the current view meanwhile, so that ``get_task`` never waits for a
+            whole re-read and re-score. Off: every refresh runs inside the call that needs it.
+            Deterministic mode never refreshes in the background.
         on_pool_lost: When the pool vanished (destroyed, or Redis restarted without
             persistence) or was re-created by another process: ``"recreate"`` attaches to it
             anew (creating it empty from this config), drops the writes meant for the lost pool
@@ -255,6 +260,7 @@ class CurriculumConfig(FrozenModel):
     max_buffered_outcomes: int = Field(default=1_000_000, ge=1)
     on_pool_lost: Literal["recreate", "raise"] = "recreate"
     deterministic: bool = False
+    background_refresh: bool = True
 
     @model_validator(mode="after")
     def _check_pool_size(self) -> CurriculumConfig:

@@ -34,6 +34,7 @@ from backends.layout import OVERFLOW_LABEL
 from backends.stage_state import StageState, StageUpdate
 from curriculum import forks
 from curriculum.algorithms import PoolView, make_algorithm
+from curriculum.background import BACKGROUND_REFRESH_S, BackgroundCall
 from curriculum.errors import (
     BackendError,
     BackendUnavailableError,
@@ -109,6 +110,14 @@ class PoolSession:
         self.late_outcomes = 0  # outcomes this process wrote after their task was evicted
         self._backend_dropped = 0  # the backend's dropped_outcomes already counted
         self._overflow_warned = False
+        # a refresh running in a helper thread, and the tasks placed since it started
+        self._refresh: BackgroundCall[tuple[PoolView | None, float]] | None = None
+        self._placed: list[tuple[int, int, int, int]] | None = None
+        self._background = (
+            config.background_refresh
+            and not config.deterministic
+            and getattr(self.backend, "thread_safe_reads", False)
+        )
         self.owner = self.backend.created  # this process created the pool
         if self.backend.created:
             self.rng = np.random.default_rng(config.seed)
@@ -125,6 +134,7 @@ class PoolSession:
         """In a forked child, right after the fork: the parent still owns what it queued."""
         self.queue.discard()
         self.registry.running.clear()
+        self._drop_refresh()  # its thread does not exist here
         self.owner = False
         self._adopted = False
         self._exit_flush = None  # multiprocessing does not run a parent's finalizers here
@@ -181,6 +191,7 @@ class PoolSession:
         dropped = self.queue.discard() + self._backend_dropped_since()
         self.dropped_outcomes += dropped
         self.registry.mark_lost()
+        self._drop_refresh()
         self.views.invalidate()
         self.views.maybe_free_slots = True
         self.outage.reset()
@@ -197,14 +208,23 @@ class PoolSession:
     def view(self, *, fresh: bool = False) -> PoolView:
         """The scored view; recomputed when due (or ``fresh``) and the pool has changed.
 
-        During an outage the last view is used (a ``fresh`` view raises instead).
+        During an outage the last view is used (a ``fresh`` view raises instead). A view whose
+        refresh costs more than ``BACKGROUND_REFRESH_S`` (a large pool) is refreshed in a helper
+        thread while sampling goes on from the current one (:mod:`curriculum.background`).
         """
         views = self.views
+        if self._refresh is not None and (fresh or self._refresh.done()):
+            self._finish_refresh()
         if not fresh and not views.due():
             assert views.view is not None
             return views.view
-        if views.view is not None and not fresh and self.outage.active():
-            return views.view
+        if views.view is not None and not fresh:
+            if self.outage.active():
+                return views.view
+            if self._background and views.cost_s > BACKGROUND_REFRESH_S:
+                if self._refresh is None:
+                    self._start_refresh(views.view.snapshot.version)
+                return views.view
         started = time.monotonic()
         try:
             if not views.by_time:  # deterministic: the view shows every outcome recorded so far
@@ -219,6 +239,50 @@ class PoolSession:
             return views.view
         self.outage.reachable()
         return view
+
+    def _start_refresh(self, version: int) -> None:
+        """Re-read and re-score the pool in a helper thread (when it changed since ``version``)."""
+        backend, score = self.backend, self.views.score
+
+        def work() -> tuple[PoolView | None, float]:
+            started = time.monotonic()
+            if backend.version() == version:
+                return None, time.monotonic() - started
+            return score(backend.snapshot()), time.monotonic() - started
+
+        self._placed = []
+        self._refresh = BackgroundCall(work)
+
+    def _finish_refresh(self) -> None:
+        """Install the view the helper thread made (waiting for it if need be), with the tasks
+        this process placed meanwhile shown in it."""
+        call, placed = self._refresh, self._placed
+        self._refresh, self._placed = None, None
+        assert call is not None and placed is not None
+        call.wait()
+        try:
+            view, cost = call.result()
+        except TRANSIENT as exc:
+            with contextlib.suppress(BackendError):  # raise mode: the next call raises
+                self.outage.failed(exc)
+            return
+        self.outage.reachable()
+        if view is None and self.views.view is None:
+            return  # this process changed the pool since: the next call refreshes inline
+        replayed = set()
+        if view is not None:
+            seqs = view.snapshot.rows["seq"]
+            for slot, task_id, label_id, seq in placed:
+                if view.task_id(slot) != task_id and seqs[slot] < seq:
+                    view.place_new_task(slot, task_id, label_id, seq)
+                    replayed.add(slot)
+        self.views.install(view, cost)
+        if replayed:  # their eviction scores were the replaced tasks'
+            self.views.evictions = [s for s in self.views.evictions if s not in replayed]
+
+    def _drop_refresh(self) -> None:
+        """Forget a refresh in flight (the pool's contents were replaced since it started)."""
+        self._refresh, self._placed = None, None
 
     # -- drawing --------------------------------------------------------------------------------
 
@@ -280,6 +344,7 @@ class PoolSession:
             self.views.maybe_free_slots = False
             return None
         self.registry.remember(task_id, slot, label_id)
+        self._note_placed(slot, task_id, label_id, seq)
         self.views.invalidate()
         return task_id, slot, label_id
 
@@ -302,10 +367,15 @@ class PoolSession:
                 if self.backend.replace_task(slot, old_task, task_id, label_id, seq):
                     self.registry.remember(task_id, slot, label_id)
                     view.place_new_task(slot, task_id, label_id, seq)
+                    self._note_placed(slot, task_id, label_id, seq)
                     return task_id, slot, label_id
         except TRANSIENT as exc:
             self.outage.failed(exc)
         return None
+
+    def _note_placed(self, slot: int, task_id: int, label_id: int, seq: int) -> None:
+        if self._placed is not None:  # a refresh is in flight: show the task in its view too
+            self._placed.append((slot, task_id, label_id, seq))
 
     # -- recording ------------------------------------------------------------------------------
 
@@ -459,6 +529,7 @@ class PoolSession:
         """Reset the pool's epoch counters; their values before."""
         self.flush()
         before = self.backend.end_epoch()
+        self._drop_refresh()
         self.views.invalidate()
         return before
 
@@ -475,6 +546,7 @@ class PoolSession:
         self.flush()
         self.backend.import_state(state)
         self.registry.clear()
+        self._drop_refresh()
         self.views.invalidate()
         self.views.maybe_free_slots = int((state.rows["task_id"] >= 0).sum()) < self.capacity
 

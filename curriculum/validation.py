@@ -8,6 +8,7 @@ recorded.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 
@@ -17,6 +18,21 @@ from curriculum.errors import ScoreError
 from curriculum.task_ids import MAX_TASK_ID, check_task_id
 
 MAX_EPISODE_STEPS = 2**40  # far beyond any episode; keeps every step counter exact in int64
+
+logger = logging.getLogger("curriculum")
+_clip_said = False  # clip_scores=True clipped a score in this process, and a warning said so
+
+
+def _say_clipped(task_id: object, score: object) -> None:
+    global _clip_said
+    if not _clip_said:
+        _clip_said = True
+        logger.warning(
+            "score %r for task %s was clipped into [0, 1] (clip_scores=True); learning progress "
+            "then steers on clipped scores. Map scores into [0, 1] instead (this is said once)",
+            score,
+            task_id,
+        )
 
 __all__ = [
     "MAX_EPISODE_STEPS",
@@ -52,6 +68,7 @@ def check_score(task_id: object, score: object, *, clip: bool = False) -> float:
                 f"score {score!r} for task {task_id} is outside [0, 1] "
                 "(map returns into [0, 1], or set clip_scores=True to clip)"
             )
+        _say_clipped(task_id, score)
         value = min(max(value, 0.0), 1.0)
     return value
 
@@ -85,6 +102,10 @@ def check_scores(
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         check_score(task_ids[i], float(values[i]), clip=clip)
+    outside = (values < 0) | (values > 1)
+    if outside.any():
+        i = int(np.flatnonzero(outside)[0])
+        _say_clipped(task_ids[i], float(values[i]))
     return np.clip(values, 0.0, 1.0)
 
 

@@ -75,14 +75,20 @@ class ViewCache:
 
     def refreshed(self, snapshot: PoolSnapshot | None, started: float) -> PoolView:
         """Take ``snapshot`` (None: the pool did not change) as the current state of the pool."""
-        if snapshot is not None:
-            self.view = self.score(snapshot)
-            self.evictions = self.view.eviction_order[::-1]
+        view = None if snapshot is None else self.score(snapshot)
+        return self.install(view, time.monotonic() - started)
+
+    def install(self, view: PoolView | None, cost_s: float) -> PoolView:
+        """Take ``view`` (None: the pool did not change) as the current one; the refresh that
+        made it (or found the pool unchanged) cost ``cost_s``."""
+        if view is not None:
+            self.view = view
+            self.evictions = view.eviction_order[::-1]
             if self.by_time:
-                self._estimate_writers(int(snapshot.counters["num_completed"]))
-            if len(self.view.active) < self.capacity:
+                self._estimate_writers(int(view.snapshot.counters["num_completed"]))
+            if len(view.active) < self.capacity:
                 self.maybe_free_slots = True
-            self.cost_s = time.monotonic() - started
+            self.cost_s = cost_s
         self.taken_at = time.monotonic()
         self.outcomes_since = 0
         assert self.view is not None

@@ -230,3 +230,78 @@ def test_processes_sharing_a_pool_see_each_other_as_writers() -> None:
     finally:
         remove_pool(session)
     assert all(1.8 <= e <= MAX_WRITERS for e in estimates), estimates
+
+
+def test_large_pools_refresh_their_view_off_the_calling_thread(monkeypatch) -> None:
+    """Once a refresh costs more than BACKGROUND_REFRESH_S (here: always), get_task samples on
+    from its view while a helper thread re-reads and re-scores the pool; tasks this process
+    places meanwhile still show in the new view, and no outcome is lost."""
+    import threading
+
+    from curriculum import session as session_module
+
+    monkeypatch.setattr(session_module, "BACKGROUND_REFRESH_S", -1.0)
+    config = make_config(num_active_tasks=64, write_batch_size=8, snapshot_max_age_s=0.0)
+    session_id = config.algorithm_config.session_id
+    try:
+        with Curriculum(config) as curriculum:
+            backend = curriculum.backend
+            readers: list[str] = []
+            real_snapshot = backend.snapshot
+
+            def snapshot():  # type: ignore[no-untyped-def]
+                readers.append(threading.current_thread().name)
+                return real_snapshot()
+
+            backend.snapshot = snapshot  # type: ignore[method-assign]
+            played = _play(curriculum, 3000)
+            reported = len(played)
+            backend.snapshot = real_snapshot  # type: ignore[method-assign]
+            now_active = set(backend.snapshot().rows["task_id"].tolist())
+            evicted = set(played) - now_active
+            outcomes = {t: played.count(t) for t in evicted}
+            # a task placed while a refresh ran is never evicted on its predecessor's score
+            assert min(outcomes.values()) >= 10, sorted(outcomes.values())[:5]
+            assert readers.count("curriculum-view-refresh") >= 10, readers[-20:]
+            in_caller = [r for r in readers[5:] if r != "curriculum-view-refresh"]
+            assert not in_caller, "re-reads on the calling thread once warm"
+            stats = curriculum.stats()
+            assert stats["curriculum/num_completed"] == reported
+            assert stats["curriculum/num_evicted"] > 0
+            active = set(curriculum.task_probabilities())
+            assert len(active) == 64
+    finally:
+        remove_pool(session_id)
+
+
+def test_background_refresh_can_be_turned_off(monkeypatch) -> None:
+    import threading
+
+    from curriculum import session as session_module
+
+    monkeypatch.setattr(session_module, "BACKGROUND_REFRESH_S", -1.0)
+    config = make_config(num_active_tasks=32, background_refresh=False, snapshot_max_age_s=0.0)
+    session_id = config.algorithm_config.session_id
+    try:
+        with Curriculum(config) as curriculum:
+            before = threading.active_count()
+            _play(curriculum, 500)
+            assert not curriculum._session._background
+            assert threading.active_count() == before
+    finally:
+        remove_pool(session_id)
+
+
+def test_clipping_is_said_once(curricula, caplog, monkeypatch) -> None:
+    from curriculum import validation
+
+    monkeypatch.setattr(validation, "_clip_said", False)
+    curriculum = curricula(clip_scores=True)
+    task = curriculum.get_task()
+    with caplog.at_level(logging.WARNING, logger="curriculum"):
+        curriculum.update_task_performance(task.task_id, 3.0)
+        curriculum.update_task_performance(task.task_id, -1.0)
+        curriculum.update_task_performance_batch([task.task_id], [7.0])
+    said = [r for r in caplog.records if "clipped" in r.getMessage()]
+    assert len(said) == 1 and "3.0" in said[0].getMessage()
+    assert curriculum.stats()["curriculum/num_completed"] == 3
