@@ -34,6 +34,7 @@ def _say_clipped(task_id: object, score: object) -> None:
             task_id,
         )
 
+
 __all__ = [
     "MAX_EPISODE_STEPS",
     "check_score",
