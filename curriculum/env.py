@@ -185,13 +185,13 @@ class CurriculumEnv(gym.Wrapper):
                 env_factory=...)`` is accepted too.)
             curriculum: The shared curriculum (or staged curriculum) the tasks come from and the
                 scores go to.
-            apply_task: ``apply_task(env, env_cfg)`` or ``apply_task(env, env_cfg, task_id)``
-                configures ``env`` for a task. None uses ``env.unwrapped.set_task`` or
-                ``set_env_cfg``. Not with ``env_factory``.
+            apply_task: ``apply_task(env, env_cfg)`` configures ``env`` for a task (with a
+                parameter named ``task_id``, it gets the task id too). None uses
+                ``env.unwrapped.set_task`` or ``set_env_cfg``. Not with ``env_factory``.
             score_fn: ``score_fn(terminal_info, episode_return)`` gives the episode's score.
                 None uses ``info["score"]`` if present, else the return mapped by ``score_range``.
-            env_factory: ``env_factory(env_cfg)`` or ``env_factory(env_cfg, task_id)`` builds the
-                env for a task (see :mod:`curriculum.env_tasks`).
+            env_factory: ``env_factory(env_cfg)`` builds the env for a task (with a parameter
+                named ``task_id``, it gets the task id too; see :mod:`curriculum.env_tasks`).
             score_range: The episode returns mapped linearly onto scores 0 and 1.
             out_of_range: ``"raise"`` (ScoreError) or ``"clip"`` (warned once per process) for a
                 score outside [0, 1].

@@ -12,9 +12,10 @@ Two forms:
   the current one. A rebuilt env's first reset gets a seed drawn from the seed of the wrapper's
   first seeded ``reset`` (so a seeded run stays reproducible), else none.
 
-Each callable may take the task id as one more positional argument: ``apply_task(env, env_cfg,
-task_id)``, ``set_task(env_cfg, task_id)``, ``env_factory(env_cfg, task_id)`` (a factory that
-takes the id is called again whenever the id changes). The two-argument forms keep working.
+Each callable may take the task id: one that has a parameter named ``task_id`` gets it as that
+keyword, ``apply_task(env, env_cfg, task_id)``, ``set_task(env_cfg, task_id)``,
+``env_factory(env_cfg, task_id)`` (a factory that takes the id is called again whenever the id
+changes). Callables without that parameter are called as before, without the id.
 
 Every task must keep the spaces: after a task is applied (or its env built) the env's
 observation and action spaces are compared with the spaces at construction, and a difference
@@ -40,18 +41,16 @@ class TaskSpaceError(ConfigError):
     """A task changes the env's observation or action space (another task would not help)."""
 
 
-def takes_extra_argument(fn: Callable[..., Any], count: int) -> bool:
-    """Whether ``fn`` accepts ``count + 1`` positional arguments (else it is called with
-    ``count``)."""
+def takes_task_id(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` has a parameter named ``task_id`` (it then gets the id as that keyword)."""
     try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):  # builtins without a signature: the documented short form
+        parameter = inspect.signature(fn).parameters.get("task_id")
+    except (TypeError, ValueError):  # builtins without a signature: the form without the id
         return False
-    try:
-        signature.bind(*([None] * (count + 1)))
-    except TypeError:
-        return False
-    return True
+    return parameter is not None and parameter.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
 
 
 def resolve_apply(env: gym.Env, apply_task: Callable[..., Any] | None) -> Callable[[Any, int], Any]:
@@ -63,15 +62,15 @@ def resolve_apply(env: gym.Env, apply_task: Callable[..., Any] | None) -> Callab
     if apply_task is not None:
         if not callable(apply_task):
             raise ConfigError(f"apply_task must be callable, got {type(apply_task).__name__}")
-        if takes_extra_argument(apply_task, 2):
-            return lambda env_cfg, task_id: apply_task(env, env_cfg, task_id)
+        if takes_task_id(apply_task):
+            return lambda env_cfg, task_id: apply_task(env, env_cfg, task_id=task_id)
         return lambda env_cfg, task_id: apply_task(env, env_cfg)
     base = env.unwrapped
     for name in _METHOD_NAMES:
         method = getattr(base, name, None)
         if callable(method):
-            if takes_extra_argument(method, 1):
-                return method
+            if takes_task_id(method):
+                return lambda env_cfg, task_id, method=method: method(env_cfg, task_id=task_id)
             return lambda env_cfg, task_id, method=method: method(env_cfg)
     raise ConfigError(
         f"cannot apply a task to env {type(base).__module__}.{type(base).__qualname__}"
@@ -91,13 +90,13 @@ class EnvFactory:
         if not callable(factory):
             raise ConfigError(f"env_factory must be callable, got {type(factory).__name__}")
         self._factory = factory
-        self._takes_id = takes_extra_argument(factory, 1)
+        self._takes_id = takes_task_id(factory)
         self._seeds: np.random.Generator | None = None
         self.built_from: tuple[Any, int] | None = None  # (env_cfg, task_id) of the current env
 
     def build(self, env_cfg: Any, task_id: int) -> gym.Env:
         """A new env for this config (raises what the factory raises)."""
-        env = self._factory(env_cfg, task_id) if self._takes_id else self._factory(env_cfg)
+        env = self._factory(env_cfg, task_id=task_id) if self._takes_id else self._factory(env_cfg)
         if not isinstance(env, gym.Env):
             raise ConfigError(f"env_factory returned a {type(env).__name__}, not a gymnasium.Env")
         self.built_from = (env_cfg, task_id)

@@ -303,3 +303,14 @@ def test_terminal_task_id_round_trips_into_reset_options(
     assert single.task_id == int(task_id)
     with pytest.raises(ConfigError, match="forced"):
         single.reset(options={"task_id": 1.5})
+
+
+def test_a_parameter_with_a_default_is_not_mistaken_for_the_task_id(cartpole: Curriculum) -> None:
+    seen: list[Any] = []
+
+    def apply(env: gym.Env, cfg: dict[str, Any], strict: Any = "unset") -> None:
+        seen.append(strict)
+
+    env = CurriculumEnv(gym.make("CartPole-v1"), cartpole, apply_task=apply)
+    env.reset()
+    assert seen == ["unset"]
