@@ -10,7 +10,8 @@ multi-agent env returns per-agent arrays (any shape, even ``(1,)``); the rule th
 - the episode's return is the mean of the agents' returns (what ``score_range`` maps and what
   ``score_fn`` receives); the per-agent returns are in :attr:`EpisodeReturns.agent_returns`.
 
-A scalar ``terminated`` / ``truncated`` alongside per-agent rewards applies to every agent.
+A scalar ``terminated`` / ``truncated`` alongside per-agent rewards applies to every agent, and a
+scalar reward alongside per-agent flags (a team reward) goes to every agent.
 """
 
 from __future__ import annotations
@@ -44,7 +45,14 @@ class EpisodeReturns:
         else:
             rewards = np.asarray(reward, dtype=np.float64).reshape(-1)
             ends = np.logical_or(np.asarray(terminated, dtype=bool), np.asarray(truncated, bool))
-            ends = np.broadcast_to(ends.reshape(-1) if ends.ndim else ends, rewards.shape)
+            ends = ends.reshape(-1)
+            try:
+                rewards, ends = np.broadcast_arrays(rewards, ends)
+            except ValueError:
+                raise ValueError(
+                    f"the env returned {rewards.size} rewards but {ends.size} done flags; "
+                    "CurriculumEnv needs one of each per agent (or one for all)"
+                ) from None
         if self.agent_returns is None:
             self.agent_returns = np.zeros(rewards.shape)
             self.done = np.zeros(rewards.shape, dtype=bool)

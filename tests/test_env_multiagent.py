@@ -184,3 +184,18 @@ def test_multi_agent_env_under_pufferlib(backend: str) -> None:
         assert stats["reward/mean"] == pytest.approx(0.3)  # mean return 3 of range (0, 10)
     finally:
         curriculum.close()
+
+
+def test_team_reward_and_shared_done_flags_broadcast(team: Curriculum) -> None:
+    class TeamReward(TeamEnv):
+        def step(self, action: Any) -> Any:
+            obs, _, terminated, truncated, info = super().step(action)
+            return obs, 2.0, terminated, truncated, info  # one reward for the whole team
+
+    env = CurriculumEnv(TeamReward(), team, score_range=(0.0, 20.0), stats_interval_s=0)
+    env.reset()
+    length = env.task.get_env_cfg()["length"]
+    for _ in range(length + 2):
+        *_, info = env.step(env.action_space.sample())
+    # agent i is rewarded 2 per step for its length + i steps: mean return 2 * (length + 1)
+    assert info[INFO_KEY]["score"] == pytest.approx(2 * (length + 1) / 20.0)
