@@ -210,6 +210,9 @@ class CurriculumEnv(gym.Wrapper):
                 "CurriculumEnv needs a Curriculum or StagedCurriculum, "
                 f"got {type(curriculum).__name__}"
             )
+        self._scorer = Scorer(score_fn, score_range, out_of_range)
+        self._max_task_attempts = _check_attempts(max_task_attempts)
+        self._stats_interval_s = _check_interval(stats_interval_s)
         self._factory: EnvFactory | None = None
         if env_factory is not None:
             if env is not None or apply_task is not None:
@@ -227,19 +230,6 @@ class CurriculumEnv(gym.Wrapper):
         self.curriculum = curriculum
         self._spaces = (env.observation_space, env.action_space)
         self._apply = None if self._factory is not None else resolve_apply(env, apply_task)
-        self._scorer = Scorer(score_fn, score_range, out_of_range)
-        if isinstance(max_task_attempts, bool) or not isinstance(max_task_attempts, int):
-            raise ConfigError(f"max_task_attempts must be an int, got {max_task_attempts!r}")
-        if max_task_attempts < 1:
-            raise ConfigError(f"max_task_attempts must be at least 1, got {max_task_attempts}")
-        self._max_task_attempts = max_task_attempts
-        try:
-            interval = float(stats_interval_s)
-        except (TypeError, ValueError):
-            interval = math.nan
-        if not interval >= 0.0 or math.isinf(interval):
-            raise ConfigError(f"stats_interval_s must be finite and >= 0, got {stats_interval_s!r}")
-        self._stats_interval_s = interval
 
         self.task: CurriculumTask | None = None
         self.task_id: int | None = None
@@ -417,3 +407,21 @@ class CurriculumEnv(gym.Wrapper):
                     self.curriculum.flush()
         finally:
             super().close()
+
+
+def _check_attempts(max_task_attempts: Any) -> int:
+    if isinstance(max_task_attempts, bool) or not isinstance(max_task_attempts, int):
+        raise ConfigError(f"max_task_attempts must be an int, got {max_task_attempts!r}")
+    if max_task_attempts < 1:
+        raise ConfigError(f"max_task_attempts must be at least 1, got {max_task_attempts}")
+    return max_task_attempts
+
+
+def _check_interval(stats_interval_s: Any) -> float:
+    try:
+        interval = float(stats_interval_s)
+    except (TypeError, ValueError):
+        interval = math.nan
+    if not interval >= 0.0 or math.isinf(interval):
+        raise ConfigError(f"stats_interval_s must be finite and >= 0, got {stats_interval_s!r}")
+    return interval
