@@ -79,20 +79,23 @@ class Scorer:
             raise ScoreError(f"score {raw!r} (from {source}) of task {task_id} is not finite")
         if 0.0 <= value <= 1.0:
             return value
-        what = f"score {value:g} (from {source}) of task {task_id} is outside [0, 1]"
         if self.out_of_range == "raise":
-            raise ScoreError(f"{what}; {self._fixes(source)}")
+            raise ScoreError(
+                f"score {value:g} (from {source}) of task {task_id} is outside [0, 1]; "
+                f"{self._fixes(source)}, or out_of_range='clip' to clip (warned once)"
+            )
         self.clipped += 1
         global _warned_clipping
         if not _warned_clipping:
             _warned_clipping = True
             warnings.warn(
-                f"CurriculumEnv clipped a {what} (out_of_range='clip'); the curriculum now "
-                "steers on clipped scores, which hide the differences between tasks whose "
-                f"scores are clipped. Warned once per process; each wrapper counts its clipped "
-                f"scores in clipped_scores. To fix: {self._fixes(source)}",
+                f"CurriculumEnv clipped the score {value:g} (from {source}) of task {task_id} "
+                "into [0, 1] (out_of_range='clip'): the curriculum steers on clipped scores, "
+                "which hide the differences between the tasks they clip. Warned once per "
+                "process; each wrapper counts its clipped scores in clipped_scores. To score "
+                f"without clipping: {self._fixes(source)}",
                 RuntimeWarning,
-                stacklevel=4,
+                stacklevel=3,
             )
         return min(max(value, 0.0), 1.0)
 
@@ -103,12 +106,11 @@ class Scorer:
         if source.startswith("episode return"):
             return (
                 "pass the env's return range as score_range=(lowest, highest) (CartPole-v1: "
-                "score_range=(0, 500)), or score_fn=(info, episode_return) -> score in [0, 1], "
-                "or out_of_range='clip' to clip (warned once)"
+                "score_range=(0, 500)), or score_fn=(info, episode_return) -> score in [0, 1]"
             )
         return (
-            f"make {source} return a score in [0, 1] (or pass score_fn=(info, episode_return) "
-            "-> score in [0, 1]), or out_of_range='clip' to clip (warned once)"
+            f"make {source} give a score in [0, 1], or pass "
+            "score_fn=(info, episode_return) -> score in [0, 1]"
         )
 
 
