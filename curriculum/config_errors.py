@@ -37,12 +37,10 @@ def _short_repr(value: Any) -> str | None:
     return text if len(text) <= _MAX_SHOWN else None
 
 
-def _config_classes() -> list[type[BaseModel]]:
-    """Every public config model (the subclasses of FrozenModel), most derived last."""
-    from curriculum.frozen_model import FrozenModel
-
+def _config_classes(family: type[BaseModel]) -> list[type[BaseModel]]:
+    """Every public subclass of ``family`` (the config models)."""
     found: list[type[BaseModel]] = []
-    pending: list[type[BaseModel]] = [FrozenModel]
+    pending: list[type[BaseModel]] = [family]
     while pending:
         cls = pending.pop()
         for sub in cls.__subclasses__():
@@ -94,8 +92,11 @@ def _tag(cls: type[BaseModel]) -> Any:
     return None if field is None else field.default
 
 
-def unknown_field_hint(model: type[BaseModel] | None, name: str) -> str:
-    """A suggestion for the unknown field ``name`` given to ``model`` ('' when none)."""
+def unknown_field_hint(
+    model: type[BaseModel] | None, name: str, family: type[BaseModel] | None = None
+) -> str:
+    """A suggestion for the unknown field ``name`` given to ``model`` ('' when none): the
+    closest field of ``model``, else the configs of ``family`` that have such a field."""
     if model is not None:
         fields = list(model.model_fields)
         close = difflib.get_close_matches(name, fields, n=1, cutoff=0.6) or [
@@ -105,7 +106,7 @@ def unknown_field_hint(model: type[BaseModel] | None, name: str) -> str:
             return f"did you mean {close[0]!r}?"
     owners = [
         cls
-        for cls in _config_classes()
+        for cls in (_config_classes(family) if family is not None else [])
         if name in cls.model_fields and (model is None or not issubclass(model, cls))
     ]
     owners = [cls for cls in owners if not any(o is not cls and issubclass(cls, o) for o in owners)]
@@ -125,17 +126,22 @@ def unknown_field_hint(model: type[BaseModel] | None, name: str) -> str:
 
 
 def describe_validation_error(
-    what: str, exc: ValidationError, model: type[BaseModel] | None = None
+    what: str,
+    exc: ValidationError,
+    model: type[BaseModel] | None = None,
+    family: type[BaseModel] | None = None,
 ) -> str:
     """A short message naming ``what`` and each rejected field, with a suggestion where one
-    helps. ``model`` is the class validated (for suggestions about unknown fields)."""
+    helps. ``model`` is the class validated, ``family`` the base class of the configs an
+    unknown field may belong to (both for suggestions about unknown fields)."""
     lines = []
     for err in exc.errors():
         loc = tuple(err["loc"])
         path = ".".join(str(p) for p in loc)
         kind = err["type"]
         if kind == "extra_forbidden" and loc:
-            hint = unknown_field_hint(_model_at(model, loc[:-1]) if model else None, str(loc[-1]))
+            at = _model_at(model, loc[:-1]) if model else None
+            hint = unknown_field_hint(at, str(loc[-1]), family)
             shown = _short_repr(err.get("input"))
             lines.append(
                 f"unknown field {path!r}"

@@ -22,5 +22,7 @@ class FrozenModel(BaseModel):
             super().__init__(**data)
         except ValidationError as exc:
             raise ConfigError(
-                describe_validation_error(f"invalid {type(self).__name__}", exc, type(self))
+                describe_validation_error(
+                    f"invalid {type(self).__name__}", exc, type(self), FrozenModel
+                )
             ) from None
