@@ -10,12 +10,13 @@ handle and process, refreshed at most every ``stats_interval_s`` seconds.
 from __future__ import annotations
 
 import math
-import os
 import time
 import weakref
 from typing import Any
 
 import numpy as np
+
+from curriculum import forks
 
 INFO_KEY = "curriculum"
 """The key of the terminal step's info under which the wrapper puts its dict."""
@@ -36,20 +37,20 @@ INFO_KEYS = ("task_id", "score", "stage", *(f"label_{name}" for name in LABEL_FI
 class _StatsCache:
     """``Curriculum.stats()`` of one curriculum handle in one process, at most so old."""
 
-    __slots__ = ("pid", "stats", "taken")
+    __slots__ = ("generation", "stats", "taken")
 
     def __init__(self) -> None:
-        self.pid = -1
+        self.generation = -1  # forks.generation() when taken: a forked child takes its own
         self.taken = -math.inf
         self.stats: dict[str, float] = {}
 
     def get(self, curriculum: Any, max_age_s: float) -> dict[str, float]:
         now = time.monotonic()
-        pid = os.getpid()
-        if pid != self.pid or now - self.taken >= max_age_s:
+        generation = forks.generation()
+        if generation != self.generation or now - self.taken >= max_age_s:
             self.stats = curriculum.stats()
             self.taken = now
-            self.pid = pid
+            self.generation = generation
         return self.stats
 
 
