@@ -1,11 +1,11 @@
 """This process's writes to one pool, in order, with the one retry path.
 
 Outcomes, sample counts and failures collect in an open :class:`~backends.base.WriteBatch`;
-stage-record updates of a staged curriculum queue behind it. A write leaves the queue only when
-the backend applied it. A write that failed stays at the head of the queue, with the write id the
-backend gave it on the first attempt, and is sent again before anything newer: a backend that may
-already have applied it (a reply lost with its connection) recognises the id and does not apply it
-twice.
+stage-record updates of a staged curriculum queue behind it. Sealing a write gives it its write id
+(numbered here, and nowhere else, per process). A write leaves the queue only when the backend
+applied it. A write that failed stays at the head of the queue, with its id, and is sent again
+before anything newer: a backend that may already have applied it (a reply lost with its
+connection) recognises the id and does not apply it twice.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ class WriteQueue:
         self.opened_at: float | None = None  # monotonic time the open batch got its first entry
         self.retries = 0  # writes sent again after a failed attempt
         self._head_failed = False  # the head of ``sealed`` failed its last attempt
+        self._last_write_id = 0  # write ids are numbered here, once, when a write is sealed
         self.on_stage: StageListener | None = None
         # a staged curriculum's outcomes per stage, folded into one stage update each at seal()
         self.stage_scores: dict[int, list[float]] = {}
@@ -85,12 +86,19 @@ class WriteQueue:
         and write ids."""
         self.opened_at = None
         if len(self.open):
+            self.open.write_id = self._next_write_id()
             self.sealed.append(self.open)
             self.open = WriteBatch()
         for stage, scores in sorted(self.stage_scores.items()):
             decay, add = fold_scores(scores, self.stage_smoothing)
-            self.sealed.append(StageUpdate(stage, len(scores), decay, add, self.stage_steps[stage]))
+            update = StageUpdate(stage, len(scores), decay, add, self.stage_steps[stage])
+            update.write_id = self._next_write_id()
+            self.sealed.append(update)
         self.stage_scores, self.stage_steps, self.stage_count = {}, {}, 0
+
+    def _next_write_id(self) -> int:
+        self._last_write_id += 1
+        return self._last_write_id
 
     def flush(self, backend: TaskMemoryBackend, *, wait: bool = True) -> RecordResult:
         """Send every queued write, oldest first; stops at (and raises) the first failure.
