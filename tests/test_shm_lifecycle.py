@@ -139,11 +139,11 @@ def _attach_and_record(handle: Curriculum | bytes, n: int, ending: str, report: 
 def _hold_lock_mid_write(handle: Curriculum, ready: Any, release: Any) -> None:
     """Take the pool's lock as a write does (seqlock odd), and keep it until ``release``."""
     cur = open_handle(handle)
-    cur.backend._begin_write()
-    ready.put(os.getpid())
-    if not release.wait(timeout=WAIT_S):
-        os._exit(3)
-    cur.backend._end_write()
+    with cur.backend._locked():
+        cur.backend._change()  # the seqlock is odd and an (empty) undo record is set
+        ready.put(os.getpid())
+        if not release.wait(timeout=WAIT_S):
+            os._exit(3)
     record(cur, 1)
     cur.close()
 
@@ -158,7 +158,7 @@ def _hold_raw_lock(handle: Curriculum, attached: Any, go: Any, ready: Any, relea
     ready.put(os.getpid())
     if not release.wait(timeout=WAIT_S):
         os._exit(3)
-    cur.backend._end_write()
+    cur.backend._release()
     cur.close()
 
 
