@@ -402,7 +402,8 @@ class SharedMemoryBackend(TaskMemoryBackend):
     def reattach(self, params: PoolParams) -> bool:
         """After PoolLostError: leave the removed segment and attach to the session's pool again,
         creating it (with ``params``) when absent. True when this process created it."""
-        self._finalizer()  # leaves the old segment (never removes the new file at its path)
+        detach(self._files)  # leaves the old segment (never removes the new file at its path)
+        self._finalizer.cancel()
         self._open(params, create=True)
         return self.created
 
@@ -411,7 +412,8 @@ class SharedMemoryBackend(TaskMemoryBackend):
         if self._closed:
             return
         self._closed = True
-        self._finalizer()
+        detach(self._files)  # also in a forked child, where the finalizer would not run
+        self._finalizer.cancel()
 
     def destroy(self) -> None:
         """Remove the segment now; processes still attached get PoolLostError at their next

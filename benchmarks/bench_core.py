@@ -14,6 +14,9 @@ Measures, against a no-lock numpy baseline of the same per-outcome EMA update:
    the machine itself gives a second process); then every outcome sent must have been counted.
 
 Run ``python benchmarks/bench_core.py`` (about 2 minutes on 2 cores) or add ``--quick`` (~20 s).
+``--journal`` measures only what the undo record of /dev/shm writes costs (see
+``backends.shm_journal``): section 3's batch API (64/call) and immediate writes, with the undo
+record and with it switched off, interleaved in one run.
 Exits 1 when an outcome was lost; goals that are missed are printed as MISS, never raised.
 """
 
@@ -514,13 +517,52 @@ def run_processes(
     return ratio, results
 
 
+def run_journal_cost(plan: Plan, rounds_: int = 3) -> None:
+    """Section 3 with and without the undo record, interleaved; best of ``rounds_`` each."""
+    from backends import shm_journal
+
+    real_save = shm_journal.Journal.save
+
+    def no_undo(self: object, rows: object = None, labels: object = None, **_: object) -> None:
+        return None
+
+    variants = {"with undo record": real_save, "without undo record": no_undo}
+    best: dict[tuple[str, str], float] = {}
+    singles = max(2000, plan.batch_outcomes // 40)
+    try:
+        for _ in range(rounds_):
+            for name, save in variants.items():
+                shm_journal.Journal.save = save  # type: ignore[method-assign]
+                for case, rate in (
+                    ("batch API, 64/call", bench_batch_api(plan, 64)[0]),
+                    ("write_batch_size=1", bench_per_outcome(plan, 1, singles)[0]),
+                ):
+                    best[(name, case)] = max(best.get((name, case), 0.0), rate)
+    finally:
+        shm_journal.Journal.save = real_save  # type: ignore[method-assign]
+    rows = []
+    for case in ("batch API, 64/call", "write_batch_size=1"):
+        with_, without = best[("with undo record", case)], best[("without undo record", case)]
+        rows.append((f"{case}, without undo record (baseline)", rate_text(without), "1.00"))
+        rows.append((f"{case}, with undo record", rate_text(with_), f"{with_ / without:.2f}"))
+    print_table(
+        f"undo record cost, {RECORD_TASKS:,} tasks, best of {rounds_} interleaved rounds", rows
+    )
+
+
 def main() -> int:
     """Run every section, print the goals; 1 when an outcome was lost."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run (~20 s)")
     parser.add_argument("--mp-batch", type=int, default=256, help="batch size of section 4")
+    parser.add_argument(
+        "--journal", action="store_true", help="only the cost of the /dev/shm undo record"
+    )
     args = parser.parse_args()
     plan = QUICK if args.quick else FULL
+    if args.journal:
+        run_journal_cost(plan)
+        return 0
     started = time.perf_counter()
     config = make_config(1000, "shown")
     print(f"python {platform.python_version()}, numpy {np.__version__}, {os.cpu_count()} cpus")
