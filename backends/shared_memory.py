@@ -205,7 +205,8 @@ class SharedMemoryBackend(TaskMemoryBackend):
         stage: bool = False,
     ) -> None:
         """Inside :meth:`_locked`: save what is about to change (all counters always), then
-        open the seqlock. Call once, before the first change."""
+        open the seqlock. Call once, before the first change (a second call would replace the
+        undo record)."""
         self._journal.save(rows, labels, stage=stage)
         self._meta[META_INDEX["seqlock"]] += 1
 
@@ -245,7 +246,8 @@ class SharedMemoryBackend(TaskMemoryBackend):
             return found
         label_id, stored = label_to_add(self._pool, encoded)
         if label_id >= self._pool.counter("num_labels"):
-            self._change(labels=np.array([label_id], dtype=np.int64))
+            if not self._journal.pending:  # import_state saved every label already
+                self._change(labels=np.array([label_id], dtype=np.int64))
             add_label(self._pool, label_id, stored)
         return label_id
 
@@ -384,6 +386,8 @@ class SharedMemoryBackend(TaskMemoryBackend):
             has_label = rows["label_id"] >= 0
             rows["label_id"][has_label] = mapping[rows["label_id"][has_label]]
             self._rows[:] = rows
+            if _CRASH_AT:
+                crash_point("applying")
             count = int(self._counters[COUNTER_INDEX["num_labels"]])
             cleared = np.zeros(count, LABEL_DTYPE)
             cleared["name"] = self._labels["name"][:count]

@@ -259,3 +259,39 @@ def test_a_write_that_raises_midway_changes_nothing(
         assert not backend._journal.pending
     finally:
         backend.close()
+
+
+def test_a_checkpoint_load_killed_midway_changes_nothing(session_id: str) -> None:
+    """import_state with a new label (interned inside the change), exiting in the middle of the
+    change: the pool is exactly as before, labels included."""
+    backend = SharedMemoryBackend(session_id, params())
+    try:
+        fill(backend)
+        backend.record(batch_for(backend.snapshot(), 300, seed=3))
+        before = backend.export_state()
+        state = backend.export_state()
+        state.labels["name"][0] = b"a label the pool does not have"
+        state.counters["num_completed"] += 1
+        code = (
+            "import pickle, sys\n"
+            "from backends.shared_memory import SharedMemoryBackend\n"
+            "session, params, state = pickle.loads(sys.stdin.buffer.read())\n"
+            "backend = SharedMemoryBackend(session, params, create=False)\n"
+            "backend.import_state(state)\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            input=pickle.dumps((session_id, params(), state)),
+            env={**os.environ, "PYTHONPATH": ROOT, "CURRICULUM_SHM_CRASH_AT": "applying"},
+            cwd=ROOT,
+            capture_output=True,
+            timeout=WAIT_S,
+            check=False,
+        )
+        assert done.returncode == CRASH_EXIT_CODE, done.stderr
+        after = backend.export_state()
+        assert after.counters == before.counters
+        assert np.array_equal(after.rows, before.rows)
+        assert np.array_equal(after.labels, before.labels)
+    finally:
+        backend.close()
