@@ -25,7 +25,7 @@ import conftest
 import numpy as np
 import pytest
 from conftest import nav_generator, remove_pool, unique_session
-from workers import open_handle, record
+from workers import open_handle, record, run_workers
 
 from backends.shared_memory import segment_path
 from curriculum import Curriculum, CurriculumConfig, Span
@@ -654,3 +654,21 @@ def test_a_write_to_a_removed_segment_raises_pool_lost(session_id: str) -> None:
         assert session_id in message and "removed" in message
         with pytest.raises(PoolLostError):
             record(a, 1)
+
+
+def _come_and_go(index: int, session_id: str, cycles: int) -> int:
+    """Attach (or create), write one outcome and leave, ``cycles`` times; outcomes seen last."""
+    seen = 0
+    for _ in range(cycles):
+        with Curriculum(make_config(session_id, write_batch_size=1)) as cur:
+            record(cur, 1)
+            seen = int(completed(cur))
+    return seen
+
+
+def test_processes_coming_and_going_never_see_an_orphan_or_a_leftover(session_id: str) -> None:
+    """Three processes attach, write and leave in a loop on one session, racing each other's
+    last-one-out removal: none gets an error, and nothing is left behind."""
+    results = run_workers(_come_and_go, [(session_id, 25)] * 3)
+    assert all(seen >= 1 for seen in results)
+    assert not segment_path(session_id).exists()
