@@ -287,11 +287,10 @@ class SharedMemoryBackend(TaskMemoryBackend):
         counters (and count as late). The order of application is computed before the lock.
         """
         prepared = PreparedBatch.of(batch, [])
-        for array in (prepared.slots, prepared.sample_slots, prepared.failure_slots):
-            if len(array) and (array.min() < 0 or array.max() >= len(self._rows)):
-                raise BackendError(f"batch names slots outside the pool: {array.tolist()}")
+        touched = prepared.touched_slots(len(self._rows))
+        if len(touched) and (touched.min() < 0 or touched.max() >= len(self._rows)):
+            raise BackendError(f"batch names slots outside the pool: {touched.tolist()}")
         prepared.rounds = rounds(prepared.slots)
-        touched = prepared.all_slots()
         with self._locked():
             masks = prepared.live_masks(self._rows)
             self._change(touched, prepared.late_labels(masks))

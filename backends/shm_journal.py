@@ -121,7 +121,7 @@ class Journal:
         self._saved_counters[: len(COUNTER_NAMES)] = self._counters
         if stage:
             self._saved_stage[()] = self._stage
-        header[1], header[2], header[3] = n_rows, n_labels, int(stage)
+        header[1:4] = (n_rows, n_labels, int(stage))
         if _CRASH_AT:
             crash_point("saving")
         header[0] = 1  # the record is valid from here on

@@ -25,6 +25,8 @@ from curriculum.ema import EmaParams, apply_outcomes
 
 COUNTER_INDEX = {name: i for i, name in enumerate(COUNTER_NAMES)}
 OVERFLOW = OVERFLOW_LABEL.encode()
+_NO_INTS = np.empty(0, dtype=np.int64)
+_NO_BOOLS = np.empty(0, dtype=bool)
 
 
 @dataclass
@@ -133,7 +135,7 @@ class PreparedBatch:
         """Arrays of ``batch``; ``rounds`` as :func:`curriculum.ema.rounds` split its slots."""
 
         def ints(values: list[int]) -> np.ndarray:
-            return np.asarray(values, dtype=np.int64)
+            return np.asarray(values, dtype=np.int64) if values else _NO_INTS
 
         return cls(
             slots=ints(batch.outcome_slots),
@@ -150,24 +152,33 @@ class PreparedBatch:
             steps=batch.steps,
         )
 
-    def all_slots(self) -> np.ndarray:
-        """Every slot the batch names, once each."""
-        return np.unique(np.concatenate([self.slots, self.sample_slots, self.failure_slots]))
+    def touched_slots(self, capacity: int) -> np.ndarray:
+        """Every slot the batch names: at most ``capacity`` entries (repeats only when they fit,
+        which an undo record allows: each copy saves the same original row)."""
+        parts = [a for a in (self.slots, self.sample_slots, self.failure_slots) if len(a)]
+        if not parts:
+            return _NO_INTS
+        slots = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return slots if len(slots) <= capacity else np.unique(slots)
 
     def live_masks(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For outcomes, samples and failures: whether the slot still holds the entry's task."""
         task_ids = rows["task_id"]
+
+        def live(slots: np.ndarray, ids: np.ndarray) -> np.ndarray:
+            return task_ids[slots] == ids if len(slots) else _NO_BOOLS
+
         return (
-            task_ids[self.slots] == self.task_ids,
-            task_ids[self.sample_slots] == self.sample_task_ids,
-            task_ids[self.failure_slots] == self.failure_task_ids,
+            live(self.slots, self.task_ids),
+            live(self.sample_slots, self.sample_task_ids),
+            live(self.failure_slots, self.failure_task_ids),
         )
 
     def late_labels(self, masks: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
         """Distinct labels credited directly (entries whose task was evicted meanwhile)."""
+        if all(mask.all() for mask in masks if len(mask)):
+            return _NO_INTS
         live, sample_live, failure_live = masks
-        if live.all() and sample_live.all() and failure_live.all():
-            return np.empty(0, dtype=np.int64)
         gone = np.concatenate(
             [
                 self.labels[~live],
@@ -198,10 +209,11 @@ def apply_batch(
         pool.rows[row_index] = updated  # whole records, one copy each
         if _CRASH_AT and number == len(batch.rounds) // 2:
             crash_point("applying")
-    late = ~live
-    if late.any():
+    applied = len(slots)
+    if not all_live:
+        late = ~live
         _credit_late(pool, batch.labels[late], scores[late], ema.success_threshold)
-    applied = len(slots) - int(late.sum())
+        applied -= int(late.sum())
     pool.count("num_completed", len(slots))
     pool.count("epoch_completed", len(slots))
     pool.count("num_late_outcomes", len(slots) - applied)
