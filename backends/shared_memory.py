@@ -90,6 +90,8 @@ SNAPSHOT_RETRIES = 8
 class SharedMemoryBackend(TaskMemoryBackend):
     """A pool in a /dev/shm segment, locked with flock, read through a seqlock."""
 
+    thread_safe_reads = True  # reads copy the segment under its sequence counter, lock-free
+
     def __init__(
         self,
         session_id: str,

@@ -367,20 +367,23 @@ def stopped_writer(ctx: Any, cur: Curriculum) -> Iterator[StoppedWriter]:
 
 @pytest.mark.parametrize("recovery", ["resume", "kill"])
 def test_stopped_holder_makes_writers_raise_lock_timeout(session_id: str, recovery: str) -> None:
-    """A holder stopped (SIGSTOP) inside a write: a write raises LockTimeoutError naming it
-    instead of hanging; once the holder resumes (or is killed), the failed write goes through
-    exactly once."""
+    """A holder stopped (SIGSTOP) inside a write: a write times out instead of hanging (the
+    outcome stays queued and the call does not raise; flush() raises LockTimeoutError naming the
+    holder); once the holder resumes (or is killed), the queued write goes through exactly
+    once."""
     ctx = mp.get_context("spawn")
     with Curriculum(make_config(session_id, write_batch_size=1, lock_timeout_s=0.5)) as cur:
         task = cur.get_task()
         with stopped_writer(ctx, cur) as holder:
+            cur.update_task_performance(task.task_id, 0.25)  # writes at once (batch 1): times out
+            assert cur.health()["health/pending_outcomes"] == 1  # kept for the next write
+            assert cur.health()["health/outages"] == 1
             with pytest.raises(LockTimeoutError) as caught:
-                cur.update_task_performance(task.task_id, 0.25)  # writes at once (batch 1)
+                cur.flush()
             message = str(caught.value)
             assert isinstance(caught.value, TimeoutError)
             assert names_pid(message, holder.pid), message
             assert "stopped" in message, message
-            assert cur._pool.pending_outcomes == 1  # kept for the next write
             if recovery == "resume":
                 holder.resume()
             else:
@@ -416,8 +419,9 @@ def test_attach_during_a_stopped_write_raises_lock_timeout_naming_the_holder(
 
 def test_sleeping_lock_holder_is_named_in_the_timeout(session_id: str) -> None:
     """A live holder of the raw lock (as get_state() or an attach takes it), after another
-    process wrote last: reads still work without the lock, writes raise LockTimeoutError naming
-    the holder, and writing works again once it releases."""
+    process wrote last: reads still work without the lock, writes time out (the outcome stays
+    queued; flush() raises LockTimeoutError naming the holder), and writing works again once it
+    releases."""
     ctx = mp.get_context("spawn")
     holder = None
     with Curriculum(make_config(session_id, write_batch_size=1, lock_timeout_s=0.5)) as cur:
@@ -438,8 +442,9 @@ def test_sleeping_lock_holder_is_named_in_the_timeout(session_id: str) -> None:
             assert lock_is_held(session_id)
 
             assert completed(cur) == 1  # snapshots need no lock
+            cur.update_task_performance(task.task_id, 0.75)  # times out: queued
             with pytest.raises(LockTimeoutError) as caught:
-                cur.update_task_performance(task.task_id, 0.75)
+                cur.flush()
             message = str(caught.value)
 
             release.set()
