@@ -216,20 +216,19 @@ class SegmentFiles:
         return self.mm
 
     def release(self) -> None:
-        """Close the descriptors and unmap (a mapping still exported by a live array is left to
-        the garbage collector)."""
+        """Close the descriptors. The mapping is not closed here: arrays made with
+        ``np.ndarray(buffer=...)`` do not pin it, so closing it under an array still in use (a
+        view refresh in another thread, a late ``version()``) would crash the process. It is
+        unmapped (and its descriptor closed) when the last array on it is garbage-collected."""
         self.lock.close()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-        if self.mm is not None:
-            with contextlib.suppress(BufferError):
-                self.mm.close()
-            self.mm = None
+        self.mm = None
 
 
 def _meta_view(files: SegmentFiles) -> np.ndarray | None:
-    if files.mm is None or files.mm.closed:
+    if files.mm is None:
         return None
     return np.ndarray((len(META),), np.int64, buffer=files.mm, offset=0)
 
