@@ -5,12 +5,20 @@ its parent's descriptor would hold the parent's lock. The lock therefore reopens
 new process (through ``/proc/self/fd`` when the path may be gone). The kernel releases a flock when
 its holder dies, so a crashed worker never blocks the others; a holder that hangs (or is stopped)
 makes the others raise :class:`LockTimeoutError` after the timeout.
+
+The same file also carries *attach locks*: every process attached to a pool holds a shared
+open-file-description (OFD) record lock on byte 0 of the segment for as long as it is attached.
+Record locks and ``flock`` locks are independent on Linux, so attach locks never delay a write.
+The kernel drops an attach lock when the last descriptor of its open file description closes (on
+``close()``, or when the process dies), so "does any other description hold an attach lock?" tells
+whether any process is still attached, whatever its pid namespace, without trusting pids.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -80,9 +88,34 @@ class FileLock:
     def _timeout_message(self) -> str:
         return f"lock not acquired within {self.timeout_s:g} s; {self._describe_holder()}"
 
+    def descriptor(self) -> int:
+        """This process's own descriptor of the file (an open file description of its own)."""
+        return self._own_fd()
+
     def close(self) -> None:
         """Close this process's descriptor (the source descriptor belongs to the caller)."""
         if self._pid == os.getpid() and self._fd >= 0:
             os.close(self._fd)
         self._fd = -1
         self._pid = -1
+
+
+# -- attach locks (OFD record locks on byte 0) --------------------------------------------------
+
+# struct flock on 64-bit Linux: type, whence, start, len, pid
+_FLOCK_STRUCT = struct.Struct("hhqqi4x")
+
+
+def _ofd(fd: int, command: int, lock_type: int) -> int:
+    reply = fcntl.fcntl(fd, command, _FLOCK_STRUCT.pack(lock_type, os.SEEK_SET, 0, 1, 0))
+    return _FLOCK_STRUCT.unpack(reply)[0]
+
+
+def hold_attach_lock(fd: int) -> None:
+    """Mark the open file description of ``fd`` as attached (a shared lock; never waits)."""
+    _ofd(fd, fcntl.F_OFD_SETLK, fcntl.F_RDLCK)
+
+
+def others_attached(fd: int) -> bool:
+    """Whether an open file description other than ``fd``'s holds an attach lock on the file."""
+    return _ofd(fd, fcntl.F_OFD_GETLK, fcntl.F_WRLCK) != fcntl.F_UNLCK

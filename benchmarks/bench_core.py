@@ -14,6 +14,9 @@ Measures, against a no-lock numpy baseline of the same per-outcome EMA update:
    the machine itself gives a second process); then every outcome sent must have been counted.
 
 Run ``python benchmarks/bench_core.py`` (about 2 minutes on 2 cores) or add ``--quick`` (~20 s).
+``--journal`` measures only what the undo record of /dev/shm writes costs (see
+``backends.shm_journal``): the CPU time of one write of 1, 64 and 1,024 outcomes with the undo
+record and with it switched off, interleaved in one run.
 Exits 1 when an outcome was lost; goals that are missed are printed as MISS, never raised.
 """
 
@@ -332,6 +335,68 @@ def run_processes(
     return ratio, results, machine
 
 
+def journal_record_cost(batch: int, writes: int, rounds_: int) -> tuple[float, float]:
+    """CPU microseconds per ``SharedMemoryBackend.record`` of ``batch`` outcomes, with the undo
+    record and with it switched off, interleaved; best of ``rounds_`` each. CPU time of this
+    process, so other load on the machine barely moves it."""
+    from backends import shm_journal
+    from backends.base import WriteBatch
+    from backends.shared_memory import SharedMemoryBackend
+
+    config = make_config(RECORD_TASKS, f"journal-{batch}")
+    backend = SharedMemoryBackend(config.algorithm_config.session_id, pool_params(config))
+    real_save = shm_journal.Journal.save
+
+    def no_undo(self: object, rows: object = None, labels: object = None, **_: object) -> None:
+        return None
+
+    try:
+        for _ in range(RECORD_TASKS):
+            seq = backend.reserve_sequence()
+            backend.create_task(1 + seq, backend.intern_label("bench"), seq)
+        rows = backend.snapshot().rows
+        rng = np.random.default_rng(7)
+        batches = []
+        for _ in range(64):
+            slots = rng.integers(0, RECORD_TASKS, batch)
+            one = WriteBatch()
+            one.extend_outcomes(
+                slots.tolist(),
+                rows["task_id"][slots].tolist(),
+                rows["label_id"][slots].tolist(),
+                rng.random(batch).tolist(),
+                batch,
+            )
+            batches.append(one)
+        best = {True: float("inf"), False: float("inf")}
+        for _ in range(rounds_):
+            for journaled in (True, False):
+                shm_journal.Journal.save = real_save if journaled else no_undo  # type: ignore[method-assign]
+                start = time.process_time()
+                for i in range(writes):
+                    backend.record(batches[i % len(batches)])
+                best[journaled] = min(best[journaled], (time.process_time() - start) / writes)
+    finally:
+        shm_journal.Journal.save = real_save  # type: ignore[method-assign]
+        backend.destroy()
+    return best[True] * 1e6, best[False] * 1e6
+
+
+def run_journal_cost(plan: Plan) -> None:
+    """What the undo record costs a write of 1, 64 and 1,024 outcomes."""
+    rows = []
+    for batch, writes in ((1, 4000), (64, 1000), (1024, 100)):
+        with_, without = journal_record_cost(batch, writes, max(plan.repeats, 5))
+        rows.append((f"{batch:,} per write, without undo record", f"{without:.1f} us", "1.00"))
+        rows.append(
+            (f"{batch:,} per write, with undo record", f"{with_:.1f} us", f"{with_ / without:.2f}")
+        )
+    print_table(
+        f"undo record cost: CPU time per write, {RECORD_TASKS:,} tasks, best of interleaved rounds",
+        rows,
+    )
+
+
 def main() -> int:
     """Run every section, print the goals; 1 when an outcome was lost."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -339,9 +404,15 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="tiny run that only checks it works")
     parser.add_argument("--mp-batch", type=int, default=256, help="batch size of section 4")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON (- stdout)")
+    parser.add_argument(
+        "--journal", action="store_true", help="only the cost of the /dev/shm undo record"
+    )
     args = parser.parse_args()
     plan = SMOKE if args.smoke else QUICK if args.quick else FULL
     kind = "smoke" if args.smoke else "quick" if args.quick else "full"
+    if args.journal:
+        run_journal_cost(plan)
+        return 0
     started = time.perf_counter()
     config = make_config(1000, "shown")
     print(machine_text())
