@@ -1,8 +1,9 @@
 """An inter-process lock on a file, with a timeout, that survives fork and dies with its holder.
 
 ``fcntl.flock`` locks belong to an open file description, which ``fork`` shares: a child that used
-its parent's descriptor would hold the parent's lock. The lock therefore reopens its file in every
-new process (through ``/proc/self/fd`` when the path may be gone). The kernel releases a flock when
+its parent's descriptor would hold the parent's lock. The lock therefore drops the inherited
+descriptor when it hears of a fork (:mod:`curriculum.forks`) and reopens its file in the new
+process (through ``/proc/self/fd`` when the path may be gone). The kernel releases a flock when
 its holder dies, so a crashed worker never blocks the others; a holder that hangs (or is stopped)
 makes the others raise :class:`LockTimeoutError` after the timeout.
 
@@ -23,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from curriculum import forks
 from curriculum.errors import LockTimeoutError
 
 
@@ -40,16 +42,21 @@ class FileLock:
         self._source_fd = fd
         self.timeout_s = timeout_s
         self._describe_holder = describe_holder
+        self._fd = -1  # this process's own descriptor, opened at first use
+        self._thread_lock = threading.Lock()
+        forks.on_fork_in_child(self, FileLock._after_fork)
+
+    def _after_fork(self) -> None:
+        """In a forked child: the inherited descriptor shares the parent's lock; drop it."""
+        if self._fd >= 0:
+            os.close(self._fd)  # the child's copy only
         self._fd = -1
-        self._pid = -1
         self._thread_lock = threading.Lock()
 
     def _own_fd(self) -> int:
-        if self._pid != os.getpid():
+        if self._fd < 0:
             # A new open file description for the same inode, even if the path was unlinked.
             self._fd = os.open(f"/proc/self/fd/{self._source_fd}", os.O_RDWR | os.O_CLOEXEC)
-            self._pid = os.getpid()
-            self._thread_lock = threading.Lock()
         return self._fd
 
     def acquire(self) -> None:
@@ -94,10 +101,9 @@ class FileLock:
 
     def close(self) -> None:
         """Close this process's descriptor (the source descriptor belongs to the caller)."""
-        if self._pid == os.getpid() and self._fd >= 0:
+        if self._fd >= 0:
             os.close(self._fd)
         self._fd = -1
-        self._pid = -1
 
 
 # -- attach locks (OFD record locks on byte 0) --------------------------------------------------
