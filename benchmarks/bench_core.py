@@ -13,7 +13,8 @@ Measures, against a no-lock numpy baseline of the same per-outcome EMA update:
    the batch API, next to the same no-lock baseline run in one and two independent processes (what
    the machine itself gives a second process); then every outcome sent must have been counted.
 
-Run ``python benchmarks/bench_core.py`` (about 2 minutes on 2 cores) or add ``--quick`` (~20 s).
+Run ``python benchmarks/bench_core.py`` (about 2 minutes on 2 cores) or add ``--quick`` (~20 s);
+``--smoke`` is a tiny run for tests, ``--json PATH`` also writes the figures.
 Exits 1 when an outcome was lost; goals that are missed are printed as MISS, never raised.
 """
 

@@ -20,8 +20,9 @@ Goals (the issue's): /dev/shm loop >= 0.35x the in-process loop, Redis >= 0.12x;
 2 processes >= 1.5x one on both.
 
 ``python benchmarks/bench_hot_loop.py [--quick] [--redis-url URL | --spawn-redis] [--json PATH]``
-(full run 3-4 minutes on the 2-core VM, ``--quick`` about one). Redis defaults to 127.0.0.1:6379;
-``--spawn-redis`` starts a private redis-server for the run. Pools get session ids unique to the
+(full run about 2 minutes on the 2-core VM, ``--quick`` about one; ``--smoke`` is a tiny run for
+tests). Redis defaults to 127.0.0.1:6379; ``--spawn-redis`` starts a private redis-server for
+the run. Pools get session ids unique to the
 run and are destroyed. Missed goals print MISS; exits 1 only when a worker process failed.
 """
 
