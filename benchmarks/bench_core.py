@@ -13,7 +13,8 @@ Measures, against a no-lock numpy baseline of the same per-outcome EMA update:
    the batch API, next to the same no-lock baseline run in one and two independent processes (what
    the machine itself gives a second process); then every outcome sent must have been counted.
 
-Run ``python benchmarks/bench_core.py`` (about 2 minutes on 2 cores) or add ``--quick`` (~20 s).
+Run ``python benchmarks/bench_core.py`` (about 2 minutes on 2 cores) or add ``--quick`` (~20 s);
+``--smoke`` is a tiny run for tests, ``--json PATH`` also writes the figures.
 ``--journal`` measures only what the undo record of /dev/shm writes costs (see
 ``backends.shm_journal``): the CPU time of one write of 1, 64 and 1,024 outcomes with the undo
 record and with it switched off, interleaved in one run.

@@ -20,8 +20,9 @@ Goals (the issue's): /dev/shm loop >= 0.35x the in-process loop, Redis >= 0.12x;
 2 processes >= 1.5x one on both.
 
 ``python benchmarks/bench_hot_loop.py [--quick] [--redis-url URL | --spawn-redis] [--json PATH]``
-(full run 3-4 minutes on the 2-core VM, ``--quick`` about one). Redis defaults to 127.0.0.1:6379;
-``--spawn-redis`` starts a private redis-server for the run. Pools get session ids unique to the
+(full run about 2 minutes on the 2-core VM, ``--quick`` about one; ``--smoke`` is a tiny run for
+tests). Redis defaults to 127.0.0.1:6379; ``--spawn-redis`` starts a private redis-server for
+the run. Pools get session ids unique to the
 run and are destroyed. Missed goals print MISS; exits 1 only when a worker process failed.
 """
 
@@ -157,6 +158,7 @@ class Latency:
     backend: str
     num_tasks: int
     us: Percentiles
+    cpu_us: Percentiles  # this thread's CPU time in the same calls: the work, not the waits
     evictions_per_call: float
     snapshots: int
     snapshot_max_ms: float
@@ -174,12 +176,16 @@ def measure_latency(run: Run, backend: str, num_tasks: int) -> Latency:
         before = evicted(curriculum)
         snapshots = CallTimer(curriculum.backend, "snapshot")
         timings: list[int] = []
-        play_for(lambda n: driver.play_timed(n, timings), plan.latency_calls, plan.latency_cap_s)
+        cpu: list[int] = []
+        play_for(
+            lambda n: driver.play_timed(n, timings, cpu), plan.latency_calls, plan.latency_cap_s
+        )
         evictions = evicted(curriculum) - before
     return Latency(
         backend=backend,
         num_tasks=num_tasks,
         us=Percentiles.of_ns(timings),
+        cpu_us=Percentiles.of_ns(cpu),
         evictions_per_call=evictions / len(timings),
         snapshots=snapshots.calls,
         snapshot_max_ms=snapshots.longest * 1000,
@@ -232,28 +238,45 @@ def print_results(run: Run, res: Results) -> None:
                 f"{us.p99:,.0f}",
                 f"{us.p999:,.0f}",
                 f"{us.max:,.0f}",
+                f"{lat.cpu_us.p999:,.0f} / {lat.cpu_us.max:,.0f}",
                 f"{lat.calls_over_1ms}",
                 f"{lat.snapshots} ({lat.snapshot_max_ms:.1f} ms)",
             )
         )
     print_rows(
         "2. get_task latency (us), one outcome after each call",
-        ("pool", "p50", "p99", "p99.9", "max", ">1 ms", "re-reads (longest)"),
+        ("pool", "p50", "p99", "p99.9", "max", "CPU p99.9 / max", ">1 ms", "re-reads (longest)"),
         rows,
     )
     if res.processes_error:
         print(f"\n3. two processes: FAILED ({res.processes_error})")
         return
     rows = []
+    machine = scaling(res.processes, BASELINE)
     for name in [*run.backends, BASELINE]:
         one, two = res.processes[(name, 1)], res.processes[(name, 2)]
         label = "in-process loop, independent processes (machine)" if name == BASELINE else name
-        rows.append((label, kilo(median(one)), kilo(median(two)), ratio_text(ratio(two, one), "x")))
+        of_machine = ratio(scaling(res.processes, name), machine)
+        rows.append(
+            (
+                label,
+                kilo(median(one)),
+                kilo(median(two)),
+                ratio_text(ratio(two, one), "x"),
+                ratio_text(of_machine, "x") if name != BASELINE else "",
+            )
+        )
     print_rows(
         f"3. one and two spawned processes, {LOOP_TASKS:,} tasks, {run.plan.mp_rounds} rounds",
-        ("loop", "1 process", "2 processes", "2 / 1 [IQR]"),
+        ("loop", "1 process", "2 processes", "2 / 1 [IQR]", "of the machine's 2 / 1"),
         rows,
     )
+
+
+def scaling(processes: dict[tuple[str, int], Rates], name: str) -> Rates:
+    """Per round: loops/s of 2 processes / loops/s of 1 process of one loop."""
+    pairs = zip(processes[(name, 2)], processes[(name, 1)], strict=True)
+    return [None if two is None or one is None else two / one for two, one in pairs]
 
 
 def goals(run: Run, res: Results) -> list[Goal]:

@@ -31,8 +31,8 @@ by a crash are removed at exit); nothing else on the server is touched (no FLUSH
 RESETSTAT).
 
 Run ``python benchmarks/bench_redis.py [--url redis://127.0.0.1:6379/0]`` (72-115 s on a busy
-2-core VM) or add ``--quick`` (about 30 s). Exits 1 when an outcome was lost; missed goals print
-MISS.
+2-core VM) or add ``--quick`` (about 30 s); ``--smoke`` is a tiny run for tests, ``--json PATH``
+also writes the figures. Exits 1 when an outcome was lost; missed goals print MISS.
 """
 
 from __future__ import annotations

@@ -42,13 +42,19 @@ class CurriculumDriver:
             report(task_id, 1.0 if u[k & U_MASK] * 997 < task_id % 997 else 0.0)
         self.position += count
 
-    def play_timed(self, count: int, timings: list[int]) -> None:
-        """``count`` episodes; the nanoseconds of each ``get_task`` call go to ``timings``."""
+    def play_timed(self, count: int, timings: list[int], cpu: list[int] | None = None) -> None:
+        """``count`` episodes; the nanoseconds of each ``get_task`` call go to ``timings``, and
+        the CPU time this thread spent in it to ``cpu`` if given (read outside the timed span)."""
         curriculum, u, clock = self.curriculum, self.u, time.perf_counter_ns
+        cpu_clock = time.thread_time_ns
         for k in range(self.position, self.position + count):
+            if cpu is not None:
+                cpu_start = cpu_clock()
             start = clock()
             task = curriculum.get_task()
             timings.append(clock() - start)
+            if cpu is not None:
+                cpu.append(cpu_clock() - cpu_start)
             task_id = task.task_id
             curriculum.update_task_performance(
                 task_id, 1.0 if u[k & U_MASK] * 997 < task_id % 997 else 0.0

@@ -3,7 +3,8 @@ evictions and checkpoints under way; no outcome may be lost and no memory may gr
 
 ``python scripts/soak.py --duration 60 [--backend-url redis://HOST:6379/0] [--workers 4]
 [--pool-size 64]`` (default backend: /dev/shm). A longer soak is the same with a longer
-``--duration``.
+``--duration``. The worker's loop is in ``soak_worker.py``; the checks of checkpoints and memory
+and the report in ``soak_report.py``.
 
 The parent creates one learning-progress curriculum whose pool is small (64 tasks by default)
 next to a bucketed generator of 240 labels (float spans, so labels stay bounded by their bins):

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,3 +117,41 @@ def test_every_benchmark_documents_its_short_modes(flag: str) -> None:
         )
         assert completed.returncode == 0, completed.stderr
         assert flag in completed.stdout, script
+
+
+EMA_FIELDS = ("n_outcomes", "n_success", "score_sum", "baseline", "fast", "slow", "perf")
+EMA_FIELDS += ("reward", "reward_sq")
+
+
+def test_in_process_baselines_keep_the_statistics_a_pool_keeps() -> None:
+    """The loop benchmarks' baselines do the pool's math: the same outcomes give the same rows."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from conftest import unique_session
+    from harness import fill_pool, make_config, open_pool
+    from lp_baseline import DictLearningProgress, NumpyLearningProgress
+
+    from curriculum import LearningProgressConfig
+
+    num_tasks = 40
+    lp = {"min_presentations_for_eviction": 10**6}  # no evictions: every outcome is kept
+    rng = np.random.default_rng(3)
+    positions = rng.integers(0, num_tasks, 3000).tolist()
+    scores = np.where(rng.random(3000) < 0.3, rng.random(3000), rng.random(3000) < 0.5)
+    scores = scores.astype(float).tolist()
+    baselines = [
+        kind(num_tasks, LearningProgressConfig(**lp), seed=1)
+        for kind in (NumpyLearningProgress, DictLearningProgress)
+    ]
+    for impl in baselines:
+        for position, score in zip(positions, scores, strict=True):
+            impl.update(impl.ids[position], score)
+    with open_pool(make_config(num_tasks, unique_session("bench-baseline"), lp=lp)) as pool:
+        ids = fill_pool(pool)
+        for start in range(0, len(positions), 100):
+            chunk = positions[start : start + 100]
+            pool.update_task_performance_batch([ids[p] for p in chunk], scores[start : start + 100])
+        pool_rows = pool.backend.snapshot().rows
+    for impl in baselines:
+        rows = impl.rows()
+        for field in EMA_FIELDS:
+            np.testing.assert_allclose(rows[field], pool_rows[field], rtol=1e-12, err_msg=field)
