@@ -28,6 +28,7 @@ from curriculum.errors import (
 )
 from curriculum.generators import config_fingerprint
 from curriculum.pool import TaskPool
+from curriculum.redis_options import redis_options
 from curriculum.slices import slice_stats
 from curriculum.stats import compute_stats
 from curriculum.task import CurriculumTask
@@ -114,6 +115,7 @@ class Curriculum:
             pool_params(config, staging),
             create=create,
             lock_timeout_s=config.lock_timeout_s,
+            **redis_options(config),
         )
         self.backend = backend
         self._pool = TaskPool(
