@@ -13,11 +13,9 @@ server that hangs costs a call at most about that long before ``BackendUnavailab
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
-import socket
 import time
 from typing import Any
 
@@ -28,32 +26,28 @@ from redis.cluster import RedisCluster
 from backends.base import (
     PoolParams,
     PoolSnapshot,
-    PoolState,
     RecordResult,
     TaskMemoryBackend,
     WriteBatch,
 )
 from backends.layout import (
-    COUNTER_NAMES,
-    EMPTY_TASK,
     EPOCH_COUNTERS,
     OVERFLOW_LABEL,
-    STRUCT_VERSION,
-    decode_label,
     encode_label,
     label_totals,
 )
+from backends.redis_attach import attach_pool
 from backends.redis_connection import (
     CLUSTER_SCHEMES,
     DEFAULT_TIMEOUT_S,
     REDIS_SCHEMES,
     connect,
     register_client_factory,
-    summarise,
-    unavailable,
 )
+from backends.redis_errors import lost_error, translate_error
 from backends.redis_keys import REGISTRY_KEY, PoolKeys, session_keys
-from backends.redis_pool_info import attach_message, eviction_warning, mismatch_message
+from backends.redis_pool_info import eviction_warning
+from backends.redis_pool_state import RedisPoolStateOps
 from backends.redis_read import decode_labels, decode_rows, decode_snapshot, decode_stage, read_raw
 from backends.redis_scripts import (
     LUA_DIR,
@@ -62,16 +56,13 @@ from backends.redis_scripts import (
     load_script,
     register_scripts,
 )
-from backends.stage_state import StageState, StageUpdate
+from backends.stage_state import StageState
 from curriculum.errors import (
     BackendError,
     PoolClosedError,
-    PoolCorruptedError,
     PoolLostError,
-    PoolMismatchError,
     PoolNotFoundError,
 )
-from curriculum.redaction import redact_url
 
 logger = logging.getLogger("curriculum.redis")
 
@@ -84,7 +75,7 @@ SLOW_CALL_TIMEOUT_S = 10.0
 TOKEN_WINDOW_S = 24 * 3600.0
 
 
-class RedisBackend(TaskMemoryBackend):
+class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
     """A pool in Redis, changed only by Lua scripts."""
 
     def __init__(
@@ -144,66 +135,22 @@ class RedisBackend(TaskMemoryBackend):
         return self.ttl_s is not None and self.ttl_s > 0
 
     def _attach(self, params: PoolParams, *, create: bool) -> None:
-        token = secrets.token_hex(8)
-        reply = self._call(
-            "attach",
-            params.to_json(),
-            params.capacity,
-            params.label_capacity,
-            params.struct_version,
-            "1" if create else "0",
-            repr(params.ema.ema_timescale),
-            repr(params.ema.slow_timescale_factor),
-            repr(params.ema.task_tracker_ema_alpha),
-            repr(params.ema.success_threshold),
-            msgpack.packb(StageState().to_list()),
-            token,
-            f"{socket.gethostname()} pid {os.getpid()}",
-            int(self.ttl_s * 1000) if self._expires else 0,  # type: ignore[operator]
-            self._generator_json,
-            int(TOKEN_WINDOW_S * 1000),
+        ttl_ms = int(self.ttl_s * 1000) if self.ttl_s is not None and self.ttl_s > 0 else 0
+        attached = attach_pool(
+            lambda *args: self._call("attach", *args),
+            self.session_id,
+            self.url,
+            params,
+            create=create,
+            ttl_ms=ttl_ms,
+            generator_json=self._generator_json,
+            token_window_ms=int(TOKEN_WINDOW_S * 1000),
         )
-        status = _text(reply[0])
-        session_id, url = self.session_id, self.url
-        if status == "missing":
-            why = _text(reply[1]) if len(reply) > 1 else ""
-            raise PoolNotFoundError(
-                f"no pool for session {session_id!r} at {redact_url(url)}"
-                + (f" ({why}: it was removed)" if why else "")
-            )
-        # a retried attach whose first copy created the pool finds it with our own token
-        self.created = status == "created" or (status == "exists" and _text(reply[3]) == token)
-        if self.created:
-            if status == "created" and _text(reply[2]):
-                logger.warning(
-                    "pool %r at %s was damaged (%s): removed it and created it anew",
-                    session_id,
-                    redact_url(url),
-                    _text(reply[2]),
-                )
-            self.params = params
-            self._incarnation = token
-            return
-        if int(reply[2]) != STRUCT_VERSION:
-            raise PoolMismatchError(
-                f"pool {session_id!r} uses layout version {int(reply[2])}, "
-                f"this library writes {STRUCT_VERSION}; remove it with "
-                f"`curriculum pools delete {session_id} --backend-url {redact_url(url)}`"
-            )
-        try:
-            stored = PoolParams.from_dict(json.loads(reply[1]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise PoolCorruptedError(
-                f"pool {session_id!r} has unreadable parameters: {exc}"
-            ) from None
-        problems = stored.mismatches(params)
-        if problems:
-            raise PoolMismatchError(
-                mismatch_message(session_id, url, problems, reply, self._generator_json)
-            )
-        self.params = stored
-        self._incarnation = _text(reply[3])
-        logger.info(attach_message(session_id, url, reply))
+        self.created, self.params, self._incarnation = (
+            attached.created,
+            attached.params,
+            attached.incarnation,
+        )
 
     def reattach(self, params: PoolParams) -> bool:
         """Attach again after the pool was lost, creating it anew (with ``params``) if absent.
@@ -275,7 +222,7 @@ class RedisBackend(TaskMemoryBackend):
         return self._slow_client
 
     def _lost(self, what: str) -> PoolLostError:
-        return PoolLostError(f"pool {self.session_id!r} {what} at {redact_url(self.url)}")
+        return lost_error(self.session_id, self.url, what)
 
     def _new_client_id(self) -> None:
         self._pid = os.getpid()
@@ -293,32 +240,7 @@ class RedisBackend(TaskMemoryBackend):
         return self._call(name, f"{self._client_id}:w", self._write_seq, *args)
 
     def _error(self, exc: redis.RedisError) -> BackendError:
-        """The library's error for a client error: one line, the original on ``.cause``."""
-        text = str(exc)
-        error: BackendError
-        if isinstance(exc, redis.ResponseError) and "NOPOOL" in text:
-            error = self._lost("no longer exists")
-        elif isinstance(exc, redis.ResponseError) and "NEWPOOL" in text:
-            error = self._lost("was re-created since this process attached")
-        elif isinstance(exc, redis.ResponseError) and "BROKENPOOL" in text:
-            keys = text.split("keys:", 1)[-1].strip()
-            error = self._lost(f"lost keys or holds keys of another pool ({keys})")
-        elif isinstance(exc, redis.ResponseError) and "CORRUPT" in text:
-            detail = text.split("CORRUPT", 1)[-1].strip()
-            error = PoolCorruptedError(
-                f"pool {self.session_id!r} at {redact_url(self.url)} is corrupted: Redis key "
-                f"{detail}; remove it with `curriculum pools delete {self.session_id} "
-                f"--backend-url {redact_url(self.url)}`"
-            )
-        elif isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-            error = unavailable(exc, self.url, f"Redis (pool {self.session_id!r})")
-        else:
-            error = BackendError(
-                f"Redis at {redact_url(self.url)} failed for pool {self.session_id!r}: "
-                f"{summarise(exc, self.url)}"
-            )
-        error.cause = exc  # type: ignore[attr-defined]
-        return error
+        return translate_error(exc, self.session_id, self.url)
 
     # -- the interface --------------------------------------------------------------------------
 
@@ -473,49 +395,6 @@ class RedisBackend(TaskMemoryBackend):
         if not self._closed:
             self._confirm()
 
-    def stage_state(self) -> StageState:
-        """The stage record, read with one HGET."""
-        raw, incarnation = self._redis("HMGET", self._keys[0], "stage", "incarnation")
-        if raw is None:
-            raise self._lost("no longer exists")
-        if _text(incarnation or b"") != self._incarnation:
-            raise self._lost("was re-created since this process attached")
-        return decode_stage(raw, self.session_id)
-
-    def update_stage(self, update: StageUpdate) -> tuple[StageState, int | None]:
-        """Fold ``update`` into the stage record in one script call.
-
-        Stage updates are numbered apart from other writes (``<client>:s``): an update whose
-        write failed must be sent again, with its id, before any newer one.
-        """
-        rule = self.params.stage_rule()
-        if rule is None:
-            raise BackendError(
-                f"pool {self.session_id!r} is not the root pool of a staged curriculum"
-            )
-        if self._pid != os.getpid():
-            self._new_client_id()
-        if not update.write_id:
-            self._stage_seq += 1
-            update.write_id = self._stage_seq
-        reply = self._call(
-            "update_stage",
-            f"{self._client_id}:s",
-            update.write_id,
-            update.stage,
-            update.count,
-            repr(float(update.decay)),
-            repr(float(update.add)),
-            update.steps,
-            rule.criteria_code,
-            repr(float(rule.threshold)),
-            msgpack.packb(list(rule.budgets)),
-        )
-        raw = reply if isinstance(reply, bytes) else str(reply).encode()
-        ended, _, packed = raw.partition(b":")
-        stage = int(ended)
-        return decode_stage(packed, self.session_id), (None if stage < 0 else stage)
-
     def end_epoch(self) -> dict[str, int]:
         """Reset the epoch counters; their values before the reset."""
         values = _text(self._write("end_epoch")).split(":")
@@ -550,38 +429,6 @@ class RedisBackend(TaskMemoryBackend):
         snapshot = decode_snapshot(raw, self.params.capacity)
         stage = decode_stage(raw.meta.get(b"stage"), self.session_id) if with_stage else None
         return snapshot, stage
-
-    def export_state(self) -> PoolState:
-        """Everything in the pool, from one consistent snapshot."""
-        snap, stage = self._read(with_stage=True)
-        return PoolState(
-            params=self.params,
-            rows=snap.rows,
-            labels=snap.labels,
-            counters=snap.counters,
-            stage=stage,
-        )
-
-    def import_state(self, state: PoolState) -> None:
-        """Replace rows, label counters and counters in one script call."""
-        if len(state.rows) != self.params.capacity:
-            raise PoolMismatchError(
-                f"state has {len(state.rows)} slots, pool {self.session_id!r} has "
-                f"{self.params.capacity}"
-            )
-        rows = [list(row) if row[0] != EMPTY_TASK else [EMPTY_TASK] for row in state.rows.tolist()]
-        labels = [[decode_label(label[0]), *label[1:]] for label in state.labels.tolist()]
-        counters = {name: int(state.counters.get(name, 0)) for name in COUNTER_NAMES}
-        self._write(
-            "import_state",
-            msgpack.packb(rows),
-            msgpack.packb(labels),
-            msgpack.packb(counters),
-            OVERFLOW_LABEL,
-            self.params.label_capacity,
-            msgpack.packb(state.stage.to_list()),
-        )
-        self._label_ids.clear()
 
     def close(self) -> None:
         """Wait for a write sent ahead, close this process's connections; the pool stays."""
