@@ -444,7 +444,12 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
                 self._slow_client.close()
 
     def destroy(self) -> None:
-        """Remove every key of the pool and its registry entry."""
+        """Remove every key of the pool and its registry entry (a write still pending for it,
+        e.g. one a corrupted row refused, goes with it)."""
+        if self._inflight is not None:
+            self.dropped_outcomes += self._inflight[2]
+            self._inflight = None
+            self._drop_ahead()
         self._call("destroy")
         self._redis("SREM", REGISTRY_KEY, self.session_id)
         self.close()

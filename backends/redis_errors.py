@@ -34,7 +34,7 @@ def translate_error(exc: redis.RedisError, session_id: str, url: str) -> Backend
         keys = text.split("keys:", 1)[-1].strip()
         error = lost_error(session_id, url, f"lost keys or holds keys of another pool ({keys})")
     elif script_error and "CORRUPT" in text:
-        detail = text.split("CORRUPT", 1)[-1].strip()
+        detail = text.split("CORRUPT", 1)[-1].split(" script:", 1)[0].strip()
         error = PoolCorruptedError(
             f"pool {session_id!r} at {redact_url(url)} is corrupted: Redis key {detail}; "
             f"remove it with `{delete_hint(session_id, url)}`"
