@@ -12,8 +12,13 @@
 --           creator, completed outcomes, generator JSON, now ms} | {'missing', why}
 local now = now_ms()
 local stored = redis.call('HMGET', META, 'params', 'struct_version', 'incarnation', 'created_ms',
-  'creator', 'num_completed', 'generator', 'ttl_ms')
+  'creator', 'num_completed', 'generator', 'ttl_ms', 'marked')
 local why = ''
+if stored[1] and stored[3] and not stored[4] and not stored[9] then
+  -- a pool made before keys carried incarnation markers: mark its keys once
+  mark_keys(stored[3])
+  redis.call('HSET', META, 'marked', '1')
+end
 if stored[1] and stored[3] then
   local bad = damaged_keys(stored[3])
   if #bad == 0 then
