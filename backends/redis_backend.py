@@ -194,6 +194,7 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
         client = self._client_for(name)
         if name != "attach":
             args = (*args, self._incarnation)
+        started = time.monotonic()
         for attempt in range(max(NOSCRIPT_ATTEMPTS, ATTACH_ATTEMPTS)):
             try:
                 return script(keys=self._keys, args=args, client=client)
@@ -205,7 +206,11 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
             except redis.TimeoutError as exc:
                 # attach is sent again (its token tells a copy that already ran); other calls
                 # give up at the bound and their writes stay pending with their ids
-                if name != "attach" or attempt == ATTACH_ATTEMPTS - 1:
+                if (
+                    name != "attach"
+                    or attempt == ATTACH_ATTEMPTS - 1
+                    or time.monotonic() - started >= SLOW_CALL_TIMEOUT_S
+                ):
                     raise self._error(exc) from None
                 time.sleep(0.1)
             except redis.RedisError as exc:

@@ -123,8 +123,16 @@ def decode_rows(raw: dict[bytes, bytes], capacity: int, key: str = "rows") -> np
         PoolCorruptedError: a field or row that this library did not write, named by key and
             slot.
     """
+    marker = raw.pop(MARKER_FIELD, None)  # not a row; put back below (the caller's dict)
+    try:
+        return _decode_rows(raw, capacity, key)
+    finally:
+        if marker is not None:
+            raw[MARKER_FIELD] = marker
+
+
+def _decode_rows(entries: dict[bytes, bytes], capacity: int, key: str) -> np.ndarray:
     rows = empty_rows(capacity)
-    entries = {k: v for k, v in raw.items() if k != MARKER_FIELD}
     if not entries:
         return rows
     n, width = len(entries), len(ROW_DTYPE.names)
