@@ -23,6 +23,11 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+import redis
+
+from backends.redis_admin import delete_pool, list_pools
+from backends.redis_connection import connect, summarise
+from backends.redis_pool_info import describe_age
 from curriculum.errors import ConfigError
 from curriculum.redaction import redact_url
 
@@ -93,11 +98,7 @@ def _confirmed(
 
 
 def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    from backends.redis_pool_info import describe_age
-
-    return describe_age(seconds)
+    return "-" if seconds is None else describe_age(seconds)
 
 
 def _table(header: list[str], rows: list[list[str]], out: TextIO) -> None:
@@ -112,15 +113,10 @@ def _table(header: list[str], rows: list[list[str]], out: TextIO) -> None:
 def _run_redis(
     args: argparse.Namespace, out: TextIO, err: TextIO, ask: Callable[[str], str]
 ) -> int:
-    import redis
-
-    from backends.redis_admin import delete_pool, list_pools
-    from backends.redis_connection import connect, summarise
-
     url = args.backend_url
     client = connect(url)
     try:
-        return _redis_action(args, client, url, out, err, ask, list_pools, delete_pool)
+        return _redis_action(args, client, url, out, err, ask)
     except redis.RedisError as exc:
         print(f"curriculum pools: Redis at {redact_url(url)}: {summarise(exc, url)}", file=err)
         return 2
@@ -128,7 +124,14 @@ def _run_redis(
         client.close()
 
 
-def _redis_action(args, client, url, out, err, ask, list_pools, delete_pool) -> int:
+def _redis_action(
+    args: argparse.Namespace,
+    client: redis.Redis,
+    url: str,
+    out: TextIO,
+    err: TextIO,
+    ask: Callable[[str], str],
+) -> int:
     where = redact_url(url)
     if args.pools_command == "list":
         infos = list_pools(client)
@@ -184,7 +187,13 @@ def _redis_action(args, client, url, out, err, ask, list_pools, delete_pool) -> 
 
 
 def _prune(
-    args, out, err, ask, sessions: list[str], remove: Callable[[str], Any], where: str
+    args: argparse.Namespace,
+    out: TextIO,
+    err: TextIO,
+    ask: Callable[[str], str],
+    sessions: list[str],
+    remove: Callable[[str], Any],
+    where: str,
 ) -> int:
     if not sessions:
         _report(args, out, [], empty=f"no pool idle for {_age(args.older_than)} at {where}")
@@ -206,7 +215,9 @@ def _prune(
     return 0
 
 
-def _report(args, out: TextIO, results: list[dict[str, Any]], empty: str = "") -> None:
+def _report(
+    args: argparse.Namespace, out: TextIO, results: list[dict[str, Any]], empty: str = ""
+) -> None:
     if args.json:
         json.dump(results, out, indent=2)
         print(file=out)

@@ -604,3 +604,20 @@ def test_a_password_protected_unix_socket_redis_works_and_never_shows(capsys) ->
                 destroy(pool.curriculum)
     finally:
         shutil.rmtree(socket_dir, ignore_errors=True)
+
+
+def test_inspect_reads_through_the_backends_read_path(capsys, pool: Pool, monkeypatch) -> None:
+    """One read path and one key schema: inspect calls the backend's reader and builds no key."""
+    import curriculum.inspect as inspect_module
+    from backends import redis_read
+
+    calls = []
+
+    def counting(client, keys, incarnation=None):
+        calls.append(keys)
+        return redis_read.read_raw(client, keys, incarnation)
+
+    monkeypatch.setattr(inspect_module, "read_raw", counting)
+    inspect_json(capsys, pool, "--view", "summary")
+    assert [k.meta for k in calls] == [session_keys(pool.session)[0]]
+    assert "curriculum:{" not in (ROOT / "curriculum" / "inspect.py").read_text()
