@@ -204,3 +204,16 @@ def test_a_script_that_reads_a_garbage_row_raises_pool_corrupted_error(url: str)
             cur.update_task_performance(task.task_id, 0.5)
             cur.flush()
         cur.backend.destroy()
+
+
+def test_a_refused_config_get_says_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    """An ACL user without CONFIG (managed services): attach works, no warning, no error."""
+    acl = ["--user", "default", "off", "--user", "trainer", "on", ">pw", "~*", "&*", "+@all"]
+    acl += ["-config"]
+    caplog.set_level(logging.WARNING, logger="curriculum")
+    with redis_support.spawned_redis("--maxmemory-policy", "allkeys-lru", *acl) as (spawned, _):
+        authed = spawned.replace("redis://", "redis://trainer:pw@")
+        with _curriculum(authed) as cur:
+            _play(cur, 10)
+            cur.destroy()
+    assert not [r for r in caplog.records if "maxmemory" in r.getMessage()]
