@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,9 @@ CONFIG_NAMES = {
     "generator_fingerprint": "task_generator (fingerprint)",
     "staging": "stages",
 }
+
+
+_EMA_NAMES = frozenset(f.name for f in fields(EmaParams))
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,8 @@ class PoolParams:
         return cls(
             capacity=int(data["capacity"]),
             label_capacity=int(data["label_capacity"]),
-            algorithm=dict(data["algorithm"]),
+            # pools and checkpoints of earlier versions repeated the timescales here
+            algorithm={k: v for k, v in dict(data["algorithm"]).items() if k not in _EMA_NAMES},
             ema=EmaParams(**data["ema"]),
             generator_fingerprint=str(data["generator_fingerprint"]),
             pool_seed=int(data["pool_seed"]),
@@ -210,6 +214,9 @@ class TaskMemoryBackend(ABC):
     session_id: str
     params: PoolParams
     created: bool
+    dropped_outcomes: int = 0  # outcomes of writes sent ahead to a pool that was then lost
+    # version() and snapshot() may run in a helper thread while the owner thread writes
+    thread_safe_reads: bool = False
 
     @abstractmethod
     def version(self) -> int:

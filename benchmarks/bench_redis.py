@@ -38,84 +38,53 @@ MISS.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import os
 import platform
 import secrets
 import sys
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import numpy as np
 import redis
-from bench_core import (
-    MultiResult,
-    best_round_rate,
-    check_completed,
+from harness import (
+    CallTimer,
+    Goal,
+    Percentiles,
+    best_interleaved,
+    completed,
     fill_pool,
-    id_batches,
-    play,
+    make_config,
+    open_pool,
     prewarm,
     print_table,
     rate_text,
-    record_batches,
     report_goals,
-    score_of,
-    spawn_workers,
-    timed_rounds,
+    write_json,
 )
-from bench_core import make_config as make_shm_config
+from recording import (
+    MultiResult,
+    RecordPlan,
+    id_batches,
+    outcome_pairs,
+    play,
+    record_batches,
+    record_in_processes,
+)
+from redis_probes import Baselines, Meter, Probes, Split, run_baselines, split_of
+from redis_snapshot import SNAPSHOT_TASKS, run_snapshot
+from servers import remove_leftovers
 
 import backends.redis_backend as redis_backend
-from backends.layout import ROW_DTYPE
-from backends.redis_backend import REGISTRY_KEY, connect, session_keys
-from curriculum import Curriculum, CurriculumConfig, LearningProgressConfig
+from backends.redis_backend import connect
+from curriculum import CurriculumConfig
 from curriculum.redaction import redact_url
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 RECORD_TASKS = 1000  # pool size of the recording benchmarks (as in bench_core)
-SNAPSHOT_TASKS = 10_000
-PIPELINE_DEPTH = 64
-RMW_ROWS = 1000  # rows in the scratch hash of the Lua read-modify-write baseline
-RMW_PER_CALL = 10_000
-
-# The server's ceiling for the per-row work of record.lua: read, decode, change, encode, write.
-RMW_SCRIPT = """
-local rows, count = tonumber(ARGV[1]), tonumber(ARGV[2])
-for i = 0, count - 1 do
-  local slot = i % rows
-  local row = cmsgpack.unpack(redis.call('HGET', KEYS[1], slot))
-  row[4] = row[4] + 1
-  row[9] = row[9] + 0.1 * (0.5 - row[9])
-  redis.call('HSET', KEYS[1], slot, cmsgpack.pack(row))
-end
-return count
-"""
-# A row as record.lua leaves it after a few outcomes (fields in ROW_DTYPE order; others 0).
-SAMPLE_FIELDS = {
-    "task_id": 3578597158538520,
-    "seq": 8798,
-    "label_id": 298,
-    "n_outcomes": 5,
-    "n_samples": 6,
-    "n_success": 3,
-    "score_sum": 2.5,
-    "baseline": 0.5,
-    "fast": 0.1234,
-    "slow": 0.2345,
-    "perf": 0.5123,
-    "reward": 0.41,
-    "reward_sq": 0.31,
-}
-SAMPLE_ROW = [SAMPLE_FIELDS.get(name, 0) for name in ROW_DTYPE.names]
-# The arguments of a one-outcome record call (record.lua): client id, write number, 1 outcome
-# (slot, task id, label id, score), 0 samples, 0 env-config failures.
-RECORD_ARGS = ["1234-0123456789ab:r", 1, 1, 17, 3578597158538520, 298, "0.5", 0, 0]
 
 
 @dataclass(frozen=True)
@@ -131,6 +100,7 @@ class Plan:
     warm_calls: dict[int, int]  # untimed get_task calls (+ outcome) before them
     snapshot_calls: int
     mp_outcomes: int  # per process and round
+    snapshot_tasks: int = SNAPSHOT_TASKS
 
 
 FULL = Plan(
@@ -155,6 +125,18 @@ QUICK = Plan(
     snapshot_calls=20,
     mp_outcomes=20_000,
 )
+SMOKE = Plan(  # for tests: runs every section end to end; its figures mean nothing
+    repeats=1,
+    ping_calls=200,
+    immediate_outcomes=200,
+    batch_outcomes=2_048,
+    buffered_outcomes=1_000,
+    latency_calls={1000: 300, 2000: 300},
+    warm_calls={1000: 300, 2000: 300},
+    snapshot_calls=2,
+    snapshot_tasks=2000,
+    mp_outcomes=2_048,
+)
 
 
 # -- the run, its pools, and measuring ------------------------------------------------------------
@@ -170,257 +152,8 @@ class Run:
     client: redis.Redis  # the benchmark's own commands (baselines, INFO, the split snapshot)
 
     def config(self, num_tasks: int, name: str, **overrides: Any) -> CurriculumConfig:
-        """bench_core's config (same generator and defaults) with a pool unique to this run."""
-        shm = make_shm_config(num_tasks, name, **overrides)
-        algorithm = LearningProgressConfig(session_id=f"{self.run_id}-{name}", backend_url=self.url)
-        return shm.model_copy(update={"algorithm_config": algorithm})
-
-
-@contextlib.contextmanager
-def redis_curriculum(config: CurriculumConfig) -> Iterator[Curriculum]:
-    """A curriculum whose pool is destroyed on the way out (Redis pools outlive their clients)."""
-    curriculum = Curriculum(config)
-    try:
-        yield curriculum
-    finally:
-        try:
-            curriculum.flush()
-        finally:
-            curriculum.backend.destroy()
-            curriculum.close()
-
-
-def remove_leftovers(client: redis.Redis, run_id: str) -> int:
-    """Delete the pools of this run still registered (after a crash); how many there were."""
-    prefix = run_id.encode()
-    left = [s for s in client.smembers(REGISTRY_KEY) if s.startswith(prefix)]
-    for session in left:
-        client.delete(*session_keys(session.decode()))
-        client.srem(REGISTRY_KEY, session)
-    return len(left)
-
-
-def command_usec(client: redis.Redis, command: str) -> tuple[int, int]:
-    """Calls and microseconds of one command since the server's stats were last reset."""
-    stat = client.info("commandstats").get(f"cmdstat_{command}", {})
-    return int(stat.get("calls", 0)), int(stat.get("usec", 0))
-
-
-@dataclass
-class Meter:
-    """Wall time, this process's CPU time and the server's EVALSHA calls, summed over blocks."""
-
-    client: redis.Redis
-    wall: float = 0.0
-    cpu: float = 0.0
-    evalsha_calls: int = 0
-    evalsha_usec: int = 0
-
-    @contextlib.contextmanager
-    def block(self) -> Iterator[None]:
-        """Add the block's times (the INFO round trips are outside the timed span)."""
-        calls, usec = command_usec(self.client, "evalsha")
-        wall, cpu = time.perf_counter(), time.process_time()
-        yield
-        self.wall += time.perf_counter() - wall
-        self.cpu += time.process_time() - cpu
-        after = command_usec(self.client, "evalsha")
-        self.evalsha_calls += after[0] - calls
-        self.evalsha_usec += after[1] - usec
-
-
-@dataclass
-class Split:
-    """Mean time per outcome: wall, client CPU, server time in scripts (None if unknown)."""
-
-    wall_us: float
-    client_us: float
-    server_us: float | None
-    server_per_call_us: float | None
-
-    def text(self) -> str:
-        """One line of the per-outcome breakdown."""
-        server = "n/a (other clients)" if self.server_us is None else f"{self.server_us:.2f}"
-        line = f"wall {self.wall_us:7.2f} = client CPU {self.client_us:6.2f} + Redis {server}"
-        if self.server_us is not None:
-            rest = self.wall_us - self.client_us - self.server_us
-            line += f" + rest {rest:.2f}; {self.server_per_call_us:,.1f} us per EVALSHA"
-        return line
-
-
-def split_of(meter: Meter, outcomes: int, script_calls: int) -> Split:
-    """The per-outcome split; the server part only if exactly our script calls ran meanwhile."""
-    clean = meter.evalsha_calls == script_calls
-    return Split(
-        wall_us=meter.wall / outcomes * 1e6,
-        client_us=meter.cpu / outcomes * 1e6,
-        server_us=meter.evalsha_usec / outcomes if clean else None,
-        server_per_call_us=meter.evalsha_usec / script_calls if clean else None,
-    )
-
-
-Timed = tuple[Callable[[], float], int]  # a run returning its seconds, and the work it does
-
-
-def interleaved(runs: dict[str, Timed], repeats: int) -> dict[str, float]:
-    """Best rate of each run over ``repeats`` rounds that run each of them once, in turn.
-
-    The best of several runs, as timeit does (the shared VM's noise only slows); interleaving keeps
-    a ratio between two of them from being a ratio between two different minutes of the machine.
-    """
-    best = dict.fromkeys(runs, 0.0)
-    for _ in range(repeats):
-        for name, (run, work) in runs.items():
-            best[name] = max(best[name], work / run())
-    return best
-
-
-class CallTimer:
-    """Counts and times one method of one object (shadowed on the instance; < 1 us per call)."""
-
-    def __init__(self, owner: object, name: str) -> None:
-        """Wrap ``owner.name``."""
-        self.calls = 0
-        self.seconds = 0.0
-        inner = getattr(owner, name)
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return inner(*args, **kwargs)
-            finally:
-                self.calls += 1
-                self.seconds += time.perf_counter() - start
-
-        setattr(owner, name, timed)
-
-
-# -- 1. baselines ---------------------------------------------------------------------------------
-
-
-class Probes:
-    """The baseline runs, reusable by every section (each returns its seconds)."""
-
-    def __init__(self, run: Run) -> None:
-        """Register the scripts and fill the read-modify-write scratch hash."""
-        self.client = run.client
-        self.calls = run.plan.ping_calls
-        self.pipe = run.client.pipeline(transaction=False)
-        self.ping_cpu = 0.0
-        self.pings = 0
-        self.noop = run.client.register_script("return 1")
-        self.noop_keys = session_keys(f"{run.run_id}-absent")  # never created, never read
-        self.rmw_key = f"{run.run_id}-rmw-scratch"
-        self.client.hset(
-            self.rmw_key, mapping=dict.fromkeys(range(RMW_ROWS), msgpack.packb(SAMPLE_ROW))
-        )
-        self.rmw_script = run.client.register_script(RMW_SCRIPT)
-        self.ping()  # warm-ups (and SCRIPT LOADs)
-        self.script_call()
-        self.rmw_script(keys=[self.rmw_key], args=[RMW_ROWS, RMW_ROWS])
-
-    def close(self) -> None:
-        """Remove the scratch hash."""
-        self.client.delete(self.rmw_key)
-
-    def ping(self) -> float:
-        """Sequential PINGs."""
-        client, cpu = self.client, time.process_time()
-        start = time.perf_counter()
-        for _ in range(self.calls):
-            client.ping()
-        seconds = time.perf_counter() - start
-        self.ping_cpu += time.process_time() - cpu
-        self.pings += self.calls
-        return seconds
-
-    def pipelined(self) -> float:
-        """PINGs, PIPELINE_DEPTH per round trip."""
-        pipe = self.pipe
-        start = time.perf_counter()
-        for _ in range(self.calls // PIPELINE_DEPTH):
-            for _ in range(PIPELINE_DEPTH):
-                pipe.ping()
-            pipe.execute()
-        return time.perf_counter() - start
-
-    def script_call(self) -> float:
-        """Sequential calls of a script that returns at once, with a record's keys and args."""
-        noop, keys = self.noop, self.noop_keys
-        start = time.perf_counter()
-        for _ in range(self.calls):
-            noop(keys=keys, args=RECORD_ARGS)
-        return time.perf_counter() - start
-
-    def rmw(self) -> float:
-        """One script call of RMW_PER_CALL read-modify-writes."""
-        start = time.perf_counter()
-        self.rmw_script(keys=[self.rmw_key], args=[RMW_ROWS, RMW_PER_CALL])
-        return time.perf_counter() - start
-
-    def runs(self, *names: str) -> dict[str, Timed]:
-        """Named baseline runs for :func:`interleaved`."""
-        work = {"pipelined": self.calls // PIPELINE_DEPTH * PIPELINE_DEPTH, "rmw": RMW_PER_CALL}
-        return {name: (getattr(self, name), work.get(name, self.calls)) for name in names}
-
-    def ping_p50_us(self) -> float:
-        """Median PING round trip, each timed on its own."""
-        clock, timings = time.perf_counter_ns, np.zeros(self.calls, dtype=np.int64)
-        for i in range(self.calls):
-            start = clock()
-            self.client.ping()
-            timings[i] = clock() - start
-        return float(np.median(timings)) / 1000
-
-
-@dataclass
-class Baselines:
-    """Section 1."""
-
-    ping_rate: float
-    ping_p50_us: float
-    ping_cpu_us: float  # this process's CPU time per PING (user + system: the loopback too)
-    pipelined_rate: float
-    script_rate: float  # a script that does nothing, called like a one-outcome record
-    rmw_rate: float
-
-
-def run_baselines(run: Run, probes: Probes) -> Baselines:
-    """Section 1."""
-    best = interleaved(probes.runs("ping", "pipelined", "script_call", "rmw"), run.plan.repeats)
-    ping = best["ping"]
-    base = Baselines(
-        ping_rate=ping,
-        ping_p50_us=probes.ping_p50_us(),
-        ping_cpu_us=probes.ping_cpu / probes.pings * 1e6,
-        pipelined_rate=best["pipelined"],
-        script_rate=best["script_call"],
-        rmw_rate=best["rmw"],
-    )
-    print_table(
-        f"1. baselines (client from backends.redis_backend.connect; best of {run.plan.repeats})",
-        [
-            ("PING, sequential", f"{ping / 1000:,.1f}k/s", "1.00x"),
-            ("PING round trip, p50", f"{base.ping_p50_us:.1f} us", ""),
-            ("client CPU per sequential PING (user + sys)", f"{base.ping_cpu_us:.1f} us", ""),
-            (
-                f"PING, pipelined x{PIPELINE_DEPTH}",
-                f"{base.pipelined_rate / 1000:,.0f}k/s",
-                f"{base.pipelined_rate / ping:.2f}x",
-            ),
-            (
-                "EVALSHA 'return 1', with a record's keys+args",
-                f"{base.script_rate / 1000:,.1f}k/s",
-                f"{base.script_rate / ping:.2f}x",
-            ),
-            (
-                f"Lua row read-modify-write ({RMW_PER_CALL:,}/call)",
-                f"{base.rmw_rate / 1000:,.0f}k/s",
-                f"{1e6 / base.rmw_rate:.2f} us each",
-            ),
-        ],
-    )
-    return base
+        """The benchmark pool's config (bench_core's) in a pool unique to this run."""
+        return make_config(num_tasks, f"{self.run_id}-{name}", backend_url=self.url, **overrides)
 
 
 # -- 2./3. recording in one process ---------------------------------------------------------------
@@ -445,12 +178,9 @@ def bench_per_outcome(
     overrides = {} if write_batch_size is None else {"write_batch_size": write_batch_size}
     config = run.config(RECORD_TASKS, f"single-{write_batch_size}", **overrides)
     meter = Meter(run.client)
-    with redis_curriculum(config) as curriculum:
+    with open_pool(config) as curriculum:
         size = curriculum.config.write_batch_size
-        ids = fill_pool(curriculum)
-        rng = np.random.default_rng(6)
-        picked = [ids[s] for s in rng.integers(0, len(ids), outcomes).tolist()]
-        pairs = [(t, score_of(t, x)) for t, x in zip(picked, rng.random(outcomes), strict=True)]
+        pairs = outcome_pairs(fill_pool(curriculum), outcomes, seed=6)
 
         def timed() -> float:
             with meter.block():
@@ -461,8 +191,8 @@ def bench_per_outcome(
                 seconds = time.perf_counter() - start
             return seconds
 
-        best = interleaved({"x": (timed, outcomes), **probes.runs(*baselines)}, plan.repeats)
-        complete = check_completed(curriculum, outcomes * plan.repeats)
+        best = best_interleaved({"x": (timed, outcomes), **probes.runs(*baselines)}, plan.repeats)
+        complete = completed(curriculum) == outcomes * plan.repeats
     calls = plan.repeats * -(-outcomes // size)
     split = split_of(meter, outcomes * plan.repeats, calls)
     name = f"update_task_performance, write_batch_size={size}"
@@ -474,7 +204,7 @@ def bench_batch_api(run: Run, probes: Probes, batch: int) -> Recording:
     plan = run.plan
     calls = max(1, plan.batch_outcomes // batch)
     meter = Meter(run.client)
-    with redis_curriculum(run.config(RECORD_TASKS, f"batch-{batch}")) as curriculum:
+    with open_pool(run.config(RECORD_TASKS, f"batch-{batch}")) as curriculum:
         batches = id_batches(fill_pool(curriculum), batch, min(calls, 64), seed=5)
         record_batches(curriculum, batches, len(batches))  # warm-up
 
@@ -483,8 +213,8 @@ def bench_batch_api(run: Run, probes: Probes, batch: int) -> Recording:
                 seconds = record_batches(curriculum, batches, calls)
             return seconds
 
-        best = interleaved({"x": (timed, calls * batch), **probes.runs("rmw")}, plan.repeats)
-        complete = check_completed(curriculum, (len(batches) + calls * plan.repeats) * batch)
+        best = best_interleaved({"x": (timed, calls * batch), **probes.runs("rmw")}, plan.repeats)
+        complete = completed(curriculum) == (len(batches) + calls * plan.repeats) * batch
     split = split_of(meter, calls * batch * plan.repeats, calls * plan.repeats)
     name = f"update_task_performance_batch, {batch} per call"
     return Recording(name, best.pop("x"), split, complete, best)
@@ -546,11 +276,7 @@ class Latency:
     """get_task latency of one pool size (us) and what its slow calls did."""
 
     num_tasks: int
-    calls: int
-    p50: float
-    p90: float
-    p99: float
-    mean: float
+    us: Percentiles
     evictions_per_call: float
     snapshots_per_call: float
     snapshot_ms: float  # mean time of one backend.snapshot()
@@ -563,7 +289,7 @@ def bench_get_task(run: Run, num_tasks: int) -> Latency:
     calls, warm = run.plan.latency_calls[num_tasks], run.plan.warm_calls[num_tasks]
     u = np.random.default_rng(4).random(max(warm, calls))
     timings = np.zeros(calls, dtype=np.int64)
-    with redis_curriculum(run.config(num_tasks, f"latency-{num_tasks}")) as cur:
+    with open_pool(run.config(num_tasks, f"latency-{num_tasks}")) as cur:
         prewarm(cur, seed=7)
         play(cur, warm, u, None)
         evicted = cur.stats()["curriculum/num_evicted"]
@@ -572,19 +298,14 @@ def bench_get_task(run: Run, num_tasks: int) -> Latency:
         play(cur, calls, u, timings)
         n_snap, snap_seconds, n_version = snapshots.calls, snapshots.seconds, versions.calls
         evicted = cur.stats()["curriculum/num_evicted"] - evicted
-    micros = timings / 1000.0
-    p50, p90, p99 = np.percentile(micros, [50, 90, 99])
+    us = Percentiles.of_ns(timings)
     return Latency(
         num_tasks=num_tasks,
-        calls=calls,
-        p50=p50,
-        p90=p90,
-        p99=p99,
-        mean=float(micros.mean()),
+        us=us,
         evictions_per_call=evicted / calls,
         snapshots_per_call=n_snap / calls,
         snapshot_ms=snap_seconds / max(1, n_snap) * 1000,
-        snapshot_share=snap_seconds * 1e6 / max(1.0, float(micros.sum())),
+        snapshot_share=snap_seconds * 1e6 / max(1.0, us.mean * us.calls),
         version_calls_per_call=n_version / calls,
     )
 
@@ -596,9 +317,9 @@ def run_latency(run: Run, base: Baselines) -> dict[int, Latency]:
     for n, lat in latencies.items():
         rows.append(
             (
-                f"{n:>6,} tasks ({lat.calls:,} calls): p50 / p90 / p99 (mean)",
-                f"{lat.p50:.1f} / {lat.p90:,.0f} / {lat.p99:,.0f} ({lat.mean:,.0f})",
-                f"p50 {lat.p50 / base.ping_p50_us:.2f}x PING",
+                f"{n:>6,} tasks ({lat.us.calls:,} calls): p50 / p90 / p99 (mean)",
+                f"{lat.us.p50:.1f} / {lat.us.p90:,.0f} / {lat.us.p99:,.0f} ({lat.us.mean:,.0f})",
+                f"p50 {lat.us.p50 / base.ping_p50_us:.2f}x PING",
             )
         )
     print_table("4. get_task latency (us, one outcome after each call, default buffering)", rows)
@@ -612,148 +333,15 @@ def run_latency(run: Run, base: Baselines) -> dict[int, Latency]:
     return latencies
 
 
-# -- 5. snapshot ----------------------------------------------------------------------------------
-
-
-@dataclass
-class SnapshotTimes:
-    """Medians (ms) of one full snapshot and of its parts (None: not measurable here)."""
-
-    total: float
-    redis: float
-    decode_rows: float | None
-    decode_labels: float | None
-    rows: int
-    labels: int
-    payload_kib: float
-    hgetall_usec: float | None  # server time of the three HGETALLs together
-
-
-def bench_snapshot(run: Run) -> SnapshotTimes:
-    """backend.snapshot() of a full pool whose every row holds outcomes; and its parts apart.
-
-    The Redis part is the same MULTI/EXEC of three HGETALLs (meta, rows, labels) sent through a
-    client with the library's settings, alternating with whole ``snapshot()`` calls; the decode
-    part is the difference. When the backend module exposes ``decode_rows`` and
-    ``decode_labels``, they are also timed apart on the last reply (warm caches: a lower bound).
-    """
-    plan = run.plan
-    config = run.config(SNAPSHOT_TASKS, "snapshot")
-    with redis_curriculum(config) as curriculum:
-        ids = fill_pool(curriculum)
-        for start in range(0, len(ids), 1000):  # every task gets two outcomes
-            chunk = ids[start : start + 1000] * 2
-            curriculum.update_task_performance_batch(chunk, [score_of(t, 0.3) for t in chunk])
-        backend = curriculum.backend
-        populated = int((backend.snapshot().rows["n_outcomes"] > 0).sum())
-        if populated != SNAPSHOT_TASKS:
-            raise RuntimeError(f"only {populated} of {SNAPSHOT_TASKS} rows hold outcomes")
-        meta_key, rows_key, _, labels_key, *_ = session_keys(config.algorithm_config.session_id)
-        totals, redis_s, rows_s, labels_s = [], [], [], []
-        hgetall_before = command_usec(run.client, "hgetall")
-        for _ in range(plan.snapshot_calls):
-            pipe = run.client.pipeline(transaction=True)
-            pipe.hgetall(meta_key)
-            pipe.hgetall(rows_key)
-            pipe.hgetall(labels_key)
-            start = time.perf_counter()
-            meta, rows_raw, labels_raw = pipe.execute()
-            redis_s.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            backend.snapshot()
-            totals.append(time.perf_counter() - start)
-        hgetall_after = command_usec(run.client, "hgetall")
-    decode_rows = getattr(redis_backend, "decode_rows", None)
-    decode_labels = getattr(redis_backend, "decode_labels", None)
-    if decode_rows is not None and decode_labels is not None:
-        for _ in range(plan.snapshot_calls):
-            start = time.perf_counter()
-            decode_rows(rows_raw, SNAPSHOT_TASKS)
-            middle = time.perf_counter()
-            decode_labels(labels_raw, int(meta[b"num_labels"]))
-            rows_s.append(middle - start)
-            labels_s.append(time.perf_counter() - middle)
-    payload = sum(len(k) + len(v) for part in (rows_raw, labels_raw) for k, v in part.items())
-    calls = hgetall_after[0] - hgetall_before[0]
-    clean = calls == 6 * plan.snapshot_calls  # ours and snapshot()'s, nobody else's
-    return SnapshotTimes(
-        total=median_ms(totals),
-        redis=median_ms(redis_s),
-        decode_rows=median_ms(rows_s) if rows_s else None,
-        decode_labels=median_ms(labels_s) if labels_s else None,
-        rows=len(rows_raw),
-        labels=len(labels_raw),
-        payload_kib=payload / 1024,
-        hgetall_usec=(hgetall_after[1] - hgetall_before[1]) / calls * 3 if clean else None,
-    )
-
-
-def median_ms(seconds: list[float]) -> float:
-    """The median, in milliseconds."""
-    return float(np.median(seconds)) * 1000
-
-
-def run_snapshot(run: Run, base: Baselines) -> SnapshotTimes:
-    """Section 5."""
-    s = bench_snapshot(run)
-    ping_ms = base.ping_p50_us / 1000
-    parts = [
-        ("MULTI/EXEC of 3 HGETALLs (pipe.execute)", s.redis),
-        ("decode (snapshot() minus the above)", s.total - s.redis),
-    ]
-    if s.decode_rows is not None and s.decode_labels is not None:
-        parts += [("  decode_rows alone (warm cache)", s.decode_rows)]
-        parts += [("  decode_labels alone (warm cache)", s.decode_labels)]
-    print_table(
-        f"5. backend.snapshot(), {SNAPSHOT_TASKS:,} tasks, every row populated "
-        f"(median of {run.plan.snapshot_calls})",
-        [
-            ("PING round trip p50 (section 1)", f"{ping_ms:.3f} ms", "1.00x"),
-            ("backend.snapshot()", f"{s.total:.1f} ms", f"{s.total / ping_ms:,.0f}x PING"),
-            *((f"  {name}", f"{ms:.1f} ms", f"{ms / s.total:.0%}") for name, ms in parts),
-        ],
-    )
-    server = "n/a (other clients)" if s.hgetall_usec is None else f"{s.hgetall_usec / 1000:.1f} ms"
-    print(
-        f"  {s.rows:,} rows and {s.labels:,} labels, {s.payload_kib:,.0f} KiB of hash fields; "
-        f"server time of the 3 HGETALLs: {server}"
-    )
-    return s
-
-
 # -- 6. several processes -------------------------------------------------------------------------
 
 
-def record_worker(
-    config: CurriculumConfig, ids: list[int], plan: Plan, batch: int, seed: int, barrier, queue
-) -> None:
-    """Attach its own Curriculum; warm up, then record ``plan.mp_outcomes`` per round."""
-    try:
-        curriculum = Curriculum(config)  # the pool exists: this attaches with a new client
-        try:
-            batches = id_batches(ids, batch, 64, seed)
-            record_batches(curriculum, batches, len(batches))  # warm-up: counted, not timed
-            calls = plan.mp_outcomes // batch
-            spans = timed_rounds(lambda: record_batches(curriculum, batches, calls), plan, barrier)
-        finally:
-            curriculum.close()
-        queue.put(((len(batches) + calls * plan.repeats) * batch, calls * batch, spans, None))
-    except Exception as exc:  # reported to the parent, which fails the check
-        queue.put((0, 0, [], repr(exc)))
-
-
 def bench_processes(run: Run, procs: int, batch: int) -> MultiResult:
-    """``procs`` spawned processes recording into one pool at once; the best round's rate."""
+    """``procs`` spawned processes, each with its own Curriculum (a client of its own) built
+    from the config, recording into one pool at once; the best round's rate."""
     config = run.config(RECORD_TASKS, f"procs-{procs}-{batch}")
-    with redis_curriculum(config) as curriculum:
-        ids = fill_pool(curriculum)
-        args = [(config, ids, run.plan, batch, 10 + i) for i in range(procs)]
-        results, errors = spawn_workers(record_worker, args)
-        counted = int(curriculum.stats()["curriculum/num_completed"])
-        rows_counted = int(curriculum.backend.snapshot().rows["n_outcomes"].sum())
-    rate = 0.0 if errors else best_round_rate(results)
-    sent = sum(r[0] for r in results)
-    return MultiResult(procs, rate, sent, counted, rows_counted, "; ".join(errors) or None)
+    plan = RecordPlan(run.plan.repeats, run.plan.mp_outcomes, batch)
+    return record_in_processes(config, procs, plan, pickle_curriculum=False)
 
 
 def run_processes(run: Run, batch: int) -> list[MultiResult]:
@@ -768,11 +356,7 @@ def run_processes(run: Run, batch: int) -> list[MultiResult]:
         ],
     )
     for r in (one, two):
-        print(
-            f"  {r.procs} proc: sent {r.sent:,}, num_completed {r.counted:,}, "
-            f"sum of row n_outcomes {r.rows_counted:,}: {'PASS' if r.lossless else 'FAIL'}"
-            + (f" ({r.error})" if r.error else "")
-        )
+        print(r.check_line())
     return [one, two]
 
 
@@ -788,7 +372,7 @@ def code_digest() -> str:
     return digest.hexdigest()[:12]
 
 
-def describe(run: Run, quick: bool) -> None:
+def describe(run: Run, kind: str) -> None:
     """Machine, versions and configuration."""
     import hiredis  # the parser redis-py uses when it is installed
 
@@ -806,11 +390,11 @@ def describe(run: Run, quick: bool) -> None:
         f"connected clients {client.info('clients')['connected_clients']}); "
         f"backend code digest {code_digest()}"
     )
-    config = make_shm_config(1000, "shown")
+    config = run.config(1000, "shown")
     print(
         f"config: bench_core's (LearningProgressConfig() defaults, bucketed generator), "
         f"write_batch_size={config.write_batch_size}, "
-        f"snapshot_max_age_s={config.snapshot_max_age_s}; {'quick' if quick else 'full'} run"
+        f"snapshot_max_age_s={config.snapshot_max_age_s}; {kind} run"
     )
 
 
@@ -819,49 +403,62 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=DEFAULT_URL, help=f"Redis URL (default {DEFAULT_URL})")
     parser.add_argument("--quick", action="store_true", help="short run (~30 s)")
+    parser.add_argument("--smoke", action="store_true", help="tiny run that only checks it works")
     parser.add_argument("--mp-batch", type=int, default=256, help="batch size of section 6")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON (- stdout)")
     args = parser.parse_args()
     started = time.perf_counter()
+    kind = "smoke" if args.smoke else "quick" if args.quick else "full"
     run = Run(
         url=args.url,
         run_id=f"bench-redis-{os.getpid()}-{secrets.token_hex(3)}",
-        plan=QUICK if args.quick else FULL,
+        plan={"smoke": SMOKE, "quick": QUICK, "full": FULL}[kind],
         client=connect(args.url),
     )
     probes = None
     try:
-        describe(run, args.quick)
-        probes = Probes(run)
-        base = run_baselines(run, probes)
+        describe(run, kind)
+        probes = Probes(run.client, run.plan.ping_calls, run.run_id)
+        base = run_baselines(probes, run.plan.repeats)
         immediate = run_immediate(run, probes)
         recording = run_recording(run, probes)
         latency = run_latency(run, base)
-        snapshot = run_snapshot(run, base)
+        config = run.config(run.plan.snapshot_tasks, "snapshot")
+        snapshot = run_snapshot(config, run.client, run.plan.snapshot_calls, base.ping_p50_us)
         multi = run_processes(run, args.mp_batch)
     finally:
         if probes is not None:
             probes.close()
-        left = remove_leftovers(run.client, run.run_id)
+        left = remove_leftovers(run.url, run.run_id)
         run.client.close()
     if left:
         print(f"\nremoved {left} pools this run left behind")
     lossless = immediate.complete and all(r.complete for r in recording)
     lossless = lossless and all(r.lossless for r in multi)
     ratio = immediate.rate / immediate.baselines["ping"]
-    p50 = latency[1000].p50
+    p50 = latency[1000].us.p50
     goals = [
-        (f"immediate update_task_performance >= 80% of PING rate ({ratio:.0%})", ratio >= 0.8),
+        Goal(f"immediate update_task_performance >= 80% of PING rate ({ratio:.0%})", ratio >= 0.8),
         *(
-            (f"{r.name} >= 150k out/s ({r.rate / 1000:,.0f}k)", r.rate >= 150_000)
+            Goal(f"{r.name} >= 150k out/s ({r.rate / 1000:,.0f}k)", r.rate >= 150_000)
             for r in recording
         ),
-        (f"get_task p50 at 1,000 tasks <= 50 us ({p50:.1f} us)", p50 <= 50),
-        (
-            f"snapshot of 10,000 tasks <= 25 ms (median {snapshot.total:.1f} ms)",
+        Goal(f"get_task p50 at 1,000 tasks <= 50 us ({p50:.1f} us)", p50 <= 50),
+        Goal(
+            f"snapshot of {snapshot.rows:,} tasks <= 25 ms (median {snapshot.total:.1f} ms)",
             snapshot.total <= 25,
         ),
-        ("zero outcomes lost", lossless),
+        Goal("zero outcomes lost", lossless),
     ]
+    figures = {
+        "baselines": base,
+        "immediate": immediate,
+        "recording": recording,
+        "latency": latency,
+        "snapshot": snapshot,
+        "processes": multi,
+    }
+    write_json(args.json, "bench_redis", figures, goals)
     return report_goals(goals, started, lossless)
 
 

@@ -1,4 +1,4 @@
-"""The ``curriculum`` command."""
+"""The ``curriculum`` command (help texts are plain text: argparse prints them as they are)."""
 
 from __future__ import annotations
 
@@ -6,33 +6,79 @@ import argparse
 import functools
 import sys
 from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+
+DESCRIPTION = (
+    "A curriculum coordinator for reinforcement-learning training: one pool of tasks shared by "
+    "every worker, sampled by learning progress. This command runs a demo and inspects or "
+    "cleans up pools."
+)
+DEMO_DESCRIPTION = (
+    "Simulated training: worker processes share one curriculum pool (in /dev/shm, or in Redis "
+    "with --backend-url) and train one simulated student on graded difficulties 0.1-0.9 plus a "
+    "few impossible and trivial tasks. The curriculum samples tasks by learning progress. At the "
+    "end it prints a table per label (samples and their share, mean score, learning progress "
+    "over the run and at the end, evictions) and the student's mastery (mean success over the "
+    "difficulties), runs the same budget with uniform sampling as the baseline, and writes a "
+    "PNG: the sampling share by difficulty in windows of 1/20 of the run, beside the student's "
+    "success by difficulty and its mastery against the baseline's. The demo's pools are "
+    "removed at the end. A progress bar (tqdm) and the PNG (matplotlib) need the demo extra: "
+    "pip install 'curriculum-pool[demo]'."
+)
+
+
+def _version() -> str:
+    try:
+        return version("curriculum-pool")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="curriculum", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="curriculum", description=DESCRIPTION)
+    parser.add_argument(
+        "--version", action="version", version=f"curriculum {_version()}", help="print the version"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser(
-        "demo", help="simulated multi-worker training on one shared pool (no server needed)"
+        "demo",
+        help="simulated multi-worker training on one shared pool (no server needed)",
+        description=DEMO_DESCRIPTION,
     )
     demo.add_argument(
-        "--workers", type=_positive_int, default=2, help="worker processes (default 2)"
+        "--workers",
+        type=_positive_int,
+        default=2,
+        help="worker processes sharing the pool (default 2)",
     )
     demo.add_argument(
-        "--episodes", type=_positive_int, default=20_000, help="episodes in all (default 20000)"
+        "--episodes",
+        type=_positive_int,
+        default=20_000,
+        help="episodes in all, split between the workers (default 20000)",
     )
     demo.add_argument(
-        "--backend-url", default=None, help="pool backend; default: /dev/shm on this host"
+        "--backend-url",
+        default=None,
+        metavar="URL",
+        help="where the pool lives: a redis:// URL; default: /dev/shm on this host",
     )
-    demo.add_argument("--seed", type=_count, default=0)
+    demo.add_argument(
+        "--seed",
+        type=_count,
+        default=0,
+        help="seeds the pool's task ids and the workers' episodes (default 0)",
+    )
     demo.add_argument(
         "--output",
         default="curriculum-demo.png",
+        metavar="PNG",
         help="where to write the PNG (default curriculum-demo.png; '' for none)",
     )
     demo.add_argument(
         "--no-compare",
         action="store_true",
-        help="skip the uniform-sampling baseline run",
+        help="skip the uniform-sampling baseline run (and its line in the PNG)",
     )
     _add_inspect(commands)
     _add_shm(commands)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from curriculum.ema import EmaParams
 from curriculum.errors import ConfigError
 from curriculum.frozen_model import FrozenModel
 from curriculum.generators import AnyTaskGeneratorConfig
@@ -18,6 +19,14 @@ from curriculum.redaction import redact_url
 
 if TYPE_CHECKING:
     from curriculum.curriculum import Curriculum
+
+# The statistics' timescales: part of every pool (its EmaParams), whatever the algorithm.
+EMA_FIELDS = (
+    "ema_timescale",
+    "slow_timescale_factor",
+    "task_tracker_ema_alpha",
+    "success_threshold",
+)
 
 SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # use fullmatch
 
@@ -53,8 +62,16 @@ class PoolAlgorithmConfig(FrozenModel):
             yield name, (redact_url(value) if name == "backend_url" and value else value)
 
     def algorithm_params(self) -> dict[str, Any]:
-        """The fields that define the algorithm's behaviour (not where its pool lives)."""
-        return self.model_dump(exclude={"session_id", "backend_url", "num_active_tasks"})
+        """The fields that define the algorithm's behaviour, except where its pool lives and the
+        statistics' timescales (those are the pool's :meth:`ema_params`, stored once)."""
+        return self.model_dump(
+            exclude={"session_id", "backend_url", "num_active_tasks", *EMA_FIELDS}
+        )
+
+    def ema_params(self) -> EmaParams:
+        """The timescales of the pool's statistics (the defaults when the algorithm has none)."""
+        source = self if all(hasattr(self, name) for name in EMA_FIELDS) else _EMA_DEFAULTS
+        return EmaParams(**{name: getattr(source, name) for name in EMA_FIELDS})
 
 
 class DiscreteRandomConfig(PoolAlgorithmConfig):
@@ -175,6 +192,8 @@ LEARNING_PROGRESS_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+_EMA_DEFAULTS = LearningProgressConfig()
+
 AlgorithmConfig = Annotated[
     DiscreteRandomConfig | LearningProgressConfig, Field(discriminator="type")
 ]
@@ -208,6 +227,16 @@ class CurriculumConfig(FrozenModel):
         outage_retry_s: How often, during an outage, the hot path tries the server again.
         max_buffered_outcomes: Outcomes a process may buffer during an outage; one more raises
             ``BackendUnavailableError`` (the buffer is kept).
+        deterministic: Refresh the scored view by outcome count instead of by time (and write
+            the queue before each refresh), so that one process with a seed picks the same tasks
+            for the same outcomes, and a checkpoint restored into a new process continues the
+            same sequence. For reproducible single-process runs and tests; with several
+            processes the order of their writes still varies.
+        background_refresh: Refresh the scored view of a large pool (one whose refresh costs
+            more than a millisecond, about 3,000 tasks and up) in a short-lived helper thread,
+            sampling from the current view meanwhile, so that ``get_task`` never waits for a
+            whole re-read and re-score. Off: every refresh runs inside the call that needs it.
+            Deterministic mode never refreshes in the background.
         on_pool_lost: When the pool vanished (destroyed, or Redis restarted without
             persistence) or was re-created by another process: ``"recreate"`` attaches to it
             anew (creating it empty from this config), drops the writes meant for the lost pool
@@ -236,6 +265,8 @@ class CurriculumConfig(FrozenModel):
     outage_retry_s: float = Field(default=1.0, gt=0.0, allow_inf_nan=False)
     max_buffered_outcomes: int = Field(default=1_000_000, ge=1)
     on_pool_lost: Literal["recreate", "raise"] = "recreate"
+    deterministic: bool = False
+    background_refresh: bool = True
     backend_timeout_s: float = Field(default=1.0, gt=0.0, le=3600.0, allow_inf_nan=False)
     private_pool_ttl_s: float = Field(default=3600.0, gt=0.0, allow_inf_nan=False)
 

@@ -6,7 +6,13 @@ tasks. Each worker asks the curriculum for a task, plays it, and reports the sco
 a progress bar; meanwhile the parent samples the pool's per-label counts and the student's success
 per difficulty. At the end: a table per label (share of samples, mean score, learning progress,
 evictions), the student's mastery against uniform sampling on the same budget, and a PNG with the
-sampling share by difficulty over time beside the success by difficulty over time.
+sampling share by difficulty over time (windows of 1/20 of the run) beside the success by
+difficulty over time, with the student's mastery under learning progress and under uniform
+sampling.
+
+The table's learning progress shows two figures per label: its mean over the run (what the
+curriculum saw while the student learned) and its value at the end (about 0 once the student has
+mastered what it can: a learned task, like an impossible one, makes no progress).
 
 The progress bar (tqdm) and the PNG (matplotlib) come with the ``demo`` extra; without them the
 demo prints its progress as text and skips the picture.
@@ -41,18 +47,35 @@ class Timeline:
     episodes: list[int] = field(default_factory=list)
     samples: list[list[float]] = field(default_factory=list)  # cumulative, per CATEGORIES
     success: list[list[float]] = field(default_factory=list)  # per difficulty
+    lp: list[list[float]] = field(default_factory=list)  # mean LP of active tasks, per CATEGORIES
 
     def add(self, episodes: int, stats: dict[str, float], student: SimulatedStudent) -> None:
         if self.episodes and episodes <= self.episodes[-1]:
             return
         self.episodes.append(episodes)
-        self.samples.append([_category_samples(stats, name) for name in CATEGORIES])
+        self.samples.append([_category_figure(stats, name, "samples") for name in CATEGORIES])
+        self.lp.append([_category_figure(stats, name, "mean_lp") for name in CATEGORIES])
         self.success.append(
             [
                 student.success_probability({"label": "graded", "difficulty": d})
                 for d in DIFFICULTIES
             ]
         )
+
+    def run_mean_lp(self) -> dict[str, float]:
+        """Each category's mean learning progress over the run: the LP of its active tasks at
+        each poll, weighted by the episodes played since the previous poll."""
+        if len(self.episodes) < 2:
+            return dict.fromkeys(CATEGORIES, 0.0)
+        weights = np.diff(np.asarray(self.episodes, dtype=np.float64))
+        lp = np.asarray(self.lp, dtype=np.float64)[1:]
+        means = weights @ lp / weights.sum() if weights.sum() > 0 else lp.mean(axis=0)
+        return {name: float(value) for name, value in zip(CATEGORIES, means, strict=True)}
+
+    def mastery(self) -> np.ndarray:
+        """The student's mastery (mean success over the difficulties) at each poll."""
+        success = np.asarray(self.success, dtype=np.float64)
+        return success.mean(axis=1) if len(success) else np.zeros(0)
 
     def sampling_shares(self, windows: int = 20) -> tuple[np.ndarray, np.ndarray]:
         """Episodes at the end of each window, and each category's share of its samples."""
@@ -68,9 +91,17 @@ class Timeline:
         return edges[1:], shares
 
 
-def _category_samples(stats: dict[str, float], category: str) -> float:
-    label = category if category in ("impossible", "trivial") else f"graded|difficulty:{category}"
-    return stats.get(f"label/{label}/samples", 0.0)
+def _category_label(category: str) -> str:
+    return category if category in ("impossible", "trivial") else f"graded|difficulty:{category}"
+
+
+def _category_figure(stats: dict[str, float], category: str, figure: str) -> float:
+    return stats.get(f"label/{_category_label(category)}/{figure}", 0.0)
+
+
+def mastery_text(mastery: float) -> str:
+    """The student's mastery as the terminal and the picture show it."""
+    return f"{mastery:.3f}"
 
 
 @dataclass(frozen=True)
@@ -195,57 +226,107 @@ def run_demo(
     )
 
 
-def label_table(stats: dict[str, float]) -> str:
-    """A per-label table of samples share, mean score, learning progress and evictions."""
+def label_table(stats: dict[str, float], timeline: Timeline | None = None) -> str:
+    """A per-label table: samples and their share, mean score, learning progress, evictions.
+
+    "LP (run)" is the label's learning progress averaged over the run (from ``timeline``);
+    "LP (end)" is its value at the end, which falls to about 0 once the student has learned
+    what it can (a mastered or an impossible task makes no progress).
+    """
     labels = sorted({key.split("/")[1] for key in stats if key.startswith("label/")})
     total = sum(stats[f"label/{name}/samples"] for name in labels) or 1.0
-    lines = [f"{'label':<26}{'samples':>9}{'share':>8}{'score':>8}{'mean LP':>9}{'evicted':>9}"]
+    run_lp = timeline.run_mean_lp() if timeline is not None else {}
+    by_label = {_category_label(name): value for name, value in run_lp.items()}
+    lines = [
+        f"{'label':<26}{'samples':>9}{'share':>8}{'score':>8}{'LP (run)':>10}{'LP (end)':>10}"
+        f"{'evicted':>9}"
+    ]
     for name in labels:
         key = f"label/{name}"
+        run = f"{by_label[name]:>10.4f}" if name in by_label else f"{'-':>10}"
         lines.append(
             f"{name:<26}{stats[key + '/samples']:>9.0f}{stats[key + '/samples'] / total:>8.1%}"
-            f"{stats[key + '/mean_reward']:>8.2f}{stats[key + '/mean_lp']:>9.3f}"
+            f"{stats[key + '/mean_reward']:>8.2f}{run}{stats[key + '/mean_lp']:>10.4f}"
             f"{stats[key + '/evictions']:>9.0f}"
         )
     return "\n".join(lines)
 
 
-def plot(result: DemoResult, path: Path) -> bool:
-    """Write the PNG (sampling share and success by difficulty over time); False without
-    matplotlib."""
-    try:
-        import matplotlib
+WINDOWS = 20
+"""The left panel cuts the run into this many windows of equal episode counts."""
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    ends, shares = result.timeline.sampling_shares()
-    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8), constrained_layout=True)
+
+def figure_for(result: DemoResult, baseline: DemoResult | None = None) -> Any:
+    """The demo's figure: sampling share by difficulty per window (left); the student's success
+    by difficulty and its mastery, against the uniform-sampling baseline's mastery (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ends, shares = result.timeline.sampling_shares(WINDOWS)
+    episodes = result.timeline.episodes
+    window = (episodes[-1] - episodes[0]) / WINDOWS if episodes else 0.0
+    figure, (left, right) = plt.subplots(1, 2, figsize=(14, 5), constrained_layout=True)
     colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(DIFFICULTIES)))
     palette = [*colours, (0.8, 0.2, 0.2, 1.0), (0.6, 0.6, 0.6, 1.0)]
     if len(ends):
         left.stackplot(ends, shares.T, labels=CATEGORIES, colors=palette, step="pre")
     left.set(
-        title="sampling share by difficulty",
+        title=f"sampling share by difficulty (windows of {window:,.0f} episodes)",
         xlabel="episodes",
-        ylabel="share of episodes in the window",
+        ylabel="share of the window's episodes",
         ylim=(0, 1),
     )
     left.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, title="difficulty")
-    success = np.asarray(result.timeline.success)
-    for index in range(len(DIFFICULTIES)):
-        right.plot(result.timeline.episodes, success[:, index], color=colours[index])
+    timeline = result.timeline
+    success = np.asarray(timeline.success)
+    for index, difficulty in enumerate(DIFFICULTIES):
+        right.plot(
+            timeline.episodes,
+            success[:, index],
+            color=colours[index],
+            lw=1,
+            label=f"{difficulty:g}",
+        )
+    right.plot(
+        timeline.episodes,
+        timeline.mastery(),
+        color="black",
+        lw=2.5,
+        label=f"mastery, learning progress ({mastery_text(result.mastery)})",
+    )
+    if baseline is not None:
+        right.plot(
+            baseline.timeline.episodes,
+            baseline.timeline.mastery(),
+            color="black",
+            lw=2.5,
+            ls="--",
+            label=f"mastery, uniform sampling ({mastery_text(baseline.mastery)})",
+        )
     right.set(
-        title="student's success by difficulty",
+        title="student's success by difficulty, and mastery (mean over difficulties)",
         xlabel="episodes",
         ylabel="success probability",
         ylim=(0, 1.02),
     )
+    right.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, title="difficulty")
+    versus = f" vs uniform sampling {mastery_text(baseline.mastery)}" if baseline else ""
     figure.suptitle(
         f"curriculum demo: {result.algorithm}, {result.episodes} episodes, "
-        f"mastery {result.mastery:.2f}"
+        f"mastery {mastery_text(result.mastery)}{versus}"
     )
+    return figure
+
+
+def plot(result: DemoResult, path: Path, baseline: DemoResult | None = None) -> bool:
+    """Write the PNG of :func:`figure_for`; False without matplotlib."""
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    figure = figure_for(result, baseline)
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return True
@@ -265,9 +346,10 @@ def main(
     result = run_demo(workers=workers, episodes=episodes, backend_url=backend_url, seed=seed)
     print(
         f"\n== learning progress: {result.episodes} episodes by {workers} workers in "
-        f"{result.seconds:.1f} s; student mastery {result.mastery:.3f}"
+        f"{result.seconds:.1f} s; student mastery {mastery_text(result.mastery)}"
     )
-    print(label_table(result.stats))
+    print(label_table(result.stats, result.timeline))
+    uniform = None
     if compare:
         uniform = run_demo(
             algorithm="discrete_random",
@@ -278,11 +360,11 @@ def main(
         )
         print(
             f"\nmastery after {result.episodes} episodes: learning progress "
-            f"{result.mastery:.3f}, uniform sampling {uniform.mastery:.3f}"
+            f"{mastery_text(result.mastery)}, uniform sampling {mastery_text(uniform.mastery)}"
         )
     if output:
         path = Path(output)
-        if plot(result, path):
+        if plot(result, path, uniform):
             print(f"\nwrote {path.resolve()}")
         else:
             print("\nno PNG: matplotlib is not installed (pip install -e '.[demo]')")

@@ -35,9 +35,11 @@ from curriculum.errors import ConfigError, InvariantViolationError
 from curriculum.frozen_model import FrozenModel
 from curriculum.frozen_model import describe_validation_error as _describe
 from curriculum.paths import get_path, model_from_plain, set_in_place, split_path
+from curriculum.plain_data import check_plain
 from curriculum.task_ids import MAX_TASK_ID, check_task_id, splitmix64
 
 _MODEL_KEY = "__model__"  # a model env serialises as {"__model__": "module:QualName", "fields": {}}
+_SPAN_KEY = "__span__"  # a Span inside a list of bucket values serialises as {"__span__": {...}}
 _FIELDS_KEY = "fields"
 _SALT_CHILD, _SALT_BUCKETS, _SALT_SET = 0x6A09E667F3BCC909, 0xBB67AE8584CAA73B, 0x3C6EF372FE94F82B
 _SCALARS = (str, int, float, bool, type(None))
@@ -58,12 +60,20 @@ def _format_value(value: Any) -> str:
 _FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
+EXACT_INT_LABELS = 100
+"""An integer span with at most this many values shows each value in labels; a larger one bins."""
+
+
 class Span(FrozenModel):
     """A range of bucket values: integers in [low, high] if both bounds are ints, else floats in
-    [low, high).
+    [low, high) (one float bound is enough: ``Span(8, 32.0)`` draws floats).
 
-    Labels show an integer value as it is, and a float value as the lower edge of its bin (the
-    span cut into ``bins`` equal bins), so a float span adds at most ``bins`` distinct labels.
+    Labels stay few by construction. A float value shows as the lower edge of its bin (the span
+    cut into ``bins`` equal bins), so a float span adds at most ``bins`` distinct labels. An
+    integer span with at most :data:`EXACT_INT_LABELS` (100) values shows each value as it is; a
+    larger one (a map seed ``Span(0, 100_000)``) shows the lower edge of its bin: the integers cut
+    into ``bins`` runs of ``ceil(count / bins)`` values (``Span(0, 100_000)``: edges 0, 10001,
+    20002, ...). Env configs always get the exact value drawn.
     """
 
     low: StrictInt | _FiniteFloat
@@ -82,7 +92,11 @@ class Span(FrozenModel):
     def label_for(self, value: int | float) -> str:
         """The text of ``value`` in a task label."""
         if isinstance(value, int):
-            return str(value)
+            count = self.high - self.low + 1
+            if count <= EXACT_INT_LABELS:
+                return str(value)
+            int_width = -(-count // self.bins)
+            return str(self.low + (value - self.low) // int_width * int_width)
         width = (self.high - self.low) / self.bins
         index = min(int((value - self.low) / width), self.bins - 1) if width > 0 else 0
         return format(self.low + index * width, ".3g")
@@ -139,6 +153,8 @@ class TaskGeneratorConfig(FrozenModel):
     def _check_paths(self) -> TaskGeneratorConfig:
         for path in [*self.overrides, *self.invariant_fields]:
             split_path(path)
+        for path, value in self.overrides.items():
+            check_plain(value, f"overrides[{path!r}]")
         return self
 
     def create(self) -> TaskGenerator:
@@ -175,6 +191,7 @@ class SingleTaskGeneratorConfig(TaskGeneratorConfig):
         if isinstance(env, dict) and set(env) == {_MODEL_KEY, _FIELDS_KEY}:
             return _import_model(env[_MODEL_KEY]).model_validate(env[_FIELDS_KEY])
         if isinstance(env, (dict, BaseModel)):
+            check_plain(env, "env")
             return copy.deepcopy(env)
         raise ValueError(f"env must be a dict or a pydantic model, got {type(env).__name__}")
 
@@ -198,19 +215,57 @@ class BucketedTaskGeneratorConfig(TaskGeneratorConfig):
 
     Attributes:
         child_generator_config: Generates the base task.
-        buckets: Dotted path -> list of values (uniform choice) or :class:`Span`, applied in order.
+        buckets: Dotted path -> list of values (one entry chosen uniformly; an entry that is a
+            :class:`Span` is then drawn from its range: ``[0, Span(0.0, 1.0)]`` gives 0 half
+            of the time, else a float in [0, 1)) or a :class:`Span`; applied in order. A tuple
+            is refused: write ``Span(lo, hi)`` for a range or a list for separate values.
     """
 
     type: Literal["bucketed"] = "bucketed"
     child_generator_config: AnyTaskGeneratorConfig
     buckets: dict[str, list[Any] | Span]
 
+    @field_validator("buckets", mode="before")
+    @classmethod
+    def _load_buckets(cls, buckets: Any) -> Any:
+        if not isinstance(buckets, dict):
+            return buckets
+        loaded = {}
+        for path, values in buckets.items():
+            if isinstance(values, tuple):
+                shown = ", ".join(repr(v) for v in values)
+                raise ValueError(
+                    f"bucket {path!r} is the tuple ({shown}): a tuple is neither a range nor "
+                    f"a list here; did you mean Span({shown}) (the range) or [{shown}] "
+                    "(these values)?"
+                )
+            if isinstance(values, list):
+                values = [_load_span(v) for v in values]
+            loaded[path] = values
+        return loaded
+
+    @field_serializer("buckets")
+    def _dump_buckets(self, buckets: dict[str, list[Any] | Span], info: SerializationInfo) -> Any:
+        return {
+            path: values.model_dump(mode=info.mode)
+            if isinstance(values, Span)
+            else [
+                {_SPAN_KEY: v.model_dump(mode=info.mode)} if isinstance(v, Span) else v
+                for v in values
+            ]
+            for path, values in buckets.items()
+        }
+
     @model_validator(mode="after")
     def _check_buckets(self) -> BucketedTaskGeneratorConfig:
         for path, values in self.buckets.items():
             split_path(path)
-            if isinstance(values, list) and not values:
-                raise ValueError(f"bucket {path!r} has an empty list of values")
+            if isinstance(values, list):
+                if not values:
+                    raise ValueError(f"bucket {path!r} has an empty list of values")
+                for index, value in enumerate(values):
+                    if not isinstance(value, Span):
+                        check_plain(value, f"buckets[{path!r}][{index}]")
         return self
 
     def create(self) -> BucketedTaskGenerator:
@@ -242,6 +297,12 @@ class TaskGeneratorSetConfig(TaskGeneratorConfig):
     def create(self) -> TaskGeneratorSet:
         """Build the generator (and its children)."""
         return TaskGeneratorSet(self)
+
+
+def _load_span(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {_SPAN_KEY}:
+        return Span(**value[_SPAN_KEY])
+    return value
 
 
 AnyTaskGeneratorConfig = Annotated[
@@ -358,11 +419,15 @@ class BucketedTaskGenerator(TaskGenerator):
         draft = self.child._draft(_mix(task_id, _SALT_CHILD) & MAX_TASK_ID, root_id)
         rng = random.Random(_mix(task_id, _SALT_BUCKETS))
         for path, parts, values in self._buckets:
-            is_span = isinstance(values, Span)
-            value = values.sample(rng) if is_span else values[rng.randrange(len(values))]
+            chosen = values if isinstance(values, Span) else values[rng.randrange(len(values))]
+            if isinstance(chosen, Span):
+                value = chosen.sample(rng)
+                text = chosen.label_for(value)
+            else:
+                value, text = chosen, _format_value(chosen)
             draft.set(parts, value)
             draft.buckets[path] = value
-            draft.bucket_labels[path] = values.label_for(value) if is_span else _format_value(value)
+            draft.bucket_labels[path] = text
         return draft
 
 

@@ -106,7 +106,7 @@ def model_from_plain(cls: type[BaseModel], data: dict[str, Any], what: str) -> B
         return cls.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(
-            describe_validation_error(f"{what}: invalid {cls.__name__}", exc)
+            describe_validation_error(f"{what}: invalid {cls.__name__}", exc, cls)
         ) from None
 
 

@@ -1,171 +1,66 @@
 """List and clean up /dev/shm pool segments (the ``curriculum shm`` command).
 
 A /dev/shm pool is the file ``<shm_dir>/curriculum.<session>`` (see
-:mod:`backends.shared_memory`). Its creator removes it at ``close()`` or at exit; a creator that
-is killed (SIGKILL, OOM killer, a crash in native code) leaves it behind, and a new pool with the
-same session then refuses to attach to it ("orphaned").
+:mod:`backends.shm_segment`). The last process attached to it removes it when it leaves
+(``close()``, garbage collection or exit); when every process attached to it was killed
+(SIGKILL, OOM killer, a crash in native code) it stays, and a new pool with the same session
+refuses to attach to it ("orphaned").
 
 :func:`list_segments` reports every file of the shm directory whose name starts with
 ``curriculum.``, in one of four states:
 
-- ``live``: a pool of this library whose creator (pid *and* start time, so a reused pid does not
-  count) is still running;
-- ``orphaned``: a pool of this library whose creator is gone;
+- ``live``: a pool of this library that some process is attached to (holds its attach lock, an
+  open-file-description lock the kernel drops when the process dies; see
+  :mod:`backends.file_lock`), whatever that process's user or pid namespace;
+- ``orphaned``: a pool of this library that no process is attached to;
 - ``not ours``: no pool header (no magic number, too short, not a regular file): a foreign file,
   or a pool whose creator is still initialising it (or died while doing so);
 - ``unreadable``: a pool header this library cannot use (another layout version, a size that
   does not match its header) or a file it may not open.
 
-Each entry also says whether a process holds the segment's lock right now (a non-blocking shared
-``flock`` probe on a read-only descriptor of our own, released at once: it never writes and never
-makes a writer wait more than a few microseconds) and which processes use it.
-
-"In use" means: some process has the segment's file (same device and inode) mapped (a line of
-``/proc/<pid>/maps``) or open (a ``/proc/<pid>/fd`` entry), or holds its lock. Every backend
-that attached to a pool keeps both a descriptor and a mapping until it closes, and forked children
-inherit both, so a worker that attached before its creator died is seen. Before an orphan is kept
-for its users, they are scanned again :data:`SETTLE_S` later and only pids seen both times count
-(another ``curriculum shm`` run holds a descriptor for microseconds). Processes whose ``/proc``
-entries this user may not read (other users' processes, unless run as root) and processes in
-other pid namespaces (containers sharing /dev/shm) are not seen; see :func:`clean_segments`.
+Each entry also says whether a process holds the segment's write lock right now (a non-blocking
+shared ``flock`` probe on a read-only descriptor of our own, released at once), its creator
+(pid *and* start time, so a reused pid does not count as running) and which processes map or
+hold it open (``/proc/<pid>/maps`` and ``/proc/<pid>/fd``; processes of other users are visible
+only to root). Users seen by /proc are confirmed by a second scan :data:`SETTLE_S` later
+(another ``curriculum shm`` run holds a descriptor for microseconds).
 
 :func:`clean_segments` removes a segment only when all of these hold, checked again immediately
-before the removal: it is a pool of this library (valid magic and layout), its creator is gone,
-no visible process maps or opens it, and an exclusive non-blocking ``flock`` on it succeeds; and
-the path still names the inode that was checked (a pool re-created under the same name in the
+before the removal: it is a pool of this library (valid magic and layout), no process is
+attached to it, none maps or opens it, an exclusive non-blocking ``flock`` on it succeeds, and the
+path still names the inode that was checked (a pool re-created under the same name in the
 meantime is left alone). Everything else is kept, with the reason. Nothing else is ever written.
 """
 
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import stat
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import TextIO
 
 import numpy as np
 
+from backends.file_lock import others_attached
 from backends.layout import STRUCT_VERSION
 from backends.process_info import describe_creator, processes_using
-from backends.shared_memory import (
+from backends.shm_segment import (
+    HEADER_BYTES,
     MAGIC,
     META,
     META_INDEX,
-    PARAMS_BYTES,
-    PARAMS_OFFSET,
     SEGMENT_PREFIX,
-    _segment_size,
+    segment_size,
     shm_dir,
 )
+from curriculum.shm_report import Action, CleanAction, CleanReport, SegmentInfo
 
-State = Literal["live", "orphaned", "not ours", "unreadable"]
-Action = Literal["removed", "would remove", "kept", "gone"]
-
-HEADER_BYTES = PARAMS_OFFSET + PARAMS_BYTES  # a pool's fixed header: meta, counters, params
 SETTLE_S = 0.05  # a user must be seen twice this far apart (see _confirmed)
 _OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-
-
-@dataclass
-class SegmentInfo:
-    """What :func:`list_segments` found about one ``curriculum.*`` file of the shm directory."""
-
-    session: str
-    """The session id: the file name after ``curriculum.``."""
-    path: str
-    state: State
-    reason: str
-    """Why the segment has its state, in words."""
-    size: int | None = None
-    """Bytes (``st_size``); None when the file could not be examined."""
-    inode: int | None = None
-    device: int | None = None
-    uid: int | None = None
-    """The file's owner."""
-    capacity: int | None = None
-    """Slots of the pool (from its header); None unless the header is readable."""
-    label_capacity: int | None = None
-    struct_version: int | None = None
-    creator_pid: int | None = None
-    creator_start: int | None = None
-    """The creator's start time in clock ticks since boot (0: not recorded)."""
-    creator_alive: bool | None = None
-    """Whether the process with ``creator_pid`` *and* ``creator_start`` still runs."""
-    creator_state: str | None = None
-    """``running``, ``sleeping``, ``stopped``, ``exited``, ``exited (pid reused)``, ..."""
-    lock_held: bool | None = None
-    """Whether some process held the segment's flock when it was probed; None: not probed."""
-    users: list[int] | None = field(default=None)
-    """Pids that map or hold open the segment (this process included); None: /proc unreadable."""
-
-    @property
-    def in_use(self) -> bool | None:
-        """Whether a process maps, opens or locks the segment; None when that cannot be told."""
-        if self.lock_held or self.users:
-            return True
-        if self.users is None:
-            return None
-        return False
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON, with ``in_use``."""
-        data = asdict(self)
-        data["in_use"] = self.in_use
-        return data
-
-
-@dataclass
-class CleanAction:
-    """What :func:`clean_segments` did with one segment, and why."""
-
-    segment: SegmentInfo
-    action: Action
-    """``removed``, ``would remove`` (dry run), ``kept``, or ``gone`` (vanished meanwhile)."""
-    reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON."""
-        return {
-            "session": self.segment.session,
-            "path": self.segment.path,
-            "action": self.action,
-            "reason": self.reason,
-            "segment": self.segment.to_dict(),
-        }
-
-
-@dataclass
-class CleanReport:
-    """The outcome of :func:`clean_segments`: one action per segment considered."""
-
-    dry_run: bool
-    directory: str
-    session: str | None = None
-    actions: list[CleanAction] = field(default_factory=list)
-
-    @property
-    def removed(self) -> list[CleanAction]:
-        """Segments removed (or, in a dry run, that would be)."""
-        return [a for a in self.actions if a.action in ("removed", "would remove")]
-
-    @property
-    def kept(self) -> list[CleanAction]:
-        """Segments left in place."""
-        return [a for a in self.actions if a.action == "kept"]
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON."""
-        return {
-            "dry_run": self.dry_run,
-            "directory": self.directory,
-            "session": self.session,
-            "actions": [a.to_dict() for a in self.actions],
-        }
 
 
 # -- examining one file -------------------------------------------------------------------------
@@ -222,7 +117,7 @@ def _examine_header(info: SegmentInfo, fd: int) -> None:
         info.state = "unreadable"
         info.reason = f"header names {info.capacity} slots and {info.label_capacity} labels"
         return
-    expected = _segment_size(info.capacity, info.label_capacity)
+    expected = segment_size(info.capacity, info.label_capacity)
     if size != expected:
         info.state = "unreadable"
         info.reason = (
@@ -233,12 +128,16 @@ def _examine_header(info: SegmentInfo, fd: int) -> None:
     info.creator_state, info.creator_alive = describe_creator(
         info.creator_pid, info.creator_start, int(meta[META_INDEX["creator_pidns"]])
     )
-    if info.creator_alive:
+    info.attached = others_attached(fd)
+    if info.attached:
         info.state = "live"
-        info.reason = f"creator {info.creator_pid} is {info.creator_state}"
+        info.reason = f"processes are attached (creator {info.creator_pid} {info.creator_state})"
     else:
         info.state = "orphaned"
-        info.reason = f"creator {info.creator_pid} {info.creator_state}"
+        info.reason = (
+            f"no process is attached; its users died without leaving it (creator "
+            f"{info.creator_pid} {info.creator_state})"
+        )
 
 
 def _examine(path: Path) -> SegmentInfo | None:
@@ -329,6 +228,8 @@ def _describe_users(info: SegmentInfo) -> str:
         parts.append(f"mapped or open by process{'es' if len(info.users) > 1 else ''} {pids}")
     if info.lock_held:
         parts.append("its lock is held")
+    if info.attached:
+        parts.append("a process is attached to it")
     return " and ".join(parts)
 
 
@@ -364,6 +265,7 @@ def _confirmed(info: SegmentInfo) -> SegmentInfo | None:
     if info.users is not None and again.users is not None:
         again.users = sorted(set(info.users) & set(again.users))
     again.lock_held = bool(info.lock_held and again.lock_held)
+    again.attached = bool(info.attached and again.attached)
     return again
 
 
@@ -411,6 +313,9 @@ def _remove_checked(info: SegmentInfo) -> tuple[Action, str]:
             return "kept", "replaced by another file since it was examined; left alone"
         if not _lock_exclusive(fd):
             return "kept", "orphaned but a process holds its lock; left alone"
+        if others_attached(fd):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return "kept", "a process attached to it meanwhile; left alone"
         try:
             meta = _read_meta(fd)
             if (
@@ -420,9 +325,6 @@ def _remove_checked(info: SegmentInfo) -> tuple[Action, str]:
                 or int(meta[META_INDEX["creator_start"]]) != info.creator_start
             ):
                 return "kept", "its header changed since it was examined; left alone"
-            namespace = int(meta[META_INDEX["creator_pidns"]])
-            if describe_creator(info.creator_pid or 0, info.creator_start or 0, namespace)[1]:
-                return "kept", f"creator {info.creator_pid} is running again; left alone"
             try:
                 if os.stat(path).st_ino != info.inode:
                     return "kept", "replaced by another file since it was examined; left alone"
@@ -474,65 +376,7 @@ def clean_segments(dry_run: bool = False, session: str | None = None) -> CleanRe
     return report
 
 
-# -- the command --------------------------------------------------------------------------------
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    if n < 1024:
-        return f"{n} B"
-    if n < 1024 * 1024:
-        return f"{n / 1024:.1f} KiB"
-    return f"{n / (1024 * 1024):.1f} MiB"
-
-
-def _table(rows: list[list[str]], out: TextIO) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        out.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
-
-
-def format_segments(infos: list[SegmentInfo], out: TextIO) -> None:
-    """The text table of ``curriculum shm list``."""
-    if not infos:
-        out.write(f"no {SEGMENT_PREFIX}* segments in {shm_dir()}\n")
-        return
-    rows = [["SESSION", "STATE", "SIZE", "SLOTS", "CREATOR", "LOCK", "USERS", "NOTE"]]
-    for s in infos:
-        creator = "-" if s.creator_pid is None else f"{s.creator_pid} ({s.creator_state})"
-        lock = "-" if s.lock_held is None else ("held" if s.lock_held else "free")
-        users = "?" if s.users is None else (",".join(map(str, s.users)) or "-")
-        note = s.reason if s.state in ("not ours", "unreadable") else ""
-        rows.append(
-            [
-                s.session,
-                s.state,
-                _size(s.size),
-                "-" if s.capacity is None else str(s.capacity),
-                creator,
-                lock,
-                users,
-                note,
-            ]
-        )
-    _table(rows, out)
-
-
-def format_clean(report: CleanReport, out: TextIO) -> None:
-    """The text output of ``curriculum shm clean``."""
-    if not report.actions:
-        what = f"session {report.session!r}" if report.session else f"{SEGMENT_PREFIX}* segments"
-        out.write(f"no {what} in {report.directory}\n")
-    if report.actions:
-        _table([[a.action, a.segment.session, a.reason] for a in report.actions], out)
-    verb = "would remove" if report.dry_run else "removed"
-    gone = [a for a in report.actions if a.action == "gone"]
-    summary = f"{len(report.removed)} {verb}, {len(report.kept)} kept"
-    if gone:
-        summary += f", {len(gone)} already gone"
-    out.write(summary + (" (dry run: nothing removed)" if report.dry_run else "") + "\n")
+# -- the command (curriculum.shm_admin_cli) ------------------------------------------------------
 
 
 def run(
@@ -543,25 +387,10 @@ def run(
     as_json: bool = False,
     out: TextIO | None = None,
 ) -> int:
-    """``curriculum shm list|clean``: print the listing or the clean report; exit code 0."""
-    import sys
+    """``curriculum shm list|clean``: see :func:`curriculum.shm_admin_cli.run`."""
+    from curriculum.shm_admin_cli import run as run_command
 
-    out = out or sys.stdout
-    if command == "list":
-        infos = list_segments(session)
-        if as_json:
-            json.dump([s.to_dict() for s in infos], out, indent=2)
-            out.write("\n")
-        else:
-            format_segments(infos, out)
-        return 0
-    report = clean_segments(dry_run=dry_run, session=session)
-    if as_json:
-        json.dump(report.to_dict(), out, indent=2)
-        out.write("\n")
-    else:
-        format_clean(report, out)
-    return 0
+    return run_command(command, session=session, dry_run=dry_run, as_json=as_json, out=out)
 
 
 __all__ = [
@@ -569,8 +398,6 @@ __all__ = [
     "CleanReport",
     "SegmentInfo",
     "clean_segments",
-    "format_clean",
-    "format_segments",
     "list_segments",
     "run",
 ]

@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import secrets
 import time
-from collections.abc import Sequence
-from multiprocessing import util as mp_util
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from backends.stage_state import StageState, StageUpdate, fold_scores
-from curriculum.curriculum import Curriculum, check_steps, sum_steps
+from backends.stage_state import StageState
+from curriculum.curriculum import Curriculum
 from curriculum.errors import (
     CheckpointError,
     ConfigError,
@@ -34,9 +31,12 @@ from curriculum.errors import (
     PoolNotFoundError,
     UnknownTaskError,
 )
-from curriculum.staged_config import StagedCurriculumConfig, stage_session
+from curriculum.location import PoolLocation
 from curriculum.task import CurriculumTask
-from curriculum.task_ids import check_task_id
+from curriculum.validation import check_scores, check_steps, check_task_id, sum_steps
+
+if TYPE_CHECKING:
+    from curriculum.staged_config import StagedCurriculumConfig
 
 logger = logging.getLogger("curriculum.staged")
 
@@ -44,97 +44,34 @@ STAGED_STATE_FORMAT = "curriculum-staged-state"
 STAGED_STATE_VERSION = 1
 
 
-class _StageWriter:
-    """This process's outcomes per stage, not yet folded into the shared stage record."""
-
-    def __init__(self, root: Curriculum, config: StagedCurriculumConfig) -> None:
-        self.root = root
-        self.names = tuple(stage.name for stage in config.stages)
-        self.smoothing = config.transition_smoothing
-        first = config.stages[0].curriculum
-        self.batch_size = first.write_batch_size
-        self.max_delay_s = first.write_max_delay_s
-        self.pid = os.getpid()
-        self.scores: dict[int, list[float]] = {}
-        self.steps: dict[int, int] = {}
-        self.since = 0.0
-        self.unsent: list[StageUpdate] = []  # updates whose write failed, to send first
-        self.state = StageState()  # the record as last read or written by this process
-        self.state_time = -float("inf")
-
-    def adopt(self, state: StageState) -> None:
-        self.state = state
-        self.state_time = time.monotonic()
-
-    def add(self, stage: int, scores: list[float], steps: int) -> None:
-        if self.pid != os.getpid():  # a forked child: the parent owns what it buffered
-            self.discard()
-        if not self.scores:
-            self.since = time.monotonic()
-        self.scores.setdefault(stage, []).extend(scores)
-        self.steps[stage] = self.steps.get(stage, 0) + steps
-        buffered = sum(len(s) for s in self.scores.values())
-        if buffered >= self.batch_size or time.monotonic() - self.since >= self.max_delay_s:
-            self.flush()
-
-    def discard(self) -> None:
-        self.scores, self.steps, self.unsent = {}, {}, []
-        self.pid = os.getpid()
-
-    def flush(self) -> None:
-        """Fold every buffered outcome into the shared record (failed updates first)."""
-        if self.pid != os.getpid():
-            self.discard()
-        for stage, scores in sorted(self.scores.items()):
-            decay, add = fold_scores(scores, self.smoothing)
-            self.unsent.append(StageUpdate(stage, len(scores), decay, add, self.steps[stage]))
-        self.scores, self.steps = {}, {}
-        while self.unsent:
-            update = self.unsent[0]
-            state, ended = self.root.backend.update_stage(update)
-            self.unsent.pop(0)
-            if ended is not None:
-                logger.info(
-                    "curriculum stage %r -> %r at step %d (stage performance %.3f after %d "
-                    "outcomes)",
-                    self.names[ended],
-                    self.names[ended + 1],
-                    state.total_steps,
-                    state.performance[ended],
-                    state.outcomes[ended],
-                )
-            self.adopt(state)
-
-
 class StagedCurriculum:
     """A handle on a staged curriculum, with the interface of :class:`~curriculum.Curriculum`.
 
     ``get_task`` draws from the current stage's curriculum; outcomes go to the pool of the stage
     their task came from (late outcomes of an ended stage count for that stage). Pickles, like a
-    ``Curriculum``, as its config and session: a worker re-attaches to the same shared state.
+    ``Curriculum``, as its config and location: a worker re-attaches to the same shared state.
     """
 
     def __init__(self, config: StagedCurriculumConfig) -> None:
         """Create the staged curriculum's pools (or attach to them if they exist)."""
-        session = config.session_id or f"auto-{os.getpid()}-{secrets.token_hex(4)}"
-        self._open(config, session, create=True)
-        root = self._stages[0]
-        assert root is not None
-        self._private = config.session_id is None and root.backend.created
+        location = PoolLocation.resolve(config.session_id, config.backend_url)
+        self._open(config, location, create=True)
 
-    def _open(self, config: StagedCurriculumConfig, session_id: str, *, create: bool) -> None:
+    def _open(
+        self, config: StagedCurriculumConfig, location: PoolLocation, *, create: bool
+    ) -> None:
         self.config = config
-        self.session_id = session_id
+        self.location = location
         self.rule = config.stage_rule()
         self._closed = False
-        self._private = False
         self._staging = config.staging_params()
         count = len(config.stages)
         self._stages: list[Curriculum | None] = [None] * count
-        root = Curriculum._for_session(
-            config.stage_config(0), session_id, create=create, staging=self._staging
+        root = Curriculum._at(
+            config.stage_config(0), location, create=create, staging=self._staging
         )
         self._stages[0] = root
+        self._root = root
         if root.backend.created:
             for index in range(1, count):
                 self._stages[index] = self._open_stage(index, create=True)
@@ -143,28 +80,46 @@ class StagedCurriculum:
         self._attach_timeout_s = first.lock_timeout_s
         self._task_stage: dict[int, int] = {}
         self._task_stage_limit = 8 * sum(s.curriculum.num_active_tasks for s in config.stages)
-        self._pid = self._opened_pid = os.getpid()
-        self._writer = _StageWriter(root, config)
-        self._exit_flush = self._register_exit_flush()
-        self._writer.adopt(root.backend.stage_state())
+        # Outcomes of every stage fold into the root pool's stage record, through the root
+        # session's write queue (one update per stage and batch, sent with its other writes).
+        queue = root._session.queue
+        queue.stage_smoothing = config.transition_smoothing
+        queue.on_stage = self._on_stage_written
+        self._state = StageState()  # the record as last read or written by this process
+        self._state_time = -float("inf")
+        self._adopt(root.backend.stage_state())
 
-    def _register_exit_flush(self) -> mp_util.Finalize:
-        # Runs at interpreter exit and when a multiprocessing child exits; a forked child
-        # registers its own (multiprocessing clears inherited finalizers in a new process).
-        return mp_util.Finalize(self, _flush_quietly, args=(self._writer,), exitpriority=21)
+    @property
+    def session_id(self) -> str:
+        """The name of the root pool (stage ``i``'s pool is ``<session_id>.stage<i>``)."""
+        return self.location.session_id
+
+    def _adopt(self, state: StageState) -> None:
+        self._state = state
+        self._state_time = time.monotonic()
+
+    def _on_stage_written(self, state: StageState, ended: int | None) -> None:
+        if ended is not None:
+            logger.info(
+                "curriculum stage %r -> %r at step %d (stage performance %.3f after %d outcomes)",
+                self.rule.names[ended],
+                self.rule.names[ended + 1],
+                state.total_steps,
+                state.performance[ended],
+                state.outcomes[ended],
+            )
+        self._adopt(state)
 
     def _open_stage(self, index: int, *, create: bool) -> Curriculum:
-        return Curriculum._for_session(
-            self.config.stage_config(index),
-            stage_session(self.session_id, index),
-            create=create,
+        return Curriculum._at(
+            self.config.stage_config(index), self.location.stage(index), create=create
         )
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"config": self.config, "session_id": self.session_id}
+        return {"config": self.config, "location": self.location}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self._open(state["config"], state["session_id"], create=False)
+        self._open(state["config"], state["location"], create=False)
 
     # -- stages -----------------------------------------------------------------------------------
 
@@ -189,10 +144,9 @@ class StagedCurriculum:
     def stage(self) -> int:
         """The index of the current stage (as last read: at most ``snapshot_max_age_s`` old)."""
         self._check_open()
-        writer = self._writer
-        if time.monotonic() - writer.state_time >= self._refresh_s:
-            writer.adopt(writer.root.backend.stage_state())
-        return writer.state.stage
+        if time.monotonic() - self._state_time >= self._refresh_s:
+            self._adopt(self._root.backend.stage_state())
+        return self._state.stage
 
     @property
     def stage_name(self) -> str:
@@ -202,10 +156,9 @@ class StagedCurriculum:
     def stage_state(self) -> StageState:
         """A fresh copy of the shared stage record (after writing this process's outcomes)."""
         self._check_open()
-        writer = self._writer
-        writer.flush()
-        writer.adopt(writer.root.backend.stage_state())
-        return writer.state
+        self._root.flush()
+        self._adopt(self._root.backend.stage_state())
+        return self._state
 
     # -- the hot path -----------------------------------------------------------------------------
 
@@ -238,7 +191,7 @@ class StagedCurriculum:
         current = self.stage
         for candidate in [current, *range(len(self._stages))]:
             try:
-                self._stage(candidate)._pool.locate(task_id)
+                self._stage(candidate)._session.locate(task_id)
             except UnknownTaskError:
                 continue
             self._remember(task_id, candidate)
@@ -268,8 +221,8 @@ class StagedCurriculum:
         curriculum = self._stage(index)
         value = curriculum.check_score(task_id, score)
         count = check_steps(steps)
-        curriculum.update_task_performance(task_id, value, steps=count)
-        self._writer.add(index, [value], count)
+        with self._stage_outcomes(index, [value], count):
+            curriculum.update_task_performance(task_id, value, steps=count)
 
     def update_task_performance_batch(
         self,
@@ -285,7 +238,7 @@ class StagedCurriculum:
         step_list = [1] * len(ids) if steps is None else list(steps)
         sum_steps(np.asarray(step_list), len(ids))  # validates
         if len(score_list) != len(ids):
-            self._stage(0).check_scores(ids, score_list)  # raises, naming the mismatch
+            check_scores(ids, score_list)  # raises, naming the mismatch
         groups: dict[int, list[int]] = {}
         for position, task_id in enumerate(ids):
             groups.setdefault(self._stage_of(task_id), []).append(position)
@@ -298,10 +251,24 @@ class StagedCurriculum:
         for index, positions in groups.items():
             values = checked[index]
             group_steps = [step_list[p] for p in positions]
-            self._stage(index).update_task_performance_batch(
-                [ids[p] for p in positions], values, steps=group_steps
-            )
-            self._writer.add(index, values.tolist(), int(sum(group_steps)))
+            with self._stage_outcomes(index, values.tolist(), int(sum(group_steps))):
+                self._stage(index).update_task_performance_batch(
+                    [ids[p] for p in positions], values, steps=group_steps
+                )
+
+    @contextlib.contextmanager
+    def _stage_outcomes(self, index: int, scores: list[float], steps: int) -> Iterator[None]:
+        """Queue outcomes of stage ``index`` for the stage record around recording them in the
+        stage's pool (taken back if that raised), then write the root pool's queue when due."""
+        session = self._root._session
+        session.ready()
+        session.queue.add_stage_outcomes(index, scores, steps)
+        try:
+            yield
+        except BaseException:
+            session.queue.take_back_stage_outcomes(index, len(scores), steps)
+            raise
+        session.flush_if_due()
 
     def report_task_failure(self, task_id: int) -> None:
         """Record that the task's env config failed to build or apply (in its stage's pool)."""
@@ -315,7 +282,6 @@ class StagedCurriculum:
         for curriculum in self._stages:
             if curriculum is not None:
                 curriculum.flush()
-        self._writer.flush()
 
     # -- stats, epochs, checkpoints ---------------------------------------------------------------
 
@@ -331,6 +297,7 @@ class StagedCurriculum:
         self.flush()
         state = self.stage_state()
         stats = self._stage(state.stage).stats()
+        stats.update(self.health())
         stats["curriculum/current_stage"] = float(state.stage)
         stats["curriculum/stage_transitions"] = float(state.transitions)
         stats["curriculum/stage_steps"] = float(state.stage_steps)
@@ -339,6 +306,20 @@ class StagedCurriculum:
             stats[f"curriculum/stage_performance/{name}"] = float(state.performance[index])
             stats[f"curriculum/stage_outcomes/{name}"] = float(state.outcomes[index])
         return stats
+
+    def health(self) -> dict[str, float]:
+        """This process's ``health/`` figures over every stage's pool (the stage record's
+        writes included): counts add up, ``in_outage`` and ``writers`` are the largest."""
+        total: dict[str, float] = {}
+        for curriculum in self._stages:
+            if curriculum is None:
+                continue
+            for key, value in curriculum.health().items():
+                if key in ("health/in_outage", "health/writers"):
+                    total[key] = max(total.get(key, 0.0), value)
+                else:
+                    total[key] = total.get(key, 0.0) + value
+        return total
 
     def on_epoch_end(self) -> dict[str, float]:
         """End the epoch in every stage's pool; the epoch counters summed over the stages."""
@@ -389,34 +370,26 @@ class StagedCurriculum:
         for index in [*range(1, len(pools)), 0]:
             self._stage(index).load_state(pools[index], allow_param_mismatch=allow_param_mismatch)
         self._task_stage.clear()
-        self._writer.adopt(self._writer.root.backend.stage_state())
+        self._adopt(self._root.backend.stage_state())
 
     # -- lifetime ---------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Write buffered outcomes and release every stage's pool (see ``Curriculum.close``)."""
+        """Write queued outcomes and release every stage's pool (see ``Curriculum.close``)."""
         if self._closed:
             return
-        try:
-            self._writer.flush()
-        finally:
-            self._closed = True
-            self._exit_flush.cancel()
-            for curriculum in reversed(self._stages):
-                if curriculum is None:
-                    continue
-                if self._private and self._opened_pid == os.getpid():
-                    curriculum.destroy()
-                else:
-                    curriculum.close()
+        self._closed = True
+        for curriculum in reversed(self._stages):  # the root pool (and stage record) last
+            if curriculum is not None:
+                session = curriculum._session
+                curriculum._closed = True
+                session.close(destroy=self.location.private and self._root._session.owner)
 
     def destroy(self) -> None:
         """Remove every stage's pool (and the stage record) now, and close this handle."""
         self._check_open()
-        self._writer.flush()
         handles = [self._stage(i) for i in range(len(self._stages))]
         self._closed = True
-        self._exit_flush.cancel()
         for curriculum in reversed(handles):
             curriculum.destroy()
 
@@ -429,16 +402,6 @@ class StagedCurriculum:
     def _check_open(self) -> None:
         if self._closed:
             raise PoolClosedError(f"staged curriculum {self.session_id!r} is closed")
-        if self._pid != os.getpid():  # first use in a forked child
-            self._pid = os.getpid()
-            self._writer.discard()  # the parent still owns what it buffered
-            self._exit_flush = self._register_exit_flush()
 
     def __repr__(self) -> str:
         return f"StagedCurriculum(session_id={self.session_id!r}, stages={list(self.rule.names)})"
-
-
-def _flush_quietly(writer: _StageWriter) -> None:
-    """At interpreter exit: fold what this process still buffers into the stage record."""
-    with contextlib.suppress(Exception):  # exit-time best effort: the pool may be gone
-        writer.flush()

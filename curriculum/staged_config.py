@@ -15,6 +15,7 @@ from backends.stage_state import MAX_STAGES, StageRule
 from curriculum.config import SESSION_ID_PATTERN, CurriculumConfig
 from curriculum.frozen_model import FrozenModel
 from curriculum.generators import config_fingerprint
+from curriculum.location import PoolLocation
 from curriculum.paths import env_to_plain, get_path, split_path
 from curriculum.redaction import redact_url
 from curriculum.task_ids import splitmix64
@@ -195,7 +196,7 @@ class StagedCurriculumConfig(FrozenModel):
 
 def stage_session(session_id: str, index: int) -> str:
     """The pool name of stage ``index`` of the staged curriculum ``session_id``."""
-    return session_id if index == 0 else f"{session_id}.stage{index}"
+    return PoolLocation(session_id).stage(index).session_id
 
 
 class _Fingerprinted(FrozenModel):

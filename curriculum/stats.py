@@ -21,9 +21,13 @@ Keys (stable; ``<label>`` is a task label such as ``nav|difficulty:0.5``):
   ``active_tasks``, ``mean_lp`` (over the label's active tasks), ``mean_reward`` (over all its
   outcomes), ``success_rate``
 - ``slice/<axis>/<value>/...``: slice analysis by bucket axis (see :mod:`curriculum.slices`)
+- ``health/...``: this process's writes (added by ``Curriculum.stats``; see
+  :meth:`curriculum.session.PoolSession.health`)
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -118,3 +122,33 @@ def compute_stats(view: PoolView, min_samples_for_lp: int) -> dict[str, float]:
             float(record["successes"] / completions) if completions else 0.0
         )
     return stats
+
+
+def task_figures(view: PoolView, task_id: int) -> dict[str, Any] | None:
+    """One active task's statistics, raw score and sampling probability; None if not active."""
+    rows = view.snapshot.rows
+    slots = np.flatnonzero(rows["task_id"][view.active] == task_id)
+    if not len(slots):
+        return None
+    position = int(slots[0])
+    slot = int(view.active[position])
+    row = rows[slot]
+    outcomes = int(row["n_outcomes"])
+    label_id = int(row["label_id"])
+    names = view.snapshot.label_names
+    return {
+        "task_id": task_id,
+        "slot": slot,
+        "label": names[label_id] if 0 <= label_id < len(names) else "",
+        "outcomes": outcomes,
+        "samples": int(row["n_samples"]),
+        "successes": int(row["n_success"]),
+        "failures": int(row["n_failures"]),
+        "mean_score": float(row["score_sum"] / outcomes) if outcomes else 0.0,
+        "fast_ema": float(row["fast"]),
+        "slow_ema": float(row["slow"]),
+        "performance": float(row["perf"]),
+        "baseline": float(row["baseline"]),
+        "score": float(view.raw_scores[position]),
+        "probability": float(view.probabilities[position]),
+    }

@@ -14,7 +14,18 @@ from curriculum import (
 )
 
 
-def main() -> None:
+def stats_key_order(key: str) -> tuple[tuple[int, float, str], ...]:
+    """Sort key for stats keys: numeric parts by value (``slice/size/8`` before ``.../10``)."""
+    parts = []
+    for part in key.split("/"):
+        try:
+            parts.append((0, float(part), ""))
+        except ValueError:
+            parts.append((1, 0.0, part))
+    return tuple(parts)
+
+
+def main(session_id: str = "example") -> None:
     cfg = CurriculumConfig(
         task_generator=BucketedTaskGenerator.Config(
             child_generator_config=SingleTaskGenerator.Config(
@@ -23,7 +34,7 @@ def main() -> None:
             buckets={"difficulty": [0.1, 0.5, 0.9], "size": Span(8, 32)},
         ),
         num_active_tasks=256,
-        algorithm_config=LearningProgressConfig(session_id="example"),
+        algorithm_config=LearningProgressConfig(session_id=session_id),
         seed=0,
     )
     rng = random.Random(0)
@@ -34,8 +45,10 @@ def main() -> None:
             curriculum.update_task_performance(task.task_id, float(rng.random() > difficulty))
         print(task, task.get_label(), task.get_env_cfg())
         stats = curriculum.stats()
-        for key in sorted(k for k in stats if not k.startswith("label/")):
-            print(f"{key:32} {stats[key]:.4g}")
+        keys = sorted((k for k in stats if not k.startswith("label/")), key=stats_key_order)
+        width = max(map(len, keys))
+        for key in keys:
+            print(f"{key:{width}} {stats[key]:.4g}")
         state = curriculum.get_state()
     print("checkpoint slots:", len(state["rows"]["task_id"]))
 

@@ -892,7 +892,7 @@ def test_steps_too_large_for_the_pool_are_refused_at_the_call(fresh) -> None:
         with pytest.raises(ScoreError, match=str(2**63)):
             fresh.update_task_performance(task_id, 0.5, steps=2**63)
     finally:
-        fresh._pool.discard_pending()  # let the fixture remove the pool either way
+        fresh._session.queue.discard()  # let the fixture remove the pool either way
     assert _image(fresh) == before
 
 

@@ -150,7 +150,7 @@ def _evict_after_barrier(index: int, handle: Curriculum | bytes, barrier: Any) -
     """Score the pool now, wait for every racer, then take one task from that (stale) view."""
     cur = open_handle(handle)
     log = PlacementLog(cur.backend)
-    order = list(cur._pool.view(fresh=True).eviction_order)
+    order = list(cur._session.view(fresh=True).eviction_order)
     barrier.wait(timeout=30)
     task = cur.get_task()
     cur.close()
@@ -394,7 +394,7 @@ def test_racing_evictions_with_one_stale_view_replace_each_task_once(
             cur.update_task_performance(task.task_id, 0.5)
         stats = cur.stats()  # refreshes this process's view: every task is now evictable
         assert stats["curriculum/num_created"] == capacity
-        order = list(cur._pool.view().eviction_order)
+        order = list(cur._session.view().eviction_order)
         assert sorted(order) == list(range(capacity))
         barrier = ctx.Barrier(capacity - 1)  # the parent races last, after the barrier
         blob = pickle.dumps(cur)
@@ -466,7 +466,7 @@ def test_fork_children_do_not_resend_the_parents_buffered_outcomes(session_id: s
         for _ in range(5):
             task = cur.get_task()
             cur.update_task_performance(task.task_id, 0.5)
-        assert cur._pool.pending_outcomes == 5  # buffered in the parent at fork time
+        assert cur.health()["health/pending_outcomes"] == 5  # buffered in the parent at fork time
         run_workers(_record_after_inheriting, [(cur, 10) for _ in range(3)], ctx=ctx)
         stats = cur.stats()
     assert stats["curriculum/num_completed"] == 5 + 3 * 10

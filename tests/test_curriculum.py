@@ -96,7 +96,7 @@ def test_impossible_and_mastered_tasks_end_with_low_sampling_probability(curricu
     samples = _simulate(curriculum, 6000)
     # half of what the generator makes is learnable; the curriculum spends most episodes there
     assert samples["learnable"] / sum(samples.values()) > 0.75
-    view = curriculum._pool.view(fresh=True)
+    view = curriculum._session.view(fresh=True)
     names = view.snapshot.label_names
     kinds = np.array([names[view.label_id(slot)].split("|")[0] for slot in view.active])
     warm = view.snapshot.rows["n_outcomes"][view.active] >= 3

@@ -147,7 +147,8 @@ def play(env: CurriculumEnv, steps: int) -> tuple[int, int]:
 
 def check_terminal_info(payload: dict[str, Any]) -> None:
     assert tuple(payload) == INFO_KEYS
-    assert all(type(v) is float for v in payload.values()), payload
+    assert type(payload["task_id"]) is np.int64, payload
+    assert all(type(v) is float for k, v in payload.items() if k != "task_id"), payload
 
 
 # -- one outcome per finished episode -----------------------------------------------------------
@@ -214,7 +215,7 @@ def test_info_only_on_terminal_steps_and_numeric(
         episodes += 1
         payload = info[INFO_KEY]
         check_terminal_info(payload)
-        assert payload["task_id"] == float(env.task_id)
+        assert payload["task_id"] == env.task_id
         assert payload["score"] == pytest.approx(1.0 - env.unwrapped.cfg["difficulty"])
         assert payload["stage"] == 0.0
         label = env.task.get_label()
@@ -389,7 +390,7 @@ def test_options_task_id_plays_that_task(toy_curricula: Callable[..., Curriculum
             break
     payload = info[INFO_KEY]
     check_terminal_info(payload)
-    assert payload["task_id"] == 12345.0
+    assert payload["task_id"] == 12345
     assert payload["score"] == pytest.approx(1.0 - generated.env_cfg["difficulty"])
     stats = curriculum.stats()
     assert stats["curriculum/num_scheduled"] == 0  # evaluation: neither drawn nor reported
@@ -442,12 +443,12 @@ def test_nan_in_info_score_raises(toy_curricula: Callable[..., Curriculum]) -> N
         finish_episode(env)
 
 
-def test_out_of_range_scores_are_clipped_and_counted(
+def test_out_of_range_scores_are_clipped_and_counted_on_request(
     toy_curricula: Callable[..., Curriculum],
 ) -> None:
     curriculum = toy_curricula()
     scores = iter([1.5, -0.25, 0.5])
-    env = make_toy_env(curriculum, score_fn=lambda info, ret: next(scores))
+    env = make_toy_env(curriculum, score_fn=lambda info, ret: next(scores), out_of_range="clip")
     assert [finish_episode(env)[INFO_KEY]["score"] for _ in range(3)] == [1.0, 0.0, 0.5]
     assert env.clipped_scores == 2
     stats = curriculum.stats()
@@ -459,7 +460,9 @@ def test_score_from_the_return(toy_curricula: Callable[..., Curriculum]) -> None
     curriculum = toy_curricula(generator=toy_generator(lengths=[3]))
     env = CurriculumEnv(ToyEnv(emit_score=False), curriculum, score_range=(-1.0, 7.0))
     assert finish_episode(env)[INFO_KEY]["score"] == pytest.approx(0.5)  # return 3
-    env = CurriculumEnv(ToyEnv(emit_score=False), curriculum, score_range=(0.0, 2.0))
+    env = CurriculumEnv(
+        ToyEnv(emit_score=False), curriculum, score_range=(0.0, 2.0), out_of_range="clip"
+    )
     assert finish_episode(env)[INFO_KEY]["score"] == 1.0  # return 3, clipped
     assert env.clipped_scores == 1
     env = CurriculumEnv(ToyEnv(), curriculum, score_fn=lambda info, ret: ret / 10)
@@ -486,7 +489,8 @@ def run_vector(envs: Any, steps: int, mode: gym.vector.AutoresetMode) -> tuple[i
         if done.any():
             payload = terminal[INFO_KEY]
             assert set(payload) == {*INFO_KEYS, *(f"_{k}" for k in INFO_KEYS)}
-            assert all(payload[k].dtype == np.float64 for k in INFO_KEYS)
+            assert payload["task_id"].dtype == np.int64
+            assert all(payload[k].dtype == np.float64 for k in INFO_KEYS[1:])
         if mode == SAME_STEP:
             resets += int(done.sum())
         else:

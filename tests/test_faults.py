@@ -137,7 +137,7 @@ def _train_through_outage(
     ``get_task`` failed plays its task again). Catches only BackendUnavailableError (what
     ``on_backend_unavailable="raise"`` raises); then closes, which writes what is still
     buffered. Tells the parent (``hit``) when the outage first hit it: when it went into an
-    outage (buffer mode) or an update raised (raise mode). Reports the outcomes it handed to
+    outage (buffer mode) or a call raised (raise mode). Reports the outcomes it handed to
     the curriculum."""
     cur = Curriculum(CurriculumConfig.model_validate_json(config_json))
     rng = np.random.default_rng(seed + index)
@@ -153,12 +153,11 @@ def _train_through_outage(
         time.sleep(STEP_S)  # the episode
         try:
             cur.update_task_performance(tasks[env].task_id, float(rng.random()))
-        except BackendUnavailableError as exc:
-            # the outcome stays buffered (documented): it is written by a later flush
+            reported += 1  # a call that returned recorded its outcome, now or later
+        except BackendUnavailableError as exc:  # a call that raised recorded nothing
             update_errors += 1
             messages.append(str(exc))
-        reported += 1
-        if not told and (update_errors or cur._pool.outages):
+        if not told and (update_errors or get_errors or cur.health()["health/outages"]):
             hit.put(index)
             told = True
         try:
@@ -168,16 +167,16 @@ def _train_through_outage(
             get_errors += 1
             messages.append(str(exc))
         env = (env + 1) % N_ENVS
-    in_outage = cur._pool.in_outage()
+    in_outage = cur.health()["health/in_outage"]
     cur.close()  # writes the buffer; the server is up again by now
     return {
         "reported": reported,
         "handed_out": handed_out,
         "get_errors": get_errors,
         "update_errors": update_errors,
-        "outages": cur._pool.outages,
-        "dropped": cur._pool.dropped_outcomes,
-        "pending_after_close": cur._pool.pending_outcomes,
+        "outages": cur.health()["health/outages"],
+        "dropped": cur.health()["health/dropped_outcomes"],
+        "pending_after_close": cur.health()["health/pending_outcomes"],
         "in_outage_at_stop": in_outage,
         "messages": messages[:5],
     }
@@ -205,7 +204,7 @@ def _play_until_recovered(index: int, config_json: str, stop: Any, progress: Any
         "created_after_recovery": cur.backend.created,
         "incarnation": cur.backend._incarnation,
         "messages": log.messages,
-        "dropped": cur._pool.dropped_outcomes,
+        "dropped": cur.health()["health/dropped_outcomes"],
         "plays": plays,
     }
     cur.close()
@@ -321,13 +320,14 @@ def test_aof_restart_in_buffer_mode_loses_nothing_and_counts_once(
 def test_aof_restart_in_raise_mode_raises_and_keeps_the_failed_outcomes(
     aof_server: redis_support.RestartableRedis,
 ) -> None:
-    """``on_backend_unavailable="raise"``: during the outage the workers' calls raise
-    BackendUnavailableError naming the host; a worker that catches it and goes on loses
-    nothing (a failed update keeps its outcome buffered) and nothing is applied twice."""
+    """``on_backend_unavailable="raise"``: during the outage the workers' get_task calls raise
+    BackendUnavailableError naming the host; updates never raise for a failed write (their
+    outcomes stay queued), so a worker that catches the error and goes on loses nothing and
+    nothing is applied twice."""
     config = make_config(
         aof_server.url,
         num_active_tasks=32,
-        write_batch_size=2,  # a flush is due at most updates (which then raise)
+        write_batch_size=2,  # a flush is due at most updates (which then fail and stay queued)
         on_backend_unavailable="raise",
         lp_min_presentations_for_eviction=20,
     )
@@ -335,8 +335,9 @@ def test_aof_restart_in_raise_mode_raises_and_keeps_the_failed_outcomes(
 
     assert seen["after_restart"] >= seen["before_kill"], "the AOF lost acknowledged writes"
     for report in reports:
-        assert report["update_errors"] > 0, report  # and, with them, a few get_task calls
-        assert report["outages"] == 0  # raise mode does not buffer through outages
+        assert report["get_errors"] > 0, report  # get_task needs the server: it raises
+        assert report["update_errors"] == 0, report  # a failed write never makes them raise
+        assert report["outages"] >= 1, report  # counted in raise mode too
         for message in report["messages"]:
             assert f"127.0.0.1:{aof_server.port}" in message, message
     _assert_counted_exactly_once(aof_server, config, reports)
@@ -346,8 +347,8 @@ def test_outcomes_over_max_buffered_outcomes_raise_and_stay_buffered(
     aof_server: redis_support.RestartableRedis,
 ) -> None:
     """Buffer mode with ``max_buffered_outcomes=10``: during an outage the 11th and every later
-    buffered outcome raise BackendUnavailableError naming the limit; those outcomes stay
-    buffered too, and all are written, once, after the reconnect."""
+    outcome raise BackendUnavailableError naming the limit and are not recorded (a call that
+    raised recorded nothing); the 10 queued ones are written, once, after the reconnect."""
     config = make_config(
         aof_server.url,
         num_active_tasks=8,
@@ -363,22 +364,22 @@ def test_outcomes_over_max_buffered_outcomes_raise_and_stay_buffered(
         aof_server.kill()
         time.sleep(0.1)  # the cached view is stale: the next get_task asks the server
         assert cur.get_task().task_id >= 0  # from the last view
-        assert cur._pool.in_outage() and cur._pool.outages == 1
+        assert cur.health()["health/in_outage"] and cur.health()["health/outages"] == 1
 
         raised: list[str] = []
         for _ in range(20):
             try:
                 cur.update_task_performance(task.task_id, 0.5)
+                reported += 1
             except BackendUnavailableError as exc:
                 raised.append(str(exc))
-            reported += 1
         assert len(raised) == 10, raised
-        assert "max_buffered_outcomes=10" in raised[0] and "stay buffered" in raised[0]
-        assert cur._pool.pending_outcomes == 20
+        assert "max_buffered_outcomes=10" in raised[0] and "were not recorded" in raised[0]
+        assert cur.health()["health/pending_outcomes"] == 10
 
         aof_server.start()
         cur.flush()
-        assert cur._pool.pending_outcomes == 0
+        assert cur.health()["health/pending_outcomes"] == 0
         stats = cur.stats()
     assert stats["curriculum/num_completed"] == reported
     assert meta_counter(aof_server.url, session_of(config), "num_completed") == reported
@@ -621,7 +622,9 @@ def test_a_lost_pool_is_recreated_once_and_a_checkpoint_restores_it(
         differing = {
             key: (stats.get(key), value)
             for key, value in expected.items()
-            if key != "curriculum/num_labels" and stats.get(key) != pytest.approx(value)
+            if key != "curriculum/num_labels"
+            and not key.startswith("health/")  # this process's own figures, not the pool's
+            and stats.get(key) != pytest.approx(value)
         }
         assert not differing, f"the restored pool's stats differ: {differing}"
 
@@ -646,7 +649,7 @@ def test_close_after_the_pool_was_lost_drops_the_buffer_and_does_not_raise(
     cur = Curriculum(config)
     try:
         play(cur, 20, np.random.default_rng(5))  # 20 outcomes buffered
-        assert cur._pool.pending_outcomes == 20
+        assert cur.health()["health/pending_outcomes"] == 20
         volatile_server.kill()
         volatile_server.start()  # empty: the pool is lost
         cur.close()
@@ -751,6 +754,11 @@ def test_a_lost_pool_raises_pool_lost_in_raise_mode_and_recreates_nothing(
 # -- stats while the server is down -------------------------------------------------------------
 
 
+def pool_figures(stats: dict[str, float]) -> dict[str, float]:
+    """The pool's keys of ``stats``, without this process's ``health/`` figures."""
+    return {k: v for k, v in stats.items() if not k.startswith("health/")}
+
+
 @pytest.mark.parametrize("mode", ["buffer", "raise"])
 def test_stats_during_an_outage(mode: str) -> None:
     """While the server is down, ``stats()`` returns the last stats (``buffer``) or raises
@@ -774,10 +782,12 @@ def test_stats_during_an_outage(mode: str) -> None:
 
             started = time.monotonic()
             if mode == "buffer":
-                assert cur.stats() == before
+                assert pool_figures(cur.stats()) == pool_figures(before)
                 reported += play(cur, 20, rng)  # buffered, sampled from the last view
-                assert cur.stats() == before
-                assert cur._pool.pending_outcomes > 0
+                during = cur.stats()
+                assert pool_figures(during) == pool_figures(before)
+                assert during["health/in_outage"] == 1 and during["health/outages"] == 1
+                assert cur.health()["health/pending_outcomes"] > 0
             else:
                 with pytest.raises(BackendUnavailableError) as raised:
                     cur.stats()

@@ -314,7 +314,7 @@ def test_a_real_pool_applies_any_outcome_sequence_like_the_reference(
         for field in (*EMA_FIELDS, "score_sum", "n_outcomes", "n_success"):
             assert by_task[field] == pytest.approx(expected[field], rel=1e-12, abs=1e-300), field
         with np.errstate(all="ignore"):
-            check_view(curriculum._pool.view(fresh=True), config.algorithm_config)
+            check_view(curriculum._session.view(fresh=True), config.algorithm_config)
     finally:
         curriculum.destroy()
 
@@ -386,7 +386,7 @@ def _drive(
             for field in UNIT_FIELDS:
                 assert 0.0 <= row[field] <= 1.0 and math.isfinite(row[field])
         with np.errstate(all="ignore"):
-            check_view(curriculum._pool.view(fresh=True), config.algorithm_config)
+            check_view(curriculum._session.view(fresh=True), config.algorithm_config)
     finally:
         curriculum.destroy()
 

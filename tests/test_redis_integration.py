@@ -561,7 +561,7 @@ def test_a_retried_record_is_applied_once(
         scores = [0.1 * (i + 1) for i in range(len(tasks))]
         for task, score in zip(tasks, scores, strict=True):
             cur.update_task_performance(task.task_id, score)
-        result = cur._pool.flush()
+        result = cur._session.flush()
         monkeypatch.undo()
 
         assert len(injected) == 1, "the record call must have been interrupted once"

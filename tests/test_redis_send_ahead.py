@@ -102,9 +102,9 @@ def test_a_write_sent_ahead_to_a_destroyed_pool_recreates_it_by_default(immediat
     immediate.update_task_performance(task.task_id, 0.5)  # sent ahead to the destroyed pool
     immediate.flush()  # the pool is re-created empty; the outcome meant for the old one dropped
     assert _completed(immediate) == 0
-    assert immediate._pool.dropped_outcomes == 1
+    assert immediate.health()["health/dropped_outcomes"] == 1
     immediate.update_task_performance(task.task_id, 0.5)  # a task of the lost pool: dropped
-    assert immediate._pool.dropped_outcomes == 2
+    assert immediate.health()["health/dropped_outcomes"] == 2
     fresh = immediate.get_task()
     immediate.update_task_performance(fresh.task_id, 1.0)
     assert _completed(immediate) == 1

@@ -25,11 +25,16 @@ import conftest
 import numpy as np
 import pytest
 from conftest import nav_generator, remove_pool, unique_session
-from workers import open_handle, record
+from workers import open_handle, record, run_workers
 
 from backends.shared_memory import segment_path
 from curriculum import Curriculum, CurriculumConfig, Span
-from curriculum.errors import LockTimeoutError, PoolMismatchError, PoolNotFoundError
+from curriculum.errors import (
+    LockTimeoutError,
+    PoolLostError,
+    PoolMismatchError,
+    PoolNotFoundError,
+)
 
 WAIT_S = 60.0
 _KEEP: list[Any] = []  # keeps a child's curriculum alive until its process exits
@@ -139,11 +144,11 @@ def _attach_and_record(handle: Curriculum | bytes, n: int, ending: str, report: 
 def _hold_lock_mid_write(handle: Curriculum, ready: Any, release: Any) -> None:
     """Take the pool's lock as a write does (seqlock odd), and keep it until ``release``."""
     cur = open_handle(handle)
-    cur.backend._begin_write()
-    ready.put(os.getpid())
-    if not release.wait(timeout=WAIT_S):
-        os._exit(3)
-    cur.backend._end_write()
+    with cur.backend._locked():
+        cur.backend._change()  # the seqlock is odd and an (empty) undo record is set
+        ready.put(os.getpid())
+        if not release.wait(timeout=WAIT_S):
+            os._exit(3)
     record(cur, 1)
     cur.close()
 
@@ -158,7 +163,7 @@ def _hold_raw_lock(handle: Curriculum, attached: Any, go: Any, ready: Any, relea
     ready.put(os.getpid())
     if not release.wait(timeout=WAIT_S):
         os._exit(3)
-    cur.backend._end_write()
+    cur.backend._release()
     cur.close()
 
 
@@ -362,20 +367,23 @@ def stopped_writer(ctx: Any, cur: Curriculum) -> Iterator[StoppedWriter]:
 
 @pytest.mark.parametrize("recovery", ["resume", "kill"])
 def test_stopped_holder_makes_writers_raise_lock_timeout(session_id: str, recovery: str) -> None:
-    """A holder stopped (SIGSTOP) inside a write: a write raises LockTimeoutError naming it
-    instead of hanging; once the holder resumes (or is killed), the failed write goes through
-    exactly once."""
+    """A holder stopped (SIGSTOP) inside a write: a write times out instead of hanging (the
+    outcome stays queued and the call does not raise; flush() raises LockTimeoutError naming the
+    holder); once the holder resumes (or is killed), the queued write goes through exactly
+    once."""
     ctx = mp.get_context("spawn")
     with Curriculum(make_config(session_id, write_batch_size=1, lock_timeout_s=0.5)) as cur:
         task = cur.get_task()
         with stopped_writer(ctx, cur) as holder:
+            cur.update_task_performance(task.task_id, 0.25)  # writes at once (batch 1): times out
+            assert cur.health()["health/pending_outcomes"] == 1  # kept for the next write
+            assert cur.health()["health/outages"] == 1
             with pytest.raises(LockTimeoutError) as caught:
-                cur.update_task_performance(task.task_id, 0.25)  # writes at once (batch 1)
+                cur.flush()
             message = str(caught.value)
             assert isinstance(caught.value, TimeoutError)
             assert names_pid(message, holder.pid), message
             assert "stopped" in message, message
-            assert cur._pool.pending_outcomes == 1  # kept for the next write
             if recovery == "resume":
                 holder.resume()
             else:
@@ -411,8 +419,9 @@ def test_attach_during_a_stopped_write_raises_lock_timeout_naming_the_holder(
 
 def test_sleeping_lock_holder_is_named_in_the_timeout(session_id: str) -> None:
     """A live holder of the raw lock (as get_state() or an attach takes it), after another
-    process wrote last: reads still work without the lock, writes raise LockTimeoutError naming
-    the holder, and writing works again once it releases."""
+    process wrote last: reads still work without the lock, writes time out (the outcome stays
+    queued; flush() raises LockTimeoutError naming the holder), and writing works again once it
+    releases."""
     ctx = mp.get_context("spawn")
     holder = None
     with Curriculum(make_config(session_id, write_batch_size=1, lock_timeout_s=0.5)) as cur:
@@ -433,8 +442,9 @@ def test_sleeping_lock_holder_is_named_in_the_timeout(session_id: str) -> None:
             assert lock_is_held(session_id)
 
             assert completed(cur) == 1  # snapshots need no lock
+            cur.update_task_performance(task.task_id, 0.75)  # times out: queued
             with pytest.raises(LockTimeoutError) as caught:
-                cur.update_task_performance(task.task_id, 0.75)
+                cur.flush()
             message = str(caught.value)
 
             release.set()
@@ -534,3 +544,136 @@ def test_unpickling_after_the_creator_closed_raises_pool_not_found(
     assert kind == "PoolNotFoundError", message
     assert session_id in message
     assert not segment_path(session_id).exists(), "a failed attach must not create a pool"
+
+
+# -- one session, one pool: the segment lives while any process is attached --------------------
+
+
+def _attach_record_wait(handle: bytes, n: int, go: Any, report: Any) -> None:
+    """Attach, write ``n`` outcomes, report; on ``go`` write ``n`` more and close."""
+    cur = open_handle(handle)
+    record(cur, n)
+    cur.flush()
+    report.put(os.getpid())
+    if not go.wait(timeout=WAIT_S):
+        os._exit(3)
+    record(cur, n)
+    cur.close()
+    report.put("closed")
+
+
+def test_the_pool_lives_while_any_process_is_attached(session_id: str) -> None:
+    """A creates, B attaches, A closes while B trains; C, started with the same session, joins
+    the same pool (not a new empty one) and sees every outcome; B and C leave, and the last one
+    out removes the segment."""
+    ctx = mp.get_context("spawn")
+    path = segment_path(session_id)
+    a = Curriculum(make_config(session_id, write_batch_size=1))
+    record(a, 3)
+    inode = os.stat(path).st_ino
+    report, go = ctx.Queue(), ctx.Event()
+    b = ctx.Process(target=_attach_record_wait, args=(pickle.dumps(a), 5, go, report))
+    try:
+        b.start()
+        assert report.get(timeout=WAIT_S) == b.pid
+        a.close()
+        assert path.exists() and os.stat(path).st_ino == inode, "A removed the pool B uses"
+        with Curriculum(make_config(session_id, write_batch_size=1)) as c:
+            assert not c.backend.created
+            assert completed(c) == 3 + 5
+            go.set()
+            assert report.get(timeout=WAIT_S) == "closed"
+            finish(b)
+            assert completed(c) == 3 + 5 + 5
+            record(c, 1)
+            assert completed(c) == 14
+            assert path.exists()
+        assert not path.exists(), "the last process to leave must remove the segment"
+    finally:
+        reap(b)
+
+
+def _attach_and_hang(handle: bytes, report: Any) -> None:
+    cur = open_handle(handle)
+    _KEEP.append(cur)
+    report.put(os.getpid())
+    time.sleep(WAIT_S)
+
+
+def test_a_killed_attacher_does_not_keep_the_pool_alive(session_id: str) -> None:
+    """B attaches and is SIGKILLed (no clean-up of any kind): when A leaves, A is the last one
+    attached, and removes the segment."""
+    ctx = mp.get_context("spawn")
+    path = segment_path(session_id)
+    a = Curriculum(make_config(session_id))
+    report = ctx.Queue()
+    b = ctx.Process(target=_attach_and_hang, args=(pickle.dumps(a), report), daemon=True)
+    try:
+        b.start()
+        assert report.get(timeout=WAIT_S) == b.pid
+        os.kill(b.pid, signal.SIGKILL)
+        b.join(timeout=WAIT_S)
+        assert b.exitcode == -signal.SIGKILL
+        record(a, 2)
+        a.close()
+        assert not path.exists()
+    finally:
+        reap(b)
+
+
+def _write_after_removal(handle: bytes, removed: Any, report: Any) -> None:
+    cur = open_handle(handle)
+    record(cur, 1)
+    report.put("attached")
+    if not removed.wait(timeout=WAIT_S):
+        os._exit(3)
+    try:
+        record(cur, 1)
+    except PoolLostError as exc:
+        report.put(("PoolLostError", str(exc)))
+    else:
+        report.put(("no error", ""))
+    with contextlib.suppress(PoolLostError):
+        cur.close()
+
+
+def test_a_write_to_a_removed_segment_raises_pool_lost(session_id: str) -> None:
+    """The segment's file is removed (``rm``, a /dev/shm clean-up) while B is attached: B's next
+    write raises PoolLostError instead of going into a file no other process will see."""
+    ctx = mp.get_context("spawn")
+    path = segment_path(session_id)
+    config = make_config(session_id, write_batch_size=1, on_pool_lost="raise")
+    with Curriculum(config) as a:
+        report, removed = ctx.Queue(), ctx.Event()
+        b = ctx.Process(target=_write_after_removal, args=(pickle.dumps(a), removed, report))
+        try:
+            b.start()
+            assert report.get(timeout=WAIT_S) == "attached"
+            os.unlink(path)
+            removed.set()
+            kind, message = report.get(timeout=WAIT_S)
+            finish(b)
+        finally:
+            reap(b)
+        assert kind == "PoolLostError", message
+        assert session_id in message and "removed" in message
+        with pytest.raises(PoolLostError):
+            record(a, 1)
+
+
+def _come_and_go(index: int, session_id: str, cycles: int) -> int:
+    """Attach (or create), write one outcome and leave, ``cycles`` times; outcomes seen last."""
+    seen = 0
+    for _ in range(cycles):
+        with Curriculum(make_config(session_id, write_batch_size=1)) as cur:
+            record(cur, 1)
+            seen = int(completed(cur))
+    return seen
+
+
+def test_processes_coming_and_going_never_see_an_orphan_or_a_leftover(session_id: str) -> None:
+    """Three processes attach, write and leave in a loop on one session, racing each other's
+    last-one-out removal: none gets an error, and nothing is left behind."""
+    results = run_workers(_come_and_go, [(session_id, 25)] * 3)
+    assert all(seen >= 1 for seen in results)
+    assert not segment_path(session_id).exists()

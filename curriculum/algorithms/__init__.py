@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from curriculum.algorithms.base import CurriculumAlgorithm, PoolView
 from curriculum.algorithms.discrete_random import DiscreteRandomAlgorithm
 from curriculum.algorithms.learning_progress import LearningProgressAlgorithm
-from curriculum.config import DiscreteRandomConfig, LearningProgressConfig
+
+if TYPE_CHECKING:
+    from curriculum.config import AlgorithmConfig
 
 
-def make_algorithm(config: DiscreteRandomConfig | LearningProgressConfig) -> CurriculumAlgorithm:
-    """The algorithm a config describes."""
-    if isinstance(config, LearningProgressConfig):
+def make_algorithm(config: AlgorithmConfig) -> CurriculumAlgorithm:
+    """The algorithm a config describes (by its ``type``)."""
+    if config.type == "learning_progress":
         return LearningProgressAlgorithm(config)
     return DiscreteRandomAlgorithm()
 

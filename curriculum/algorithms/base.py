@@ -6,6 +6,7 @@ Algorithms are pure: they read a :class:`~backends.base.PoolSnapshot` and return
 
 from __future__ import annotations
 
+import bisect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
@@ -32,14 +33,19 @@ class PoolView:
     probabilities: np.ndarray
     raw_scores: np.ndarray
     eviction_order: list[int] = field(default_factory=list)
-    _cdf: np.ndarray | None = None
+    _cdf: list[float] | None = None  # cumulative probabilities, as floats for bisect
+    _slots: list[int] | None = None  # ``active`` as ints
 
     def sample_slot(self, rng: np.random.Generator) -> int:
         """Draw one active slot with the view's probabilities (O(log n))."""
-        if self._cdf is None:
-            self._cdf = np.cumsum(self.probabilities)
-        position = int(np.searchsorted(self._cdf, rng.random() * self._cdf[-1], side="right"))
-        return int(self.active[min(position, len(self.active) - 1)])
+        cdf = self._cdf
+        if cdf is None:
+            cdf = self._cdf = np.cumsum(self.probabilities).tolist()
+            self._slots = self.active.tolist()
+        slots = self._slots
+        assert slots is not None
+        position = bisect.bisect_right(cdf, rng.random() * cdf[-1])
+        return slots[min(position, len(slots) - 1)]
 
     def place_new_task(self, slot: int, task_id: int, label_id: int, seq: int) -> None:
         """Show a task this process just put into ``slot``, until the view is refreshed.

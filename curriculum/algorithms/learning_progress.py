@@ -18,11 +18,15 @@ they are normalised and mixed with a uniform distribution at ``rand_task_rate``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from backends.base import PoolSnapshot
 from curriculum.algorithms.base import CurriculumAlgorithm, PoolView, active_slots
-from curriculum.config import LearningProgressConfig
+
+if TYPE_CHECKING:
+    from curriculum.config import LearningProgressConfig
 
 ZERO_LP = 1e-9
 

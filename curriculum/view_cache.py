@@ -1,0 +1,125 @@
+"""The scored view one process samples from, and when to recompute it.
+
+By default (``refresh="time"``) the view is recomputed when the pool's version moved and either
+the view is older than ``snapshot_max_age_s`` (and at least ``REFRESH_COST_FACTOR`` times what
+its last refresh cost, so that a pool slow to read is not re-read after every batch) or this
+process alone wrote ``max(write_batch_size, capacity // 8)`` outcomes since: a fast loop in one
+process sees its own progress quickly, and a large pool is not re-scored after every batch.
+
+With ``refresh="outcomes"`` (deterministic mode) the clock plays no part: the view is recomputed
+after every ``max(write_batch_size, capacity // 8)`` outcomes this process recorded, so one
+process with a seed picks the same tasks for the same outcomes.
+
+Sharing: when ``n`` processes write to one pool at similar rates, the pool moves ``n`` times
+faster than one process's own outcomes show. Each refresh compares how many outcomes the pool
+gained since the last one with how many this process recorded, a smoothed estimate of the
+number of writers (:attr:`ViewCache.writers`); the outcome thresholds (refresh, and the write
+batch in :class:`~curriculum.session.PoolSession`) are divided by it, so a view lags the pool by
+about as many outcomes as it would with one process.
+"""
+
+from __future__ import annotations
+
+import time
+
+from backends.base import PoolSnapshot
+from curriculum.algorithms import CurriculumAlgorithm, PoolView
+
+# A view lives at least this many times what its last refresh cost (so refreshing a pool that
+# is slow to read takes at most about a tenth of a process's time).
+REFRESH_COST_FACTOR = 10
+# The most writers the thresholds are divided by (beyond it, batches of a few outcomes would
+# only add lock traffic).
+MAX_WRITERS = 16.0
+
+
+class ViewCache:
+    """The last scored view of a pool and its refresh rule."""
+
+    def __init__(
+        self,
+        algorithm: CurriculumAlgorithm,
+        *,
+        capacity: int,
+        max_age_s: float,
+        refresh_after_outcomes: int,
+        max_task_failures: int,
+        by_time: bool = True,
+    ) -> None:
+        self.algorithm = algorithm
+        self.capacity = capacity
+        self.max_age_s = max_age_s
+        self.refresh_after_outcomes = refresh_after_outcomes
+        self.max_task_failures = max_task_failures
+        self.by_time = by_time
+        self.view: PoolView | None = None
+        # the view's eviction candidates not yet tried, most evictable LAST (popped from the end)
+        self.evictions: list[int] = []
+        self.taken_at = 0.0  # monotonic time of the last refresh (or check)
+        self.cost_s = 0.0  # what the last refresh cost
+        self.outcomes_since = 0  # outcomes this process recorded since the last refresh
+        self.maybe_free_slots = True  # a free slot may exist (false after a create failed)
+        self.writers = 1.0  # estimated processes writing to the pool at this one's pace
+        self.own_outcomes = 0  # outcomes this process recorded, ever
+        self._mark: tuple[int, int] | None = None  # (pool completed, own outcomes) at a refresh
+        self._base_refresh = refresh_after_outcomes
+
+    def due(self) -> bool:
+        """Whether the view should be refreshed now."""
+        if self.view is None or self.outcomes_since >= self.refresh_after_outcomes:
+            return True
+        if not self.by_time:
+            return False
+        max_age = max(self.max_age_s, REFRESH_COST_FACTOR * self.cost_s)
+        return time.monotonic() - self.taken_at >= max_age
+
+    def refreshed(self, snapshot: PoolSnapshot | None, started: float) -> PoolView:
+        """Take ``snapshot`` (None: the pool did not change) as the current state of the pool."""
+        view = None if snapshot is None else self.score(snapshot)
+        return self.install(view, time.monotonic() - started)
+
+    def install(self, view: PoolView | None, cost_s: float) -> PoolView:
+        """Take ``view`` (None: the pool did not change) as the current one; the refresh that
+        made it (or found the pool unchanged) cost ``cost_s``."""
+        if view is not None:
+            self.view = view
+            self.evictions = view.eviction_order[::-1]
+            if self.by_time:
+                self._estimate_writers(int(view.snapshot.counters["num_completed"]))
+            if len(view.active) < self.capacity:
+                self.maybe_free_slots = True
+            self.cost_s = cost_s
+        self.taken_at = time.monotonic()
+        self.outcomes_since = 0
+        assert self.view is not None
+        return self.view
+
+    def _estimate_writers(self, pool_completed: int) -> None:
+        """Update :attr:`writers` from the pool's and this process's outcomes since the last
+        refresh (only over spans with enough of this process's outcomes to mean something)."""
+        mark = self._mark
+        if mark is None or pool_completed < mark[0]:  # first view, or the pool was replaced
+            self._mark = (pool_completed, self.own_outcomes)
+            return
+        own = self.own_outcomes - mark[1]
+        if own < 16:
+            return
+        ratio = min(max((pool_completed - mark[0]) / own, 1.0), MAX_WRITERS)
+        self.writers += 0.5 * (ratio - self.writers)
+        self._mark = (pool_completed, self.own_outcomes)
+        self.refresh_after_outcomes = max(1, round(self._base_refresh / self.writers))
+
+    def score(self, snapshot: PoolSnapshot) -> PoolView:
+        """The algorithm's view, with tasks whose env config keeps failing evicted first."""
+        view = self.algorithm.view(snapshot)
+        failures = snapshot.rows["n_failures"][view.active]
+        broken = view.active[failures >= self.max_task_failures].tolist()
+        if broken:
+            first = set(broken)
+            view.eviction_order = broken + [s for s in view.eviction_order if s not in first]
+        return view
+
+    def invalidate(self) -> None:
+        """Forget the view (after this process changed the pool in a way it does not show)."""
+        self.view = None
+        self.evictions = []

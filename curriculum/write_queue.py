@@ -1,0 +1,139 @@
+"""This process's writes to one pool, in order, with the one retry path.
+
+Outcomes, sample counts and failures collect in an open :class:`~backends.base.WriteBatch`;
+stage-record updates of a staged curriculum queue behind it. Sealing a write gives it its write id
+(numbered here, and nowhere else, per process). A write leaves the queue only when the backend
+applied it. A write that failed stays at the head of the queue, with its id, and is sent again
+before anything newer: a backend that may already have applied it (a reply lost with its
+connection) recognises the id and does not apply it twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+
+from backends.base import RecordResult, TaskMemoryBackend, WriteBatch
+from backends.stage_state import StageState, StageUpdate, fold_scores
+
+StageListener = Callable[[StageState, "int | None"], None]
+
+
+class WriteQueue:
+    """Buffered writes of one process to one pool."""
+
+    def __init__(self) -> None:
+        self.open = WriteBatch()  # collecting; sealed into ``sealed`` by :meth:`flush`
+        self.sealed: deque[WriteBatch | StageUpdate] = deque()  # in send order; head may retry
+        self.opened_at: float | None = None  # monotonic time the open batch got its first entry
+        self.retries = 0  # writes sent again after a failed attempt
+        self._head_failed = False  # the head of ``sealed`` failed its last attempt
+        self._last_write_id = 0  # write ids are numbered here, once, when a write is sealed
+        self.on_stage: StageListener | None = None
+        # a staged curriculum's outcomes per stage, folded into one stage update each at seal()
+        self.stage_scores: dict[int, list[float]] = {}
+        self.stage_steps: dict[int, int] = {}
+        self.stage_smoothing = 0.0
+        self.stage_count = 0  # outcomes in stage_scores
+
+    def __len__(self) -> int:
+        return len(self.open) + len(self.sealed) + len(self.stage_scores)
+
+    @property
+    def open_outcomes(self) -> int:
+        """Outcomes collected since the last seal (of the pool's tasks, or for the stage
+        record: a staged curriculum's root pool gets both for its own episodes)."""
+        return max(len(self.open.outcome_slots), self.stage_count)
+
+    @property
+    def pending_outcomes(self) -> int:
+        """Outcomes accepted and not yet applied by the backend."""
+        sealed = sum(len(w.outcome_slots) for w in self.sealed if isinstance(w, WriteBatch))
+        return len(self.open.outcome_slots) + sealed
+
+    def pending_slots(self) -> set[int]:
+        """Slots with outcomes not yet applied."""
+        slots = set(self.open.outcome_slots)
+        for write in self.sealed:
+            if isinstance(write, WriteBatch):
+                slots.update(write.outcome_slots)
+        return slots
+
+    def touch(self) -> None:
+        """Note that an entry is about to be added to the open batch."""
+        if self.opened_at is None:
+            self.opened_at = time.monotonic()
+
+    def add_stage_outcomes(self, stage: int, scores: list[float], steps: int) -> None:
+        """Queue outcomes for the stage record (folded into one update per stage at seal)."""
+        self.touch()
+        self.stage_count += len(scores)
+        self.stage_scores.setdefault(stage, []).extend(scores)
+        self.stage_steps[stage] = self.stage_steps.get(stage, 0) + steps
+
+    def take_back_stage_outcomes(self, stage: int, count: int, steps: int) -> None:
+        """Undo the last :meth:`add_stage_outcomes` of ``count`` outcomes (their call raised)."""
+        scores = self.stage_scores[stage]
+        del scores[len(scores) - count :]
+        self.stage_count -= count
+        self.stage_steps[stage] -= steps
+        if not scores:
+            del self.stage_scores[stage], self.stage_steps[stage]
+
+    def seal(self) -> None:
+        """Close the open batch and fold the stage outcomes: from now on they keep their place
+        and write ids."""
+        self.opened_at = None
+        if len(self.open):
+            self.open.write_id = self._next_write_id()
+            self.sealed.append(self.open)
+            self.open = WriteBatch()
+        for stage, scores in sorted(self.stage_scores.items()):
+            decay, add = fold_scores(scores, self.stage_smoothing)
+            update = StageUpdate(stage, len(scores), decay, add, self.stage_steps[stage])
+            update.write_id = self._next_write_id()
+            self.sealed.append(update)
+        self.stage_scores, self.stage_steps, self.stage_count = {}, {}, 0
+
+    def _next_write_id(self) -> int:
+        self._last_write_id += 1
+        return self._last_write_id
+
+    def flush(self, backend: TaskMemoryBackend, *, wait: bool = True) -> RecordResult:
+        """Send every queued write, oldest first; stops at (and raises) the first failure.
+
+        ``wait=False`` lets the backend overlap its last write with the caller's work (it then
+        confirms the write, or applies it exactly once, at its next call or ``sync()``).
+        """
+        self.seal()
+        applied = late = 0
+        while self.sealed:
+            write = self.sealed[0]
+            if self._head_failed:
+                self.retries += 1
+            self._head_failed = True
+            if isinstance(write, WriteBatch):
+                result = backend.record(write, wait=wait or len(self.sealed) > 1)
+                applied, late = applied + result.applied, late + result.late
+                self.sealed.popleft()
+                self._head_failed = False
+            else:
+                state, ended = backend.update_stage(write)
+                self.sealed.popleft()
+                self._head_failed = False
+                if self.on_stage is not None:
+                    self.on_stage(state, ended)
+        if wait:
+            backend.sync()
+        return RecordResult(applied=applied, late=late)
+
+    def discard(self) -> int:
+        """Drop every queued write; returns the outcomes dropped with them."""
+        dropped = self.pending_outcomes
+        self.open = WriteBatch()
+        self.sealed.clear()
+        self.stage_scores, self.stage_steps, self.stage_count = {}, {}, 0
+        self.opened_at = None
+        self._head_failed = False
+        return dropped
