@@ -241,15 +241,28 @@ def _check_session(session: str) -> None:
 
 
 def _run_shm(args: argparse.Namespace, out: TextIO, err: TextIO, ask: Callable[[str], str]) -> int:
-    from curriculum.shm_admin import clean_segments, format_segments, list_segments
+    from curriculum.shm_admin import clean_segments, list_segments
 
     if args.pools_command == "list":
         infos = list_segments()
         if args.json:
             json.dump([i.to_dict() for i in infos], out, indent=2)
             print(file=out)
+        elif not infos:
+            print("no /dev/shm pools", file=out)
         else:
-            format_segments(infos, out)
+            rows = [
+                [
+                    i.session,
+                    i.state,
+                    "-" if i.size is None else f"{i.size / 1024:.1f} KiB",
+                    "-" if i.capacity is None else str(i.capacity),
+                    "-" if i.creator_pid is None else f"{i.creator_pid} ({i.creator_state})",
+                    {True: "yes", False: "no", None: "?"}[i.in_use],
+                ]
+                for i in infos
+            ]
+            _table(["session", "state", "size", "slots", "creator", "in use"], rows, out)
         return 0
     if args.pools_command == "delete":
         _check_session(args.session)

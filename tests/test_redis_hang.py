@@ -89,7 +89,7 @@ def test_a_stopped_server_does_not_block_training_in_buffer_mode(server) -> None
                 cur.update_task_performance(task.task_id, float(rng.random()))
                 reported += 1
             assert not stopped.resumed_by_safety.is_set(), "a call waited for the server"
-            assert cur._pool.outages == 1
+            assert cur.health()["health/outages"] == 1
         cur.flush()
         stats = cur.stats()
     assert stats["curriculum/num_completed"] == reported  # each outcome once

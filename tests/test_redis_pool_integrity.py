@@ -196,7 +196,7 @@ def test_garbage_in_a_row_raises_pool_corrupted_error_naming_key_and_slot(
 def test_a_script_that_reads_a_garbage_row_raises_pool_corrupted_error(url: str) -> None:
     with _curriculum(url, on_pool_lost="raise", write_batch_size=1) as cur:
         task = cur.get_task()
-        slot = cur._pool._issued[task.task_id][0]
+        slot = task.slot
         client = redis.Redis.from_url(url)
         client.hset(PoolKeys.of(cur.session_id).rows, slot, b"\xc1garbage")
         client.close()
