@@ -211,7 +211,7 @@ def test_docker_compose_binds_to_localhost_and_requires_a_password() -> None:
     from pathlib import Path
 
     text = (Path(__file__).resolve().parent.parent / "docker-compose.yml").read_text()
-    ports = [line.strip() for line in text.splitlines() if line.strip().startswith("- \"")]
+    ports = [line.strip() for line in text.splitlines() if line.strip().startswith('- "')]
     assert ports == ['- "127.0.0.1:6379:6379"'], ports
     assert "${REDIS_PASSWORD:?" in text  # compose refuses to start without a password
     assert '--requirepass "$$REDIS_PASSWORD"' in text
