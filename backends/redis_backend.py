@@ -1,171 +1,102 @@
 """The Redis backend: one pool shared by processes on many hosts.
 
-Keys of a session (all share the hash tag ``{session}``, so a pool lives in one Cluster slot)::
+The keys of a pool are described in :mod:`backends.redis_keys`; every read-modify-write is one
+Lua script (``backends/lua``, :mod:`backends.redis_scripts`); snapshots go through the read path
+of :mod:`backends.redis_read`; URLs and clients are :mod:`backends.redis_connection`'s. Writes
+carry a client id and a write number: a write retried after a connection error or a timeout is
+recognised by the script and not applied twice. No live client crosses a process boundary.
 
-    curriculum:{session}:meta       hash: parameters, layout, counters, version
-    curriculum:{session}:rows       hash: slot -> msgpack array of the row (ROW_DTYPE order)
-    curriculum:{session}:free       sorted set of free slots (score = slot)
-    curriculum:{session}:labels     hash: label id -> msgpack array (LABEL_DTYPE order)
-    curriculum:{session}:label_ids  hash: label name -> label id
-    curriculum:{session}:tokens     hash: client id -> last write number and its reply
-    curriculum:sessions             set of session ids (the registry the inspection tools read)
-
-Every read-modify-write is one Lua script (``backends/lua``). Writes carry a client id and a write
-number: a write retried after a connection error is recognised by the script and not applied twice.
-Snapshots are one MULTI/EXEC of HGETALLs. No live client crosses a process boundary: the backend
-pickles as its URL and session and reconnects in the new process.
+Every wait on the server is bounded by ``timeout_s`` (``CurriculumConfig.backend_timeout_s``): a
+server that hangs costs a call at most about that long before ``BackendUnavailableError`` (which
+``on_backend_unavailable="buffer"`` turns into sampling from the last view).
 """
 
 from __future__ import annotations
 
-import itertools
-import json
+import logging
 import os
 import secrets
-from collections.abc import Callable
-from pathlib import Path
+import time
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import msgpack
-import numpy as np
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import RedisCluster
-from redis.retry import Retry
 
 from backends.base import (
     PoolParams,
     PoolSnapshot,
-    PoolState,
     RecordResult,
     TaskMemoryBackend,
     WriteBatch,
 )
 from backends.layout import (
-    COUNTER_NAMES,
-    EMPTY_TASK,
     EPOCH_COUNTERS,
-    LABEL_DTYPE,
     OVERFLOW_LABEL,
-    ROW_DTYPE,
-    STRUCT_VERSION,
-    decode_label,
-    empty_rows,
     encode_label,
     label_totals,
 )
-from backends.stage_state import StageState, StageUpdate
+from backends.redis_attach import attach_pool
+from backends.redis_connection import (
+    CLUSTER_SCHEMES,
+    DEFAULT_TIMEOUT_S,
+    REDIS_SCHEMES,
+    connect,
+    register_client_factory,
+)
+from backends.redis_errors import lost_error, translate_error
+from backends.redis_keys import REGISTRY_KEY, PoolKeys, session_keys
+from backends.redis_pool_info import eviction_warning
+from backends.redis_pool_state import RedisPoolStateOps
+from backends.redis_read import decode_labels, decode_rows, decode_snapshot, decode_stage, read_raw
+from backends.redis_scripts import (
+    LUA_DIR,
+    SCRIPT_NAMES,
+    SLOW_SCRIPTS,
+    load_script,
+    register_scripts,
+)
+from backends.stage_state import StageState
 from curriculum.errors import (
     BackendError,
-    BackendUnavailableError,
-    ConfigError,
     PoolClosedError,
-    PoolCorruptedError,
     PoolLostError,
-    PoolMismatchError,
     PoolNotFoundError,
 )
-from curriculum.redaction import redact_text, redact_url
 
-REDIS_SCHEMES = ("redis", "rediss", "unix")
-CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
-REGISTRY_KEY = "curriculum:sessions"
+logger = logging.getLogger("curriculum.redis")
+
 NOSCRIPT_ATTEMPTS = 3
-LUA_DIR = Path(__file__).parent / "lua"
-SCRIPT_NAMES = (
-    "attach",
-    "reserve_sequence",
-    "intern_label",
-    "create_task",
-    "replace_task",
-    "record",
-    "end_epoch",
-    "import_state",
-    "update_stage",
-    "destroy",
-)
-
-ClientFactory = Callable[[str], "redis.Redis"]
-_CLIENT_FACTORIES: dict[str, ClientFactory] = {}
+ATTACH_ATTEMPTS = 5  # an attach whose reply timed out is sent again (up to this many copies)
+# Scripts that run long on large pools wait at least this long for their reply.
+SLOW_CALL_TIMEOUT_S = 10.0
+# Write tokens (idempotency) are kept this long after their write: a retry of a write (after an
+# outage, a timeout, a restart of Redis) is recognised if it comes within this window.
+TOKEN_WINDOW_S = 24 * 3600.0
 
 
-def register_client_factory(scheme: str, factory: ClientFactory) -> None:
-    """Build clients for URLs of ``scheme`` with ``factory(url)`` (e.g. a test double)."""
-    _CLIENT_FACTORIES[scheme] = factory
-
-
-def connect(url: str) -> redis.Redis:
-    """A client for ``url`` that retries connection errors with jittered backoff.
-
-    ``redis+cluster://host:port`` (or ``rediss+cluster://``) connects to a Redis Cluster through
-    any of its nodes; the client follows MOVED and ASK redirections.
-    """
-    try:
-        scheme = urlsplit(url).scheme
-    except ValueError as exc:
-        raise ConfigError(f"backend_url {redact_url(url)!r} is invalid: {exc}") from None
-    if scheme in _CLIENT_FACTORIES:
-        return _CLIENT_FACTORIES[scheme](url)
-    if scheme not in REDIS_SCHEMES and scheme not in CLUSTER_SCHEMES:
-        raise ConfigError(
-            f"backend_url {redact_url(url)!r} is not a redis://, rediss://, unix://, "
-            "redis+cluster:// or rediss+cluster:// URL"
-        )
-    _check_url_options(url)
-    options: dict[str, Any] = {
-        "decode_responses": False,
-        "retry": Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.01), retries=5),
-        "socket_timeout": 10.0,
-        "socket_connect_timeout": 5.0,
-    }
-    try:
-        if scheme in CLUSTER_SCHEMES:
-            plain = CLUSTER_SCHEMES[scheme] + url[len(scheme) :]
-            return RedisCluster.from_url(plain, **options)  # type: ignore[return-value]
-        return redis.Redis.from_url(url, health_check_interval=30, **options)
-    except ValueError as exc:
-        raise ConfigError(f"backend_url {redact_url(url)!r} is invalid: {exc}") from None
-    except redis.RedisError as exc:  # a cluster client reads the cluster's layout at once
-        raise BackendUnavailableError(
-            f"Redis Cluster at {redact_url(url)} is unavailable: {type(exc).__name__}: "
-            f"{redact_text(str(exc), url)}"
-        ) from None
-
-
-SSL_CERT_REQS = ("none", "optional", "required")
-
-
-def _check_url_options(url: str) -> None:
-    """Refuse query options redis-py would only reject when it first connects."""
-    for key, value in parse_qsl(urlsplit(url).query):
-        if key == "ssl_cert_reqs" and value.lower() not in SSL_CERT_REQS:
-            raise ConfigError(
-                f"backend_url {redact_url(url)!r}: ssl_cert_reqs={value!r} is not one of "
-                f"{', '.join(SSL_CERT_REQS)}"
-            )
-
-
-def load_script(name: str) -> str:
-    """The source of a pool script, with the shared helpers in front."""
-    return (LUA_DIR / "_lib.lua").read_text() + "\n" + (LUA_DIR / f"{name}.lua").read_text()
-
-
-def session_keys(session_id: str) -> list[str]:
-    """The keys of a session's pool, in the order every script expects them."""
-    prefix = f"curriculum:{{{session_id}}}"
-    return [
-        f"{prefix}:{part}" for part in ("meta", "rows", "free", "labels", "label_ids", "tokens")
-    ]
-
-
-class RedisBackend(TaskMemoryBackend):
+class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
     """A pool in Redis, changed only by Lua scripts."""
 
     def __init__(
-        self, url: str, session_id: str, params: PoolParams, *, create: bool = True
+        self,
+        url: str,
+        session_id: str,
+        params: PoolParams,
+        *,
+        create: bool = True,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        ttl_s: float | None = None,
+        generator_json: str = "",
     ) -> None:
         """Attach to the session's pool on ``url``, creating it when absent and ``create``.
+
+        Args:
+            timeout_s: The longest wait for the server (connect, each reply) on the hot path.
+            ttl_s: A pool created now expires after this long without a write (every write
+                refreshes it); None: it stays until destroyed.
+            generator_json: The task generator's config, stored with a new pool so that a
+                mismatch names the differing fields.
 
         Raises:
             PoolMismatchError: the existing pool was made with different parameters.
@@ -174,12 +105,15 @@ class RedisBackend(TaskMemoryBackend):
         """
         self.url = url
         self.session_id = session_id
-        self._keys = session_keys(session_id)
-        self._client = connect(url)
+        self.timeout_s = timeout_s
+        self.ttl_s = ttl_s
+        self._generator_json = generator_json
+        self._pool_keys = PoolKeys.of(session_id)
+        self._keys = self._pool_keys.as_list()
+        self._client = connect(url, timeout_s)
+        self._slow_client: redis.Redis | None = None  # for scripts that run long on big pools
         self._cluster = isinstance(self._client, RedisCluster)
-        self._scripts = {
-            name: self._client.register_script(load_script(name)) for name in SCRIPT_NAMES
-        }
+        self._scripts = register_scripts(self._client)
         self._new_client_id()
         self._closed = False
         self._ahead: redis.connection.Connection | None = None  # carries writes sent ahead
@@ -192,51 +126,31 @@ class RedisBackend(TaskMemoryBackend):
         self._attach(params, create=create)
         if self.created:
             self._redis("SADD", REGISTRY_KEY, session_id)
+        warning = eviction_warning(self._client, url, session_id, expires=self._expires)
+        if warning:
+            logger.warning(warning)
+
+    @property
+    def _expires(self) -> bool:
+        return self.ttl_s is not None and self.ttl_s > 0
 
     def _attach(self, params: PoolParams, *, create: bool) -> None:
-        token = secrets.token_hex(8)
-        reply = self._call(
-            "attach",
-            params.to_json(),
-            params.capacity,
-            params.label_capacity,
-            params.struct_version,
-            "1" if create else "0",
-            repr(params.ema.ema_timescale),
-            repr(params.ema.slow_timescale_factor),
-            repr(params.ema.task_tracker_ema_alpha),
-            repr(params.ema.success_threshold),
-            msgpack.packb(StageState().to_list()),
-            token,
+        ttl_ms = int(self.ttl_s * 1000) if self.ttl_s is not None and self.ttl_s > 0 else 0
+        attached = attach_pool(
+            lambda *args: self._call("attach", *args),
+            self.session_id,
+            self.url,
+            params,
+            create=create,
+            ttl_ms=ttl_ms,
+            generator_json=self._generator_json,
+            token_window_ms=int(TOKEN_WINDOW_S * 1000),
         )
-        status = _text(reply[0])
-        session_id, url = self.session_id, self.url
-        if status == "missing":
-            raise PoolNotFoundError(f"no pool for session {session_id!r} at {redact_url(url)}")
-        # a retried attach whose first copy created the pool finds it with our own token
-        self.created = status == "created" or (status == "exists" and _text(reply[3]) == token)
-        if self.created:
-            self.params = params
-            self._incarnation = token
-            return
-        if int(reply[2]) != STRUCT_VERSION:
-            raise PoolMismatchError(
-                f"pool {session_id!r} uses layout version {int(reply[2])}, "
-                f"this library writes {STRUCT_VERSION}"
-            )
-        try:
-            stored = PoolParams.from_dict(json.loads(reply[1]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise PoolCorruptedError(
-                f"pool {session_id!r} has unreadable parameters: {exc}"
-            ) from None
-        problems = stored.mismatches(params)
-        if problems:
-            raise PoolMismatchError(
-                f"pool {session_id!r} was created with other parameters: " + "; ".join(problems)
-            )
-        self.params = stored
-        self._incarnation = _text(reply[3])
+        self.created, self.params, self._incarnation = (
+            attached.created,
+            attached.params,
+            attached.incarnation,
+        )
 
     def reattach(self, params: PoolParams) -> bool:
         """Attach again after the pool was lost, creating it anew (with ``params``) if absent.
@@ -271,28 +185,49 @@ class RedisBackend(TaskMemoryBackend):
         try:
             return self._client.execute_command(*command)
         except redis.RedisError as exc:
-            raise self._error(exc) from exc
+            raise self._error(exc) from None
 
     def _call(self, name: str, *args: Any) -> Any:
         self._check_open()
         self._confirm()
         script = self._scripts[name]
+        client = self._client_for(name)
         if name != "attach":
             args = (*args, self._incarnation)
-        for attempt in range(NOSCRIPT_ATTEMPTS):
+        started = time.monotonic()
+        for attempt in range(max(NOSCRIPT_ATTEMPTS, ATTACH_ATTEMPTS)):
             try:
-                return script(keys=self._keys, args=args, client=self._client)
+                return script(keys=self._keys, args=args, client=client)
             except redis.exceptions.NoScriptError as exc:
                 # flushed again while redis-py was reloading it: load and run it once more
                 # (the write id makes a repeated write harmless)
-                if attempt == NOSCRIPT_ATTEMPTS - 1:
-                    raise self._error(exc) from exc
+                if attempt >= NOSCRIPT_ATTEMPTS - 1:
+                    raise self._error(exc) from None
+            except redis.TimeoutError as exc:
+                # attach is sent again (its token tells a copy that already ran); other calls
+                # give up at the bound and their writes stay pending with their ids
+                if (
+                    name != "attach"
+                    or attempt == ATTACH_ATTEMPTS - 1
+                    or time.monotonic() - started >= SLOW_CALL_TIMEOUT_S
+                ):
+                    raise self._error(exc) from None
+                time.sleep(0.1)
             except redis.RedisError as exc:
-                raise self._error(exc) from exc
+                raise self._error(exc) from None
         raise AssertionError("unreachable")
 
+    def _client_for(self, script: str) -> redis.Redis:
+        """The hot path's client, or for a script that runs long on big pools one that waits
+        longer (at least SLOW_CALL_TIMEOUT_S)."""
+        if script not in SLOW_SCRIPTS or self.timeout_s >= SLOW_CALL_TIMEOUT_S:
+            return self._client
+        if self._slow_client is None:
+            self._slow_client = connect(self.url, SLOW_CALL_TIMEOUT_S)
+        return self._slow_client
+
     def _lost(self, what: str) -> PoolLostError:
-        return PoolLostError(f"pool {self.session_id!r} {what} at {redact_url(self.url)}")
+        return lost_error(self.session_id, self.url, what)
 
     def _new_client_id(self) -> None:
         self._pid = os.getpid()
@@ -310,19 +245,7 @@ class RedisBackend(TaskMemoryBackend):
         return self._call(name, f"{self._client_id}:w", self._write_seq, *args)
 
     def _error(self, exc: redis.RedisError) -> BackendError:
-        if isinstance(exc, redis.ResponseError) and "NOPOOL" in str(exc):
-            return self._lost("no longer exists")
-        if isinstance(exc, redis.ResponseError) and "NEWPOOL" in str(exc):
-            return self._lost("was re-created since this process attached")
-        if isinstance(exc, (redis.ConnectionError, redis.TimeoutError)):
-            return BackendUnavailableError(
-                f"Redis at {redact_url(self.url)} is unavailable for pool {self.session_id!r}: "
-                f"{type(exc).__name__}: {redact_text(str(exc), self.url)}"
-            )
-        return BackendError(
-            f"Redis at {redact_url(self.url)} failed for pool {self.session_id!r}: "
-            f"{type(exc).__name__}: {redact_text(str(exc), self.url)}"
-        )
+        return translate_error(exc, self.session_id, self.url)
 
     # -- the interface --------------------------------------------------------------------------
 
@@ -435,10 +358,14 @@ class RedisBackend(TaskMemoryBackend):
                 try:
                     self._ahead.read_response()
                     return
+                except redis.TimeoutError as exc:
+                    # a server that hangs: do not wait for it twice in one call. The write
+                    # stays pending with its write id; it is sent again at the next call.
+                    self._drop_ahead()
+                    raise self._error(exc) from None
                 except (
                     redis.exceptions.NoScriptError,
                     redis.ConnectionError,
-                    redis.TimeoutError,
                     redis.exceptions.MovedError,  # the pool's slot moved to another node
                     redis.exceptions.AskError,
                     redis.exceptions.TryAgainError,
@@ -446,7 +373,7 @@ class RedisBackend(TaskMemoryBackend):
                 ):
                     self._drop_ahead()
                 except redis.ResponseError as exc:
-                    raise self._error(exc) from exc
+                    raise self._error(exc) from None
             self._call("record", *args)  # waits; the write id makes a repeat harmless
         except PoolNotFoundError:
             self.dropped_outcomes += outcomes  # its pool is gone: so are its tasks
@@ -473,49 +400,6 @@ class RedisBackend(TaskMemoryBackend):
         if not self._closed:
             self._confirm()
 
-    def stage_state(self) -> StageState:
-        """The stage record, read with one HGET."""
-        raw, incarnation = self._redis("HMGET", self._keys[0], "stage", "incarnation")
-        if raw is None:
-            raise self._lost("no longer exists")
-        if _text(incarnation or b"") != self._incarnation:
-            raise self._lost("was re-created since this process attached")
-        return _decode_stage(raw, self.session_id)
-
-    def update_stage(self, update: StageUpdate) -> tuple[StageState, int | None]:
-        """Fold ``update`` into the stage record in one script call.
-
-        Stage updates are numbered apart from other writes (``<client>:s``): an update whose
-        write failed must be sent again, with its id, before any newer one.
-        """
-        rule = self.params.stage_rule()
-        if rule is None:
-            raise BackendError(
-                f"pool {self.session_id!r} is not the root pool of a staged curriculum"
-            )
-        if self._pid != os.getpid():
-            self._new_client_id()
-        if not update.write_id:
-            self._stage_seq += 1
-            update.write_id = self._stage_seq
-        reply = self._call(
-            "update_stage",
-            f"{self._client_id}:s",
-            update.write_id,
-            update.stage,
-            update.count,
-            repr(float(update.decay)),
-            repr(float(update.add)),
-            update.steps,
-            rule.criteria_code,
-            repr(float(rule.threshold)),
-            msgpack.packb(list(rule.budgets)),
-        )
-        raw = reply if isinstance(reply, bytes) else str(reply).encode()
-        ended, _, packed = raw.partition(b":")
-        stage = int(ended)
-        return _decode_stage(packed, self.session_id), (None if stage < 0 else stage)
-
     def end_epoch(self) -> dict[str, int]:
         """Reset the epoch counters; their values before the reset."""
         values = _text(self._write("end_epoch")).split(":")
@@ -528,59 +412,28 @@ class RedisBackend(TaskMemoryBackend):
         return snapshot
 
     def _read(self, *, with_stage: bool = False) -> tuple[PoolSnapshot, StageState | None]:
-        """The pool as stored (labels without their live rows), and its stage record if asked."""
+        """The pool as stored (labels without their live rows), and its stage record if asked.
+
+        Raises:
+            PoolLostError: the pool is gone, was re-created, or lost some of its keys.
+            PoolCorruptedError: a key holds data this library did not write.
+        """
         self._check_open()
         self._confirm()
-        pipe = self._client.pipeline(transaction=True)
-        pipe.hgetall(self._keys[0])
-        pipe.hgetall(self._keys[1])
-        pipe.hgetall(self._keys[3])
         try:
-            meta, rows_raw, labels_raw = pipe.execute()
+            raw = read_raw(self._client, self._pool_keys, self._incarnation)
         except redis.RedisError as exc:
-            raise self._error(exc) from exc
-        if not meta:
+            raise self._error(exc) from None
+        if not raw.meta:
             raise self._lost("no longer exists")
-        if _text(meta.get(b"incarnation", b"")) != self._incarnation:
+        if raw.incarnation != self._incarnation:
             raise self._lost("was re-created since this process attached")
-        counters = {name: int(meta.get(name.encode(), 0)) for name in COUNTER_NAMES}
-        rows = decode_rows(rows_raw, self.params.capacity)
-        labels, names = decode_labels(labels_raw, counters["num_labels"])
-        snapshot = PoolSnapshot(int(meta.get(b"version", 0)), rows, labels, names, counters)
-        stage = _decode_stage(meta.get(b"stage"), self.session_id) if with_stage else None
+        damaged = raw.damaged_keys()
+        if damaged:
+            raise self._lost(f"lost keys or holds keys of another pool ({', '.join(damaged)})")
+        snapshot = decode_snapshot(raw, self.params.capacity)
+        stage = decode_stage(raw.meta.get(b"stage"), self.session_id) if with_stage else None
         return snapshot, stage
-
-    def export_state(self) -> PoolState:
-        """Everything in the pool, from one consistent snapshot."""
-        snap, stage = self._read(with_stage=True)
-        return PoolState(
-            params=self.params,
-            rows=snap.rows,
-            labels=snap.labels,
-            counters=snap.counters,
-            stage=stage,
-        )
-
-    def import_state(self, state: PoolState) -> None:
-        """Replace rows, label counters and counters in one script call."""
-        if len(state.rows) != self.params.capacity:
-            raise PoolMismatchError(
-                f"state has {len(state.rows)} slots, pool {self.session_id!r} has "
-                f"{self.params.capacity}"
-            )
-        rows = [list(row) if row[0] != EMPTY_TASK else [EMPTY_TASK] for row in state.rows.tolist()]
-        labels = [[decode_label(label[0]), *label[1:]] for label in state.labels.tolist()]
-        counters = {name: int(state.counters.get(name, 0)) for name in COUNTER_NAMES}
-        self._write(
-            "import_state",
-            msgpack.packb(rows),
-            msgpack.packb(labels),
-            msgpack.packb(counters),
-            OVERFLOW_LABEL,
-            self.params.label_capacity,
-            msgpack.packb(state.stage.to_list()),
-        )
-        self._label_ids.clear()
 
     def close(self) -> None:
         """Wait for a write sent ahead, close this process's connections; the pool stays."""
@@ -592,9 +445,16 @@ class RedisBackend(TaskMemoryBackend):
             self._closed = True
             self._drop_ahead()
             self._client.close()
+            if self._slow_client is not None:
+                self._slow_client.close()
 
     def destroy(self) -> None:
-        """Remove every key of the pool and its registry entry."""
+        """Remove every key of the pool and its registry entry (a write still pending for it,
+        e.g. one a corrupted row refused, goes with it)."""
+        if self._inflight is not None:
+            self.dropped_outcomes += self._inflight[2]
+            self._inflight = None
+            self._drop_ahead()
         self._call("destroy")
         self._redis("SREM", REGISTRY_KEY, self.session_id)
         self.close()
@@ -604,45 +464,17 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _decode_stage(raw: bytes | None, session_id: str) -> StageState:
-    try:
-        return StageState.from_list(msgpack.unpackb(raw))
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
-        raise PoolCorruptedError(
-            f"pool {session_id!r} has an unreadable stage record: {exc}"
-        ) from None
-
-
-def decode_rows(raw: dict[bytes, bytes], capacity: int) -> np.ndarray:
-    """The pool's rows from its rows hash (slot -> msgpack array); absent slots are empty."""
-    rows = empty_rows(capacity)
-    if not raw:
-        return rows
-    n, width = len(raw), len(ROW_DTYPE.names)
-    slots = np.fromiter((int(k) for k in raw), dtype=np.int64, count=n)
-    # one unpack of all rows: a msgpack array header in front of the concatenated values
-    decoded = msgpack.unpackb(b"\xdd" + n.to_bytes(4, "big") + b"".join(raw.values()))
-    if any(len(row) != width for row in decoded):
-        raise PoolCorruptedError(f"pool rows must have {width} fields each")
-    flat = itertools.chain.from_iterable(decoded)
-    values = np.fromiter(flat, dtype=np.float64, count=n * width).reshape(n, width)
-    for column, name in enumerate(ROW_DTYPE.names):
-        rows[name][slots] = values[:, column]
-    return rows
-
-
-def decode_labels(raw: dict[bytes, bytes], count: int) -> tuple[np.ndarray, list[str]]:
-    """Label records and names (index = label id) from the labels hash.
-
-    Ids at or past ``count`` (assigned after the counter was read) are left out.
-    """
-    labels = np.zeros(count, LABEL_DTYPE)
-    names = [""] * count
-    for key, blob in raw.items():
-        label_id = int(key)
-        if not 0 <= label_id < count:
-            continue
-        values = msgpack.unpackb(blob, raw=True)
-        names[label_id] = decode_label(values[0])
-        labels[label_id] = (values[0], *values[1:])
-    return labels, names
+__all__ = [
+    "CLUSTER_SCHEMES",
+    "LUA_DIR",
+    "REDIS_SCHEMES",
+    "REGISTRY_KEY",
+    "SCRIPT_NAMES",
+    "RedisBackend",
+    "connect",
+    "decode_labels",
+    "decode_rows",
+    "load_script",
+    "register_client_factory",
+    "session_keys",
+]

@@ -29,6 +29,7 @@ T = TypeVar("T")
 
 STATE_FORMAT = "curriculum-state"
 STATE_VERSION = 2
+INT64_MAX = 2**63 - 1
 
 
 def encode_state(pool: PoolState, rng: np.random.Generator) -> dict[str, Any]:
@@ -71,6 +72,7 @@ def decode_state(data: Any) -> tuple[PoolState, dict[str, Any]]:
     stage = _section(data, "stage", StageState.from_dict)
     rng = _section(data, "rng", _unstringify_ints)
     _check_rows(rows, labels)
+    _check_sequence(rows, counters)
     _check_labels(labels)
     _check_stage(stage)
     state = PoolState(params=params, rows=rows, labels=labels, counters=counters, stage=stage)
@@ -136,6 +138,11 @@ def _columns_to_array(
                     f"checkpoint {what} field {name!r} holds {raw.dtype} values, "
                     f"expected {'integers' if kind == 'i' else 'numbers'}"
                 )
+            if length and kind == "i" and raw.dtype.kind == "u" and raw.max() > INT64_MAX:
+                raise CheckpointError(
+                    f"checkpoint {what} field {name!r} holds {int(raw.max())}, above the "
+                    f"largest storable integer {INT64_MAX}"
+                )
             values = raw
         array[name] = np.asarray(values, dtype=dtype[name])
     return array
@@ -181,6 +188,20 @@ def _check_rows(rows: np.ndarray, labels: np.ndarray) -> None:
         raise CheckpointError("checkpoint rows hold success counts or score sums beyond outcomes")
 
 
+def _check_sequence(rows: np.ndarray, counters: dict[str, int]) -> None:
+    """New task ids derive from ``next_seq``: it must lie above every live task's sequence
+    number, or a new task would get the id of a task already in the pool."""
+    live = rows["task_id"] >= 0
+    if live.any():
+        highest = int(rows["seq"][live].max())
+        if counters["next_seq"] <= highest:
+            raise CheckpointError(
+                f"checkpoint counter 'next_seq' is {counters['next_seq']}, not above the largest "
+                f"task sequence number in its rows ({highest}): new tasks would reuse the ids "
+                "of tasks in the pool"
+            )
+
+
 def _check_labels(labels: np.ndarray) -> None:
     for field in LABEL_DTYPE.names:
         if field == "name":
@@ -202,6 +223,13 @@ def _check_stage(stage: StageState) -> None:
     counts = (stage.transitions, stage.stage_steps, stage.total_steps, *stage.outcomes)
     if min(counts) < 0:
         raise CheckpointError("checkpoint stage record holds negative counts")
+    names = ("transitions", "stage_steps", "total_steps", *("outcomes",) * len(stage.outcomes))
+    for name, count in zip(names, counts, strict=True):
+        if count > INT64_MAX:
+            raise CheckpointError(
+                f"checkpoint stage field {name!r} is {count}, above the largest storable "
+                f"integer {INT64_MAX}"
+            )
 
 
 def _stringify_ints(value: Any) -> Any:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 
 DESCRIPTION = (
@@ -80,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_inspect(commands)
     _add_shm(commands)
+    _add_pools(commands)
     return parser
 
 
@@ -158,9 +161,36 @@ def _add_shm(commands: argparse._SubParsersAction) -> None:
         sub.add_argument("--json", action="store_true", help="print JSON")
 
 
+def _add_pools(commands: argparse._SubParsersAction) -> None:
+    from curriculum.pools_cli import add_parser
+
+    add_parser(commands)
+
+
+def _one_line_errors(entry: Callable[[list[str] | None], int]) -> Callable[..., int]:
+    """Library errors (a bad URL, an unreachable server, ...) as one line and exit code 2."""
+
+    @functools.wraps(entry)
+    def run(argv: list[str] | None = None) -> int:
+        from curriculum.errors import CurriculumError
+
+        try:
+            return entry(argv)
+        except CurriculumError as exc:
+            print(f"curriculum: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+@_one_line_errors
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``curriculum`` console script."""
     args = _parser().parse_args(argv)
+    if args.command == "pools":
+        from curriculum.pools_cli import run as pools_run
+
+        return pools_run(args)
     if args.command == "demo":
         from curriculum.demo import main as demo_main
 

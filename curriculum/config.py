@@ -241,6 +241,12 @@ class CurriculumConfig(FrozenModel):
             persistence) or was re-created by another process: ``"recreate"`` attaches to it
             anew (creating it empty from this config), drops the writes meant for the lost pool
             (logged with their count) and goes on; ``"raise"`` raises ``PoolLostError``.
+        backend_timeout_s: Redis: the longest a call waits for the server (connect, each reply)
+            before it counts as unavailable (then ``on_backend_unavailable`` applies), so a
+            server that hangs never freezes training for longer. Raise it for pools whose
+            snapshot takes longer to read.
+        private_pool_ttl_s: Redis: a private pool (``session_id=None``) expires this long
+            after its last write, so one whose process never closed it does not stay forever.
     """
 
     task_generator: AnyTaskGeneratorConfig
@@ -261,6 +267,8 @@ class CurriculumConfig(FrozenModel):
     on_pool_lost: Literal["recreate", "raise"] = "recreate"
     deterministic: bool = False
     background_refresh: bool = True
+    backend_timeout_s: float = Field(default=1.0, gt=0.0, le=3600.0, allow_inf_nan=False)
+    private_pool_ttl_s: float = Field(default=3600.0, gt=0.0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _check_pool_size(self) -> CurriculumConfig:

@@ -7,9 +7,11 @@ Views (the same as ``scripts/lua/*.lua`` and ``scripts/pool-inspect.sh``):
 - ``top``: the tasks with the highest raw learning progress;
 - ``labels``: the pool's composition by task label.
 
-Nothing here writes: a pool is read with one MULTI/EXEC of HGETALL/ZCARD (never by attaching a
-:class:`~backends.redis_backend.RedisBackend`, whose constructor may create a pool), decoded with
-the backend's helpers and scored with
+Nothing here writes: a pool is read through the backend's read path
+(:func:`backends.redis_read.read_raw`: one MULTI/EXEC of read commands, keys from
+:mod:`backends.redis_keys`; never by attaching a
+:class:`~backends.redis_backend.RedisBackend`, whose constructor may create a pool), decoded and
+checked by the same code as the backend's snapshots, and scored with
 :func:`~curriculum.algorithms.learning_progress.raw_learning_progress` under a
 :class:`~curriculum.config.LearningProgressConfig` rebuilt from the pool's stored parameters
 (defaults for fields a pool does not store, e.g. for ``discrete_random`` pools). URLs are shown
@@ -32,14 +34,10 @@ import numpy as np
 import redis
 
 from backends.base import PoolSnapshot
-from backends.layout import COUNTER_NAMES, label_totals
-from backends.redis_backend import (
-    REGISTRY_KEY,
-    connect,
-    decode_labels,
-    decode_rows,
-    session_keys,
-)
+from backends.layout import label_totals
+from backends.redis_connection import connect, summarise
+from backends.redis_keys import REGISTRY_KEY, PoolKeys
+from backends.redis_read import decode_snapshot, read_raw
 from backends.stage_state import StageState
 from curriculum.algorithms.base import PoolView
 from curriculum.algorithms.learning_progress import LearningProgressAlgorithm
@@ -92,9 +90,7 @@ class PoolReading:
 
 def _redis_failure(exc: redis.RedisError, url: str) -> InspectError:
     what = "cannot reach" if isinstance(exc, redis.ConnectionError) else "failed to read"
-    return InspectError(
-        f"{what} Redis at {redact_url(url)}: {type(exc).__name__}: {redact_text(str(exc), url)}"
-    )
+    return InspectError(f"{what} Redis at {redact_url(url)}: {summarise(exc, url)}")
 
 
 def open_client(url: str) -> redis.Redis:
@@ -135,20 +131,20 @@ def registered_sessions(client: redis.Redis) -> list[str]:
 def read_pool(client: redis.Redis, session: str, url: str = "") -> PoolReading:
     """Read one pool in one MULTI/EXEC of read commands, decode and score it."""
     check_session(session)
-    meta_key, rows_key, free_key, labels_key = session_keys(session)[:4]
-    pipe = client.pipeline(transaction=True)
-    pipe.hgetall(meta_key)
-    pipe.hgetall(rows_key)
-    pipe.zcard(free_key)
-    pipe.hgetall(labels_key)
-    meta_raw, rows_raw, free, labels_raw = pipe.execute()
-    if not meta_raw:
+    raw = read_raw(client, PoolKeys.of(session))
+    if not raw.meta:
         known = registered_sessions(client)
         hint = ", ".join(known[:10]) + (", ..." if len(known) > 10 else "") if known else "none"
         where = f" at {redact_url(url)}" if url else ""
         raise InspectError(f"no pool for session {session!r}{where} (registered: {hint})")
-    stage_raw = meta_raw.pop(b"stage", None)  # msgpack, not text
-    meta = {_text(k): _text(v) for k, v in meta_raw.items()}
+    damaged = raw.damaged_keys()
+    if damaged:
+        raise InspectError(
+            f"pool {session!r} lost keys or holds keys of another pool ({', '.join(damaged)}): "
+            "its next user re-creates it empty"
+        )
+    stage_raw = raw.meta.get(b"stage")  # msgpack, not text
+    meta = {_text(k): _text(v) for k, v in raw.meta.items() if k != b"stage"}
     try:
         params = json.loads(meta.get("params", ""))
     except ValueError:
@@ -157,18 +153,21 @@ def read_pool(client: redis.Redis, session: str, url: str = "") -> PoolReading:
         params = {}
     algorithm = params.get("algorithm")
     config = lp_config(algorithm if isinstance(algorithm, dict) else {})
-    counters = {name: int(meta.get(name, 0)) for name in COUNTER_NAMES}
-    capacity = int(meta.get("capacity", 0))
-    rows = decode_rows(rows_raw, capacity)
-    stored, names = decode_labels(labels_raw, counters["num_labels"])
-    labels = label_totals(stored, rows)
-    snapshot = PoolSnapshot(int(meta.get("version", 0)), rows, labels, names, counters)
+    stored = decode_snapshot(raw, int(meta.get("capacity", 0)))
+    snapshot = PoolSnapshot(
+        stored.version,
+        stored.rows,
+        label_totals(stored.labels, stored.rows),
+        stored.label_names,
+        stored.counters,
+    )
+    free = raw.free_slots
     view = LearningProgressAlgorithm(config).view(snapshot)
     stage = None
     if params.get("staging") and stage_raw is not None:
         with contextlib.suppress(ValueError, TypeError, msgpack.UnpackException):
             stage = StageState.from_list(msgpack.unpackb(stage_raw))
-    return PoolReading(session, meta, params, int(free), config, view, stage)
+    return PoolReading(session, meta, params, free, config, view, stage)
 
 
 # -- views: plain data (what --json prints) ---------------------------------------------------
@@ -183,7 +182,7 @@ def sessions_view(client: redis.Redis) -> dict[str, Any]:
     names = registered_sessions(client)
     pipe = client.pipeline(transaction=False)
     for name in names:
-        pipe.hmget(f"curriculum:{{{name}}}:meta", list(_SESSION_FIELDS))
+        pipe.hmget(PoolKeys.of(name).meta, list(_SESSION_FIELDS))
     sessions = []
     for name, values in zip(names, pipe.execute() if names else [], strict=True):
         entry: dict[str, Any] = {"session": name, "state": "ok" if values[0] else "missing"}

@@ -46,6 +46,7 @@ from curriculum.errors import (
 from curriculum.location import PoolLocation
 from curriculum.outage import OutageGuard
 from curriculum.pool_params import pool_params
+from curriculum.redis_options import redis_options
 from curriculum.task_ids import derive_task_id
 from curriculum.task_registry import TaskRegistry
 from curriculum.view_cache import ViewCache
@@ -83,6 +84,7 @@ class PoolSession:
             pool_params(config, staging),
             create=create,
             lock_timeout_s=config.lock_timeout_s,
+            **redis_options(config, private=location.private),
         )
         self.capacity = self.backend.params.capacity
         algorithm = config.algorithm_config

@@ -492,6 +492,11 @@ def _assert_masked(config: CurriculumConfig, error: BaseException) -> None:
         (f"redis://user:{SECRET}@127.0.0.1:99999/0", "99999"),
         (f"redis://user:{SECRET}@[::1/0", "::1"),
         (f"rediss://user:{SECRET}@127.0.0.1:1/0?ssl_cert_reqs=bogus", "ssl_cert_reqs"),
+        # no host: redis-py would silently use localhost
+        (f"redis://user:{SECRET}@:6379/0", "names no host"),
+        ("redis://", "redis://127.0.0.1:6379/0"),
+        ("rediss+cluster://", "names no host"),
+        ("unix://", "names no socket"),
     ],
 )
 def test_malformed_urls_raise_config_error_naming_the_url_without_its_password(url, shown) -> None:
@@ -504,7 +509,7 @@ def test_malformed_urls_raise_config_error_naming_the_url_without_its_password(u
 def test_unreachable_urls_raise_backend_error_without_the_password(tmp_path) -> None:
     port = redis_support.free_port()
     for url, shown in [
-        (f"redis://user:{SECRET}@:{port}/0", f":{port}"),  # empty host: redis-py's localhost
+        (f"redis://user:{SECRET}@127.0.0.1:{port}/0", f":{port}"),
         (f"unix://user:{SECRET}@{tmp_path}/missing.sock", "missing.sock"),
     ]:
         config, error = _url_error(url)

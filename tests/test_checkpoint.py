@@ -202,3 +202,36 @@ def test_state_is_versioned_and_carries_parameters(curricula) -> None:
     default = LearningProgressConfig()
     assert state["params"]["ema"]["ema_timescale"] == default.ema_timescale
     assert len(state["rows"]["task_id"]) == 16
+
+
+# -- values that would break the pool's invariants after loading --------------------------------
+
+
+def _state_of_played(curricula) -> tuple[Curriculum, dict]:
+    source = _played(curricula)
+    return source, json.loads(json.dumps(source.get_state()))
+
+
+def test_a_lowered_next_seq_is_refused(curricula) -> None:
+    """Before: it loaded, and two slots then held the same task id."""
+    source, state = _state_of_played(curricula)
+    state["counters"]["next_seq"] = 0
+    with pytest.raises(CheckpointError, match="'next_seq' is 0, not above"):
+        source.load_state(state)
+
+
+def test_an_overflowing_stage_count_is_a_checkpoint_error(curricula) -> None:
+    """Before: OverflowError."""
+    source, state = _state_of_played(curricula)
+    state["stage"]["total_steps"] = 2**70
+    with pytest.raises(CheckpointError, match="'total_steps'"):
+        source.load_state(state)
+
+
+def test_an_unsigned_64_bit_task_id_is_refused(curricula) -> None:
+    """2**64-1 through msgpack is a uint64 column; cast to int64 it read as an empty slot."""
+    source = _played(curricula)
+    state = msgpack.unpackb(msgpack.packb(source.get_state()), strict_map_key=False)
+    state["rows"]["task_id"] = [2**64 - 1] * len(state["rows"]["task_id"])
+    with pytest.raises(CheckpointError, match="'task_id' holds 18446744073709551615"):
+        source.load_state(state)

@@ -434,7 +434,10 @@ def test_a_script_flushed_again_during_its_reload_still_runs(
     [
         ({"num_active_tasks": 32}, "num_active_tasks: pool=16, requested=32"),
         ({"lp_ema_timescale": 0.3}, "ema_timescale: pool=0.2, requested=0.3"),
-        ({"generator": nav_generator(Span(8, 64))}, "task_generator (fingerprint): pool="),
+        (
+            {"generator": nav_generator(Span(8, 64))},
+            "task_generator fields buckets.size.high: pool=32",
+        ),
     ],
     ids=["num_active_tasks", "ema_timescale", "generator"],
 )

@@ -12,18 +12,66 @@
 -- Replies are strings: Lua numbers returned to a client are truncated to integers.
 local META, ROWS, FREE, LABELS, LABEL_IDS, TOKENS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 
+-- Every key of a pool carries its incarnation (backends/redis_keys.py): the meta hash in its field
+-- 'incarnation', the other hashes in the field MARK, the free set as the member MARK..incarnation
+-- (score -1, below every slot).
+local MARK = '\255incarnation'
+
+-- The names of the pool's keys (other than meta) that are missing or belong to another
+-- incarnation than ``incarnation``.
+local function damaged_keys(incarnation)
+  local bad = {}
+  if redis.call('HGET', ROWS, MARK) ~= incarnation then bad[#bad + 1] = ROWS end
+  if redis.call('HGET', LABELS, MARK) ~= incarnation then bad[#bad + 1] = LABELS end
+  if redis.call('HGET', LABEL_IDS, MARK) ~= incarnation then bad[#bad + 1] = LABEL_IDS end
+  if redis.call('HGET', TOKENS, MARK) ~= incarnation then bad[#bad + 1] = TOKENS end
+  if not redis.call('ZSCORE', FREE, MARK .. incarnation) then bad[#bad + 1] = FREE end
+  return bad
+end
+
+-- Put the incarnation markers into every key but meta.
+local function mark_keys(incarnation)
+  redis.call('HSET', ROWS, MARK, incarnation)
+  redis.call('HSET', LABELS, MARK, incarnation)
+  redis.call('HSET', LABEL_IDS, MARK, incarnation)
+  redis.call('HSET', TOKENS, MARK, incarnation)
+  redis.call('ZADD', FREE, -1, MARK .. incarnation)
+end
+
+-- Give every key of the pool the time to live ``ttl_ms`` (0: none).
+local function refresh_ttl(ttl_ms)
+  if ttl_ms and ttl_ms > 0 then
+    for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, ttl_ms) end
+  end
+end
+
+-- Milliseconds since the epoch, by the server's clock.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
 -- Scripts that change a pool call this first: a pool whose keys are gone (destroyed, or lost by
 -- a Redis restart without persistence) is reported, never half re-created by the write; so is a
--- pool re-created since the client attached (its slots, ids and labels are not the client's).
+-- pool re-created since the client attached (its slots, ids and labels are not the client's),
+-- and a pool that lost some of its keys (evicted under maxmemory, deleted by hand) or holds keys
+-- of another incarnation. A pool with a time to live gets it again.
 -- Every script but attach gets the incarnation the client attached to as its last argument.
 local function missing_pool()
-  local incarnation = redis.call('HGET', META, 'incarnation')
+  local meta = redis.call('HMGET', META, 'incarnation', 'ttl_ms')
+  local incarnation = meta[1]
   if not incarnation then
     return redis.error_reply('NOPOOL the pool does not exist')
   end
   if incarnation ~= ARGV[#ARGV] then
     return redis.error_reply('NEWPOOL the pool was re-created since this client attached')
   end
+  local bad = damaged_keys(incarnation)
+  if #bad > 0 then
+    return redis.error_reply('BROKENPOOL the pool lost or has foreign keys: '
+      .. table.concat(bad, ', '))
+  end
+  refresh_ttl(tonumber(meta[2]))
   return nil
 end
 
@@ -31,10 +79,16 @@ local function new_row(task_id, label_id, seq)
   return {task_id, seq, label_id, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0}
 end
 
+-- The row in ``slot`` (nil when free). Bytes that are not a row of 14 numbers stop the script
+-- (before it wrote anything: scripts read every row they need first) with CORRUPT.
 local function get_row(slot)
   local raw = redis.call('HGET', ROWS, slot)
   if not raw then return nil end
-  return cmsgpack.unpack(raw)
+  local ok, row = pcall(cmsgpack.unpack, raw)
+  if not ok or type(row) ~= 'table' or #row ~= 14 or type(row[1]) ~= 'number' then
+    error({err = 'CORRUPT ' .. ROWS .. ' slot ' .. slot .. ' does not hold a row'})
+  end
+  return row
 end
 
 local function put_row(slot, row)
@@ -60,19 +114,24 @@ end
 -- ('<client id>:s') and other writes ('<client id>:w') separately, and sends a failed write
 -- again, with its number, before any newer one of its kind. A write whose number is the last one recorded for that key gets the
 -- reply recorded the first time instead of being applied twice.
+-- A token is '<write number>:<server time, ms>:<reply>'; attach prunes tokens older than the
+-- idempotency window.
 local function replay(client, write_seq)
   local last = redis.call('HGET', TOKENS, client)
   if last then
     local sep = string.find(last, ':', 1, true)
-    if string.sub(last, 1, sep - 1) == write_seq then
-      return string.sub(last, sep + 1)
+    local sep2 = sep and string.find(last, ':', sep + 1, true)
+    if sep2 and string.sub(last, 1, sep - 1) == write_seq then
+      return string.sub(last, sep2 + 1)
     end
   end
   return nil
 end
 
 local function remember(client, write_seq, reply)
-  redis.call('HSET', TOKENS, client, write_seq .. ':' .. reply)
+  local now = string.format('%.0f', now_ms())
+  redis.call('HSET', TOKENS, client, write_seq .. ':' .. now .. ':' .. reply)
+  redis.call('HSET', META, 'touched_ms', now)
   return reply
 end
 

@@ -7,10 +7,11 @@ local missing = missing_pool()
 if missing then return missing end
 local done = replay(ARGV[1], ARGV[2])
 if done then return done end
-local free = redis.call('ZPOPMIN', FREE)
+local free = redis.call('ZRANGEBYSCORE', FREE, 0, '+inf', 'LIMIT', 0, 1)
 if #free == 0 then
   return remember(ARGV[1], ARGV[2], '-1')
 end
+redis.call('ZREM', FREE, free[1])
 local slot = tonumber(free[1])
 new_task(slot, tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]))
 count('num_active', 1)

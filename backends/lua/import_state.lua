@@ -28,8 +28,10 @@ end
 -- existing labels keep their names and lose their counters
 local existing = redis.call('HGETALL', LABELS)
 for i = 1, #existing, 2 do
-  local label = cmsgpack.unpack(existing[i + 1])
-  redis.call('HSET', LABELS, existing[i], cmsgpack.pack({label[1], 0, 0, 0, 0, 0, 0, 0.0, 0}))
+  if existing[i] ~= MARK then
+    local label = cmsgpack.unpack(existing[i + 1])
+    redis.call('HSET', LABELS, existing[i], cmsgpack.pack({label[1], 0, 0, 0, 0, 0, 0, 0.0, 0}))
+  end
 end
 local mapping = {}
 for i, label in ipairs(labels) do
@@ -39,6 +41,8 @@ for i, label in ipairs(labels) do
 end
 
 redis.call('DEL', ROWS, FREE)
+redis.call('HSET', ROWS, MARK, ARGV[#ARGV])
+redis.call('ZADD', FREE, -1, MARK .. ARGV[#ARGV])
 local active = 0
 for index, row in ipairs(rows) do
   local slot = index - 1

@@ -71,22 +71,28 @@ local settings = lp_settings(params)
 -- Active tasks, their learning progress and their counters, per label id. A label's stored
 -- record holds only evicted tasks and late outcomes; its live tasks' counters are in their rows.
 local active, lp_sum, live = {}, {}, {}
+-- (fields named MARK hold the pool's incarnation, not a label or a row: skipped)
+local MARK = '\255incarnation'
 local flat = redis.call('HGETALL', ROWS)
 for i = 2, #flat, 2 do
-  local row = cmsgpack.unpack(flat[i])
-  local id = row[3]
-  active[id] = (active[id] or 0) + 1
-  lp_sum[id] = (lp_sum[id] or 0.0) + raw_lp(row, settings)
-  local sums = live[id] or {0, 0, 0, 0.0}
-  sums[1], sums[2] = sums[1] + row[4], sums[2] + row[5]
-  sums[3], sums[4] = sums[3] + row[6], sums[4] + row[7]
-  live[id] = sums
+  if flat[i - 1] ~= MARK then
+    local row = cmsgpack.unpack(flat[i])
+    local id = row[3]
+    active[id] = (active[id] or 0) + 1
+    lp_sum[id] = (lp_sum[id] or 0.0) + raw_lp(row, settings)
+    local sums = live[id] or {0, 0, 0, 0.0}
+    sums[1], sums[2] = sums[1] + row[4], sums[2] + row[5]
+    sums[3], sums[4] = sums[3] + row[6], sums[4] + row[7]
+    live[id] = sums
+  end
 end
 
 local labels = {}
 local raw = redis.call('HGETALL', LABELS)
 for i = 1, #raw, 2 do
-  labels[#labels + 1] = {id = tonumber(raw[i]), values = cmsgpack.unpack(raw[i + 1])}
+  if raw[i] ~= MARK then
+    labels[#labels + 1] = {id = tonumber(raw[i]), values = cmsgpack.unpack(raw[i + 1])}
+  end
 end
 table.sort(labels, function(a, b) return a.id < b.id end)
 

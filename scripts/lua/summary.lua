@@ -57,13 +57,19 @@ if not ok or type(params) ~= 'table' then params = {} end
 
 local completions, score_sum = tonumber(meta.num_completed) or 0, 0.0
 -- all scores: the labels' stored sums (evicted tasks, late outcomes) plus the live rows'
+-- (fields named MARK hold the pool's incarnation, not a label or a row: skipped)
+local MARK = '\255incarnation'
 local labels = redis.call('HGETALL', LABELS)
 for i = 2, #labels, 2 do
-  score_sum = score_sum + cmsgpack.unpack(labels[i])[8]
+  if labels[i - 1] ~= MARK then score_sum = score_sum + cmsgpack.unpack(labels[i])[8] end
 end
 local live_rows = redis.call('HGETALL', ROWS)
+local active = 0
 for i = 2, #live_rows, 2 do
-  score_sum = score_sum + cmsgpack.unpack(live_rows[i])[7]
+  if live_rows[i - 1] ~= MARK then
+    score_sum = score_sum + cmsgpack.unpack(live_rows[i])[7]
+    active = active + 1
+  end
 end
 
 local rows = {{'field', 'value'}}
@@ -74,8 +80,8 @@ add('session', session)
 add('struct_version', meta.struct_version)
 add('capacity', meta.capacity)
 add('label_capacity', meta.label_capacity)
-add('active', string.format('%d', redis.call('HLEN', ROWS)))
-add('free', string.format('%d', redis.call('ZCARD', FREE)))
+add('active', string.format('%d', active))
+add('free', string.format('%d', redis.call('ZCOUNT', FREE, 0, '+inf')))
 add('labels', meta.num_labels)
 add('created', meta.num_created)
 add('completions', meta.num_completed)

@@ -72,20 +72,26 @@ if not params then
 end
 local settings = lp_settings(params)
 
+-- (fields named MARK hold the pool's incarnation, not a label or a row: skipped)
+local MARK = '\255incarnation'
 local names = {}
 local labels = redis.call('HGETALL', LABELS)
 for i = 1, #labels, 2 do
-  names[tonumber(labels[i])] = clean(cmsgpack.unpack(labels[i + 1])[1])
+  if labels[i] ~= MARK then
+    names[tonumber(labels[i])] = clean(cmsgpack.unpack(labels[i + 1])[1])
+  end
 end
 
 local tasks = {}
 local flat = redis.call('HGETALL', ROWS)
 for i = 1, #flat, 2 do
-  local row = cmsgpack.unpack(flat[i + 1])
-  local lp = raw_lp(row, settings)
-  local key = lp
-  if key ~= key then key = -math.huge end  -- NaN sorts last
-  tasks[#tasks + 1] = {slot = tonumber(flat[i]), row = row, lp = lp, key = key}
+  if flat[i] ~= MARK then
+    local row = cmsgpack.unpack(flat[i + 1])
+    local lp = raw_lp(row, settings)
+    local key = lp
+    if key ~= key then key = -math.huge end  -- NaN sorts last
+    tasks[#tasks + 1] = {slot = tonumber(flat[i]), row = row, lp = lp, key = key}
+  end
 end
 table.sort(tasks, function(a, b)
   if a.key ~= b.key then return a.key > b.key end
