@@ -57,6 +57,7 @@ from backends.redis_scripts import (
     register_scripts,
 )
 from backends.stage_state import StageState
+from curriculum import forks
 from curriculum.errors import (
     BackendError,
     PoolClosedError,
@@ -115,6 +116,7 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
         self._cluster = isinstance(self._client, RedisCluster)
         self._scripts = register_scripts(self._client)
         self._new_client_id()
+        forks.on_fork_in_child(self, RedisBackend._after_fork)
         self._closed = False
         self._ahead: redis.connection.Connection | None = None  # carries writes sent ahead
         self._ahead_pool: redis.ConnectionPool | None = None  # where that connection came from
@@ -230,17 +232,23 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
         return lost_error(self.session_id, self.url, what)
 
     def _new_client_id(self) -> None:
-        self._pid = os.getpid()
-        self._client_id = f"{self._pid}-{secrets.token_hex(6)}"
+        self._client_id = f"{os.getpid()}-{secrets.token_hex(6)}"
         self._write_seq = 0
-        self._record_seq = 0
-        self._stage_seq = 0
+
+    def _after_fork(self) -> None:
+        """In a forked child: redis-py reconnects by itself; the write sent ahead is the
+        parent's, and the child writes under a client id of its own."""
+        self._ahead = self._ahead_pool = None
+        self._inflight = None
+        self._new_client_id()
+
+    def _unnumbered(self) -> int:
+        """A write id for a bare backend call (tools, tests): the session numbers its own."""
+        self._write_seq += 1
+        return self._write_seq
 
     def _write(self, name: str, *args: Any) -> Any:
         """Run a mutating script under this client's next write number (safe to retry)."""
-        if self._pid != os.getpid():
-            # A forked child: redis-py reconnects by itself; the child needs its own write ids.
-            self._new_client_id()
         self._write_seq += 1
         return self._call(name, f"{self._client_id}:w", self._write_seq, *args)
 
@@ -315,11 +323,8 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
                 data.extend(entry)
         data.append(batch.steps)
         blob = msgpack.packb(data)  # scores travel as exact float64
-        if self._pid != os.getpid():
-            self._new_client_id()
         if not batch.write_id:
-            self._record_seq += 1
-            batch.write_id = self._record_seq
+            batch.write_id = self._unnumbered()
         args = (f"{self._client_id}:r", batch.write_id, blob)
         if wait:
             applied, late = _text(self._call("record", *args)).split(":")
@@ -345,9 +350,6 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
 
     def _confirm(self) -> None:
         """Read the reply of the write sent ahead; send it again (same write id) if it failed."""
-        if self._pid != os.getpid():  # a forked child: the parent owns the write sent ahead
-            self._ahead = self._inflight = None
-            self._new_client_id()
         pending = self._inflight
         if pending is None:
             return

@@ -6,7 +6,6 @@ write ids and read path).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import msgpack
@@ -57,11 +56,8 @@ class RedisPoolStateOps:
             raise BackendError(
                 f"pool {self.session_id!r} is not the root pool of a staged curriculum"
             )
-        if self._pid != os.getpid():
-            self._new_client_id()
         if not update.write_id:
-            self._stage_seq += 1
-            update.write_id = self._stage_seq
+            update.write_id = self._unnumbered()
         reply = self._call(
             "update_stage",
             f"{self._client_id}:s",

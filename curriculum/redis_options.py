@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from curriculum.config import CurriculumConfig
+if TYPE_CHECKING:
+    from curriculum.config import CurriculumConfig
 
 
 def redis_options(config: CurriculumConfig, *, private: bool | None = None) -> dict[str, Any]:

@@ -550,6 +550,7 @@ class PoolSession:
         self.registry.clear()
         self._drop_refresh()
         self.views.invalidate()
+        self.views.restart_writers_estimate()
         self.views.maybe_free_slots = int((state.rows["task_id"] >= 0).sum()) < self.capacity
 
     def stage_state(self) -> StageState:

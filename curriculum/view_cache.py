@@ -123,3 +123,7 @@ class ViewCache:
         """Forget the view (after this process changed the pool in a way it does not show)."""
         self.view = None
         self.evictions = []
+
+    def restart_writers_estimate(self) -> None:
+        """The pool's counters jumped (a checkpoint was loaded): measure sharing afresh."""
+        self._mark = None

@@ -162,3 +162,8 @@ def curricula(backend_url: str | None) -> Iterator[Callable[..., Curriculum]]:
     yield build
     for curriculum in opened:
         curriculum.close()
+
+
+def pool_figures(stats: dict[str, float]) -> dict[str, float]:
+    """The pool's keys of ``stats``: without the asking process's own ``health/`` figures."""
+    return {k: v for k, v in stats.items() if not k.startswith("health/")}

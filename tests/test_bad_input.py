@@ -20,7 +20,7 @@ import msgpack
 import numpy as np
 import pytest
 import redis_support
-from conftest import make_config, unique_session
+from conftest import make_config, pool_figures, unique_session
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -89,7 +89,7 @@ def played() -> Iterator[Curriculum]:
 
 def _image(curriculum: Curriculum) -> tuple:
     """Everything observable about the pool: stats (after a flush) and the raw tables."""
-    stats = curriculum.stats()
+    stats = pool_figures(curriculum.stats())
     snapshot = curriculum.backend.snapshot()
     return (
         stats,
