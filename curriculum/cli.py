@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             iterations=args.iterations,
         )
     if args.command == "shm":
-        from curriculum.shm_admin import run as shm_run
+        from curriculum.shm_admin_cli import run as shm_run
 
         return shm_run(
             args.shm_command,

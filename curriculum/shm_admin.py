@@ -41,7 +41,6 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
-from typing import TextIO
 
 import numpy as np
 
@@ -376,28 +375,10 @@ def clean_segments(dry_run: bool = False, session: str | None = None) -> CleanRe
     return report
 
 
-# -- the command (curriculum.shm_admin_cli) ------------------------------------------------------
-
-
-def run(
-    command: str,
-    *,
-    session: str | None = None,
-    dry_run: bool = False,
-    as_json: bool = False,
-    out: TextIO | None = None,
-) -> int:
-    """``curriculum shm list|clean``: see :func:`curriculum.shm_admin_cli.run`."""
-    from curriculum.shm_admin_cli import run as run_command
-
-    return run_command(command, session=session, dry_run=dry_run, as_json=as_json, out=out)
-
-
 __all__ = [
     "CleanAction",
     "CleanReport",
     "SegmentInfo",
     "clean_segments",
     "list_segments",
-    "run",
 ]
