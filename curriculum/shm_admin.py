@@ -375,9 +375,6 @@ def clean_segments(dry_run: bool = False, session: str | None = None) -> CleanRe
     return report
 
 
-# -- the command (curriculum.shm_admin_cli) ------------------------------------------------------
-
-
 __all__ = [
     "CleanAction",
     "CleanReport",
