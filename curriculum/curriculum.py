@@ -41,8 +41,9 @@ class Curriculum:
 
     Every process (and host) built from the same config and ``session_id`` shares one pool of
     active tasks. A curriculum pickles into worker processes (fork or spawn) as its config and
-    pool location: the worker attaches to the same pool; only the process that created the pool
-    removes it, at ``close()`` or at exit.
+    pool location: the worker attaches to the same pool. A /dev/shm pool lives while any process
+    is attached (the last one to leave removes it); a Redis pool stays until ``destroy()`` (a
+    private one, ``session_id=None``, is removed by its creator at ``close()``).
 
     Outcomes are queued per process (``write_batch_size``, ``write_max_delay_s``) and written
     under one lock acquisition; ``stats()``, ``get_state()``, ``flush()`` and ``close()`` write
