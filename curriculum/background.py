@@ -12,8 +12,14 @@ refresh its parent had started.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from backends.base import TaskMemoryBackend
+    from curriculum.algorithms import PoolView
+    from curriculum.view_cache import ViewCache
 
 T = TypeVar("T")
 
@@ -54,3 +60,67 @@ class BackgroundCall(Generic[T]):
         if self._error is not None:
             raise self._error
         return self._result  # type: ignore[return-value]
+
+
+class ViewRefresher:
+    """A view refresh running in a helper thread, and the tasks placed while it runs.
+
+    The new view is made from a snapshot taken when the thread started: a task this process put
+    into a slot since then is shown in it on :meth:`finish` (and is not an eviction candidate on
+    its predecessor's score).
+    """
+
+    def __init__(self) -> None:
+        self.call: BackgroundCall[tuple[PoolView | None, float]] | None = None
+        self.placed: list[tuple[int, int, int, int]] = []
+
+    @property
+    def running(self) -> bool:
+        """Whether a refresh was started and not yet finished or dropped."""
+        return self.call is not None
+
+    def start(self, backend: TaskMemoryBackend, views: ViewCache, version: int) -> None:
+        """Re-read and re-score the pool in a helper thread (when it changed since ``version``)."""
+        score = views.score
+
+        def work() -> tuple[PoolView | None, float]:
+            started = time.monotonic()
+            if backend.version() == version:
+                return None, time.monotonic() - started
+            return score(backend.snapshot()), time.monotonic() - started
+
+        self.placed = []
+        self.call = BackgroundCall(work)
+
+    def note_placed(self, slot: int, task_id: int, label_id: int, seq: int) -> None:
+        """This process put a task into ``slot`` (shown in the new view when it comes)."""
+        if self.call is not None:
+            self.placed.append((slot, task_id, label_id, seq))
+
+    def finish(self, views: ViewCache) -> None:
+        """Install the new view into ``views`` (waiting for it if need be).
+
+        Raises:
+            Whatever the refresh raised (e.g. ``BackendUnavailableError``, ``PoolLostError``).
+        """
+        call, placed = self.call, self.placed
+        self.drop()
+        assert call is not None
+        call.wait()
+        view, cost = call.result()
+        if view is None and views.view is None:
+            return  # this process changed the pool since: the next call refreshes inline
+        replayed = set()
+        if view is not None:
+            seqs = view.snapshot.rows["seq"]
+            for slot, task_id, label_id, seq in placed:
+                if view.task_id(slot) != task_id and seqs[slot] < seq:
+                    view.place_new_task(slot, task_id, label_id, seq)
+                    replayed.add(slot)
+        views.install(view, cost)
+        if replayed:  # their eviction scores were the replaced tasks'
+            views.evictions = [s for s in views.evictions if s not in replayed]
+
+    def drop(self) -> None:
+        """Forget a refresh in flight (its thread, if any, finishes into nothing)."""
+        self.call, self.placed = None, []

@@ -16,8 +16,9 @@ from backends.base import TaskMemoryBackend
 from curriculum.checkpoint import decode_state, encode_state
 from curriculum.errors import CheckpointError, PoolClosedError, UnknownTaskError
 from curriculum.location import PoolLocation
+from curriculum.outage import TRANSIENT
 from curriculum.pool_params import pool_params
-from curriculum.session import TRANSIENT, PoolSession
+from curriculum.session import PoolSession
 from curriculum.slices import slice_stats
 from curriculum.stats import compute_stats, task_figures
 from curriculum.task import CurriculumTask

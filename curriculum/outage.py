@@ -11,9 +11,13 @@ from __future__ import annotations
 import logging
 import time
 
-from curriculum.errors import BackendError
+from curriculum.errors import BackendError, BackendUnavailableError, LockTimeoutError
 
 logger = logging.getLogger("curriculum.pool")
+
+# Failures after which a write stays queued and the hot path goes on from what it has (the pool
+# itself is not damaged): the server cannot be reached, or the pool's lock is held too long.
+TRANSIENT = (BackendUnavailableError, LockTimeoutError)
 
 
 class OutageGuard:

@@ -30,24 +30,21 @@ import numpy as np
 
 from backends import open_backend
 from backends.base import PoolState, RecordResult
-from backends.layout import OVERFLOW_LABEL
-from backends.stage_state import StageState, StageUpdate
+from backends.stage_state import StageState
 from curriculum import forks
 from curriculum.algorithms import PoolView, make_algorithm
-from curriculum.background import BACKGROUND_REFRESH_S, BackgroundCall
+from curriculum.background import BACKGROUND_REFRESH_S, ViewRefresher
+from curriculum.draw_policy import try_create, try_evict_and_replace
 from curriculum.errors import (
     BackendError,
     BackendUnavailableError,
-    ConfigError,
-    LockTimeoutError,
     PoolLostError,
     UnknownTaskError,
 )
 from curriculum.location import PoolLocation
-from curriculum.outage import OutageGuard
+from curriculum.outage import TRANSIENT, OutageGuard
 from curriculum.pool_params import pool_params
 from curriculum.redis_options import redis_options
-from curriculum.task_ids import derive_task_id
 from curriculum.task_registry import TaskRegistry
 from curriculum.view_cache import ViewCache
 from curriculum.write_queue import WriteQueue
@@ -57,9 +54,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("curriculum")
 T = TypeVar("T")
-
-# Failures after which a write is kept queued and tried again (the pool is not damaged).
-TRANSIENT = (BackendUnavailableError, LockTimeoutError)
 
 
 class PoolSession:
@@ -111,10 +105,8 @@ class PoolSession:
         self.dropped_outcomes = 0  # outcomes dropped because their pool was lost
         self.late_outcomes = 0  # outcomes this process wrote after their task was evicted
         self._backend_dropped = 0  # the backend's dropped_outcomes already counted
-        self._overflow_warned = False
-        # a refresh running in a helper thread, and the tasks placed since it started
-        self._refresh: BackgroundCall[tuple[PoolView | None, float]] | None = None
-        self._placed: list[tuple[int, int, int, int]] | None = None
+        self.overflow_warned = False  # the label table filled up, and a warning said so
+        self.refresher = ViewRefresher()  # a large pool's view refresh in a helper thread
         self._background = (
             config.background_refresh
             and not config.deterministic
@@ -136,7 +128,7 @@ class PoolSession:
         """In a forked child, right after the fork: the parent still owns what it queued."""
         self.queue.discard()
         self.registry.running.clear()
-        self._drop_refresh()  # its thread does not exist here
+        self.refresher.drop()  # its thread does not exist here
         self.owner = False
         self._adopted = False
         self._exit_flush = None  # multiprocessing does not run a parent's finalizers here
@@ -193,7 +185,7 @@ class PoolSession:
         dropped = self.queue.discard() + self._backend_dropped_since()
         self.dropped_outcomes += dropped
         self.registry.mark_lost()
-        self._drop_refresh()
+        self.refresher.drop()
         self.views.invalidate()
         self.views.maybe_free_slots = True
         self.outage.reset()
@@ -214,9 +206,15 @@ class PoolSession:
         refresh costs more than ``BACKGROUND_REFRESH_S`` (a large pool) is refreshed in a helper
         thread while sampling goes on from the current one (:mod:`curriculum.background`).
         """
-        views = self.views
-        if self._refresh is not None and (fresh or self._refresh.done()):
-            self._finish_refresh()
+        views, refresher = self.views, self.refresher
+        if refresher.running and (fresh or refresher.call.done()):  # type: ignore[union-attr]
+            try:
+                refresher.finish(views)
+            except TRANSIENT as exc:
+                with contextlib.suppress(BackendError):  # raise mode: the next call raises
+                    self.outage.failed(exc)
+            else:
+                self.outage.reachable()
         if not fresh and not views.due():
             assert views.view is not None
             return views.view
@@ -224,8 +222,8 @@ class PoolSession:
             if self.outage.active():
                 return views.view
             if self._background and views.cost_s > BACKGROUND_REFRESH_S:
-                if self._refresh is None:
-                    self._start_refresh(views.view.snapshot.version)
+                if not refresher.running:
+                    refresher.start(self.backend, views, views.view.snapshot.version)
                 return views.view
         started = time.monotonic()
         try:
@@ -242,59 +240,15 @@ class PoolSession:
         self.outage.reachable()
         return view
 
-    def _start_refresh(self, version: int) -> None:
-        """Re-read and re-score the pool in a helper thread (when it changed since ``version``)."""
-        backend, score = self.backend, self.views.score
-
-        def work() -> tuple[PoolView | None, float]:
-            started = time.monotonic()
-            if backend.version() == version:
-                return None, time.monotonic() - started
-            return score(backend.snapshot()), time.monotonic() - started
-
-        self._placed = []
-        self._refresh = BackgroundCall(work)
-
-    def _finish_refresh(self) -> None:
-        """Install the view the helper thread made (waiting for it if need be), with the tasks
-        this process placed meanwhile shown in it."""
-        call, placed = self._refresh, self._placed
-        self._refresh, self._placed = None, None
-        assert call is not None and placed is not None
-        call.wait()
-        try:
-            view, cost = call.result()
-        except TRANSIENT as exc:
-            with contextlib.suppress(BackendError):  # raise mode: the next call raises
-                self.outage.failed(exc)
-            return
-        self.outage.reachable()
-        if view is None and self.views.view is None:
-            return  # this process changed the pool since: the next call refreshes inline
-        replayed = set()
-        if view is not None:
-            seqs = view.snapshot.rows["seq"]
-            for slot, task_id, label_id, seq in placed:
-                if view.task_id(slot) != task_id and seqs[slot] < seq:
-                    view.place_new_task(slot, task_id, label_id, seq)
-                    replayed.add(slot)
-        self.views.install(view, cost)
-        if replayed:  # their eviction scores were the replaced tasks'
-            self.views.evictions = [s for s in self.views.evictions if s not in replayed]
-
-    def _drop_refresh(self) -> None:
-        """Forget a refresh in flight (the pool's contents were replaced since it started)."""
-        self._refresh, self._placed = None, None
-
     # -- drawing --------------------------------------------------------------------------------
 
     def draw(self) -> tuple[int, int, int]:
         """The next task: ``(task_id, slot, label_id)``; its episode counts as started."""
-        placed = self._try_create() if self.views.maybe_free_slots else None
+        placed = try_create(self) if self.views.maybe_free_slots else None
         if placed is None:
             view = self.view()
             if self.views.evictions:
-                placed = self._try_evict_and_replace(view)
+                placed = try_evict_and_replace(self, view)
             if placed is None:
                 slot = view.sample_slot(self.rng)
                 placed = view.task_id(slot), slot, view.label_id(slot)
@@ -308,76 +262,6 @@ class PoolSession:
         if len(queue.open.sample_slots) >= self._samples_per_write:
             self.flush_if_due(force=True)
         return placed
-
-    def _new_task_fields(self) -> tuple[int, int, int]:
-        seq = self.backend.reserve_sequence()
-        task_id = derive_task_id(self.backend.params.pool_seed, seq)
-        label = self.generator.generate(task_id).label
-        if label == OVERFLOW_LABEL:
-            raise ConfigError(
-                f"task {task_id} has the label {label!r}, which names the overflow bucket of "
-                "the label table; give its env config another 'label'"
-            )
-        label_id = self.backend.intern_label(label)
-        if label_id == self.backend.params.label_capacity - 1 and not self._overflow_warned:
-            self._overflow_warned = True
-            logger.warning(
-                "%s: the label table is full (max_labels=%d); label %r and every new label "
-                "from now on are counted under %r. Raise max_labels, or use fewer bucket values "
-                "(a Span gives binned labels)",
-                self.location,
-                self.backend.params.label_capacity,
-                label,
-                OVERFLOW_LABEL,
-            )
-        return task_id, label_id, seq
-
-    def _try_create(self) -> tuple[int, int, int] | None:
-        """Create a task in a free slot: ``(task_id, slot, label_id)``, or None when full."""
-        if not self.views.maybe_free_slots or self.outage.active():
-            return None
-        try:
-            task_id, label_id, seq = self._new_task_fields()
-            slot = self.backend.create_task(task_id, label_id, seq)
-        except TRANSIENT as exc:
-            self.outage.failed(exc)
-            return None
-        if slot is None:
-            self.views.maybe_free_slots = False
-            return None
-        self.registry.remember(task_id, slot, label_id)
-        self._note_placed(slot, task_id, label_id, seq)
-        self.views.invalidate()
-        return task_id, slot, label_id
-
-    def _try_evict_and_replace(self, view: PoolView) -> tuple[int, int, int] | None:
-        """Evict the view's most evictable task and create a new one in its slot.
-
-        Candidates another process already replaced fail the backend's compare-and-set and are
-        skipped; the view shows the new task until it is refreshed.
-        """
-        if self.outage.active():
-            return None
-        evictions = self.views.evictions
-        try:
-            while evictions:
-                slot = evictions.pop()
-                if slot in self.queue.open.outcome_slots or self.queue.sealed:
-                    self.flush()  # this process's outcomes for the candidate count before it goes
-                old_task = view.task_id(slot)
-                task_id, label_id, seq = self._new_task_fields()
-                if self.backend.replace_task(slot, old_task, task_id, label_id, seq):
-                    self.registry.remember(task_id, slot, label_id)
-                    view.place_new_task(slot, task_id, label_id, seq)
-                    self._note_placed(slot, task_id, label_id, seq)
-                    return task_id, slot, label_id
-        except TRANSIENT as exc:
-            self.outage.failed(exc)
-        return None
-
-    def _note_placed(self, slot: int, task_id: int, label_id: int, seq: int) -> None:
-        if self._placed is not None:  # a refresh is in flight: show the task in its view too
-            self._placed.append((slot, task_id, label_id, seq))
 
     # -- recording ------------------------------------------------------------------------------
 
@@ -531,7 +415,7 @@ class PoolSession:
         """Reset the pool's epoch counters; their values before."""
         self.flush()
         before = self.backend.end_epoch()
-        self._drop_refresh()
+        self.refresher.drop()
         self.views.invalidate()
         return before
 
@@ -548,7 +432,7 @@ class PoolSession:
         self.flush()
         self.backend.import_state(state)
         self.registry.clear()
-        self._drop_refresh()
+        self.refresher.drop()
         self.views.invalidate()
         self.views.restart_writers_estimate()
         self.views.maybe_free_slots = int((state.rows["task_id"] >= 0).sum()) < self.capacity
@@ -556,10 +440,6 @@ class PoolSession:
     def stage_state(self) -> StageState:
         """The pool's stage record (a staged curriculum's root pool)."""
         return self.backend.stage_state()
-
-    def queue_stage_update(self, update: StageUpdate) -> None:
-        """Queue an update of the stage record behind this process's other writes."""
-        self.queue.add_stage_update(update)
 
     def health(self) -> dict[str, float]:
         """This process's figures on its writes (every key: docs/stats.md)."""

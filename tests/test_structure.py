@@ -91,3 +91,16 @@ def test_no_import_circles_in_the_library() -> None:
     assert "curriculum.session" in graph and graph["curriculum.curriculum"]
     cycle = find_cycle(graph)
     assert cycle is None, "import circle: " + " -> ".join(cycle or [])
+
+
+def test_no_source_file_over_500_lines() -> None:
+    """One concept per module: library, benchmark, script and example files stay under 500
+    lines (tests excluded)."""
+    folders = ("curriculum", "backends", "benchmarks", "scripts", "examples")
+    long = {
+        str(path.relative_to(ROOT)): count
+        for folder in folders
+        for path in (ROOT / folder).rglob("*.py")
+        if (count := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert not long, f"files over {MAX_LINES} lines: {long}"
