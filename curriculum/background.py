@@ -1,8 +1,9 @@
 """One piece of work in a helper thread, for a caller that must not wait for it.
 
 A large pool's view takes milliseconds to re-read and re-score (about 3 ms at 10,000 tasks);
-``get_task`` must not stall an environment's reset that long. When a refresh costs more than
-:data:`BACKGROUND_REFRESH_S`, the session runs it in a short-lived helper thread and keeps
+``get_task`` must not stall an environment's reset that long. When a refresh of a pool of at
+least :data:`BACKGROUND_MIN_TASKS` slots costs more than :data:`BACKGROUND_REFRESH_S`, the
+session runs it in a short-lived helper thread and keeps
 sampling from its current view until the new one is ready (the scoring is numpy, which mostly
 runs without the GIL). The thread lives only while one refresh runs, so a process that forks
 (a vector env starting its workers) almost never forks with it alive; a forked child drops a
@@ -23,8 +24,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-# A refresh that cost more than this (seconds) runs in the background from then on.
+# A refresh of a pool of at least BACKGROUND_MIN_TASKS slots that cost more than
+# BACKGROUND_REFRESH_S (seconds) runs in the background from then on.
 BACKGROUND_REFRESH_S = 0.001
+BACKGROUND_MIN_TASKS = 1024
 
 
 class BackgroundCall(Generic[T]):

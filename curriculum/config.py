@@ -232,15 +232,17 @@ class CurriculumConfig(FrozenModel):
             for the same outcomes, and a checkpoint restored into a new process continues the
             same sequence. For reproducible single-process runs and tests; with several
             processes the order of their writes still varies.
-        background_refresh: Refresh the scored view of a large pool (one whose refresh costs
-            more than a millisecond, about 3,000 tasks and up) in a short-lived helper thread,
+        background_refresh: Refresh the scored view of a large pool (1,024 slots or more, once
+            a refresh costs more than a millisecond) in a short-lived helper thread,
             sampling from the current view meanwhile, so that ``get_task`` never waits for a
             whole re-read and re-score. Off: every refresh runs inside the call that needs it.
             Deterministic mode never refreshes in the background.
         on_pool_lost: When the pool vanished (destroyed, or Redis restarted without
             persistence) or was re-created by another process: ``"recreate"`` attaches to it
             anew (creating it empty from this config), drops the writes meant for the lost pool
-            (logged with their count) and goes on; ``"raise"`` raises ``PoolLostError``.
+            (logged with their count) and goes on; ``"raise"`` raises ``PoolLostError`` (what
+            this process had queued for the lost pool is dropped too, counted in
+            ``health/dropped_outcomes``).
         backend_timeout_s: Redis: the longest a call waits for the server (connect, each reply)
             before it counts as unavailable (then ``on_backend_unavailable`` applies), so a
             server that hangs never freezes training for longer. Raise it for pools whose

@@ -33,7 +33,7 @@ from backends.base import PoolState, RecordResult
 from backends.stage_state import StageState
 from curriculum import forks
 from curriculum.algorithms import PoolView, make_algorithm
-from curriculum.background import BACKGROUND_REFRESH_S, ViewRefresher
+from curriculum.background import BACKGROUND_MIN_TASKS, BACKGROUND_REFRESH_S, ViewRefresher
 from curriculum.draw_policy import try_create, try_evict_and_replace
 from curriculum.errors import (
     BackendError,
@@ -104,12 +104,12 @@ class PoolSession:
         )
         self.dropped_outcomes = 0  # outcomes dropped because their pool was lost
         self.late_outcomes = 0  # outcomes this process wrote after their task was evicted
-        self._backend_dropped = 0  # the backend's dropped_outcomes already counted
         self.overflow_warned = False  # the label table filled up, and a warning said so
         self.refresher = ViewRefresher()  # a large pool's view refresh in a helper thread
         self._background = (
             config.background_refresh
             and not config.deterministic
+            and self.capacity >= BACKGROUND_MIN_TASKS
             and getattr(self.backend, "thread_safe_reads", False)
         )
         self.owner = self.backend.created  # this process created the pool
@@ -163,9 +163,9 @@ class PoolSession:
 
     def recover(self, exc: PoolLostError) -> None:
         """Attach to the pool anew (creating it empty if absent), per ``on_pool_lost``."""
+        dropped = self._forget_lost_pool()  # never written: that pool is gone
         if self.config.on_pool_lost == "raise":
             raise exc
-        dropped = self._forget_lost_pool()
         created = self.backend.reattach(pool_params(self.config, self.staging))
         logger.warning(
             "%s; %s; dropped %d outcomes this process had not yet written to it",
@@ -182,7 +182,7 @@ class PoolSession:
         The tasks this process had handed out are remembered as lost: their late outcomes are
         dropped (and counted) instead of raising UnknownTaskError.
         """
-        dropped = self.queue.discard() + self._backend_dropped_since()
+        dropped = self.queue.discard()
         self.dropped_outcomes += dropped
         self.registry.mark_lost()
         self.refresher.drop()
@@ -190,12 +190,6 @@ class PoolSession:
         self.views.maybe_free_slots = True
         self.outage.reset()
         return dropped
-
-    def _backend_dropped_since(self) -> int:
-        """Outcomes of writes the backend had sent ahead to a lost pool, not yet counted."""
-        total = self.backend.dropped_outcomes
-        fresh, self._backend_dropped = total - self._backend_dropped, total
-        return fresh
 
     # -- views ----------------------------------------------------------------------------------
 
@@ -211,8 +205,7 @@ class PoolSession:
             try:
                 refresher.finish(views)
             except TRANSIENT as exc:
-                with contextlib.suppress(BackendError):  # raise mode: the next call raises
-                    self.outage.failed(exc)
+                self.outage.failed(exc)  # buffer mode: go on from this view; raise mode: raise
             else:
                 self.outage.reachable()
         if not fresh and not views.due():
@@ -228,7 +221,7 @@ class PoolSession:
         started = time.monotonic()
         try:
             if not views.by_time:  # deterministic: the view shows every outcome recorded so far
-                self._write(wait=True)
+                self._write()
             view = views.view
             changed = view is None or self.backend.version() != view.snapshot.version
             view = views.refreshed(self.backend.snapshot() if changed else None, started)
@@ -371,15 +364,21 @@ class PoolSession:
         if self.outage.active():
             return
         try:
-            self._write(wait=False)  # a backend may overlap the write with the caller's work
+            self._write()
         except TRANSIENT as exc:
             with contextlib.suppress(BackendError):  # raise mode: the next call that needs
                 self.outage.failed(exc)  # the server raises; this outcome stays queued
         else:
             self.outage.reachable()
 
-    def _write(self, *, wait: bool) -> RecordResult:
-        result = self.queue.flush(self.backend, wait=wait)
+    def _write(self) -> RecordResult:
+        try:
+            result = self.queue.flush(self.backend)
+        except (*TRANSIENT, PoolLostError):
+            raise  # kept and sent again, or dropped with the lost pool by recover()
+        except BackendError:  # refused for good (a corrupted pool): never sent again
+            self.dropped_outcomes += self.queue.drop_head()
+            raise
         self.late_outcomes += result.late
         return result
 
@@ -390,7 +389,7 @@ class PoolSession:
             BackendUnavailableError, LockTimeoutError: the pool cannot be written to (the queue
                 is kept and written, once, later).
         """
-        result = self._write(wait=True)
+        result = self._write()
         self.outage.reachable()
         return result
 
@@ -447,9 +446,7 @@ class PoolSession:
             "health/outages": float(self.outage.count),
             "health/in_outage": float(self.outage.active()),
             "health/pending_outcomes": float(self.queue.pending_outcomes),
-            "health/dropped_outcomes": float(
-                self.dropped_outcomes + self.backend.dropped_outcomes - self._backend_dropped
-            ),
+            "health/dropped_outcomes": float(self.dropped_outcomes),
             "health/late_outcomes": float(self.late_outcomes),
             "health/write_retries": float(self.queue.retries),
             "health/writers": self.views.writers,

@@ -100,12 +100,8 @@ class WriteQueue:
         self._last_write_id += 1
         return self._last_write_id
 
-    def flush(self, backend: TaskMemoryBackend, *, wait: bool = True) -> RecordResult:
-        """Send every queued write, oldest first; stops at (and raises) the first failure.
-
-        ``wait=False`` lets the backend overlap its last write with the caller's work (it then
-        confirms the write, or applies it exactly once, at its next call or ``sync()``).
-        """
+    def flush(self, backend: TaskMemoryBackend) -> RecordResult:
+        """Send every queued write, oldest first; stops at (and raises) the first failure."""
         self.seal()
         applied = late = 0
         while self.sealed:
@@ -114,7 +110,7 @@ class WriteQueue:
                 self.retries += 1
             self._head_failed = True
             if isinstance(write, WriteBatch):
-                result = backend.record(write, wait=wait or len(self.sealed) > 1)
+                result = backend.record(write)
                 applied, late = applied + result.applied, late + result.late
                 self.sealed.popleft()
                 self._head_failed = False
@@ -124,9 +120,15 @@ class WriteQueue:
                 self._head_failed = False
                 if self.on_stage is not None:
                     self.on_stage(state, ended)
-        if wait:
-            backend.sync()
         return RecordResult(applied=applied, late=late)
+
+    def drop_head(self) -> int:
+        """Drop the oldest sealed write (the backend refused it for good); its outcomes."""
+        if not self.sealed:
+            return 0
+        head = self.sealed.popleft()
+        self._head_failed = False
+        return len(head.outcome_slots) if isinstance(head, WriteBatch) else 0
 
     def discard(self) -> int:
         """Drop every queued write; returns the outcomes dropped with them."""

@@ -355,6 +355,7 @@ def test_outcomes_over_max_buffered_outcomes_raise_and_stay_buffered(
         write_batch_size=1,
         outage_retry_s=30.0,  # the whole outage is one retry interval: no reconnect attempts
         max_buffered_outcomes=10,
+        background_refresh=False,  # the next get_task's refresh meets the outage itself
     )
     rng = np.random.default_rng(4)
     with Curriculum(config) as cur:
@@ -721,10 +722,12 @@ def test_a_lost_pool_raises_pool_lost_in_raise_mode_and_recreates_nothing(
         volatile_server.kill()
         volatile_server.start()  # empty
 
-        # every call that needs the pool (an update_task_performance that only buffers does not)
+        # every call that needs the pool (an update_task_performance that only buffers does not;
+        # flush() does once, and then nothing is left: what was queued for the lost pool is
+        # dropped and counted when the loss is raised)
         calls: list[tuple[str, Callable[[], Any]]] = [
-            ("get_task", cur.get_task),
             ("flush", cur.flush),
+            ("get_task", cur.get_task),
             (
                 "update_task_performance_batch",
                 lambda: cur.update_task_performance_batch([task.task_id], [0.5]),
@@ -744,6 +747,7 @@ def test_a_lost_pool_raises_pool_lost_in_raise_mode_and_recreates_nothing(
             assert sid in str(raised.value), f"{name}: {raised.value}"
             with admin_client(url) as client:
                 assert client.dbsize() == 0, f"{name} wrote keys: {client.keys('*')}"
+        assert cur.health()["health/dropped_outcomes"] >= 1  # the outcome queued at the loss
     finally:
         with contextlib.suppress(Exception):
             cur.close()

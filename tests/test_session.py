@@ -241,6 +241,7 @@ def test_large_pools_refresh_their_view_off_the_calling_thread(monkeypatch) -> N
     from curriculum import session as session_module
 
     monkeypatch.setattr(session_module, "BACKGROUND_REFRESH_S", -1.0)
+    monkeypatch.setattr(session_module, "BACKGROUND_MIN_TASKS", 1)
     config = make_config(num_active_tasks=64, write_batch_size=8, snapshot_max_age_s=0.0)
     session_id = config.algorithm_config.session_id
     try:
@@ -280,6 +281,7 @@ def test_background_refresh_can_be_turned_off(monkeypatch) -> None:
     from curriculum import session as session_module
 
     monkeypatch.setattr(session_module, "BACKGROUND_REFRESH_S", -1.0)
+    monkeypatch.setattr(session_module, "BACKGROUND_MIN_TASKS", 1)
     config = make_config(num_active_tasks=32, background_refresh=False, snapshot_max_age_s=0.0)
     session_id = config.algorithm_config.session_id
     try:
