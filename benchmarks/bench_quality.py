@@ -37,7 +37,8 @@ every student (and, tracked, within 2% of its AUC).
 
 ``python benchmarks/bench_quality.py`` runs every student with 3 seeds (a few minutes on 2 cores);
 ``--quick`` the graded and noisy students with 2 seeds, without presets. ``--students a,b``
-picks students, ``--seeds N`` the seeds, ``--no-syllabus`` skips Syllabus. ``--ablation``
+picks students, ``--seeds N`` the seeds, ``--no-syllabus`` skips Syllabus; ``--learning-rate``,
+``--budget`` and ``--pool-size`` run the graded student alone with those settings. ``--ablation``
 runs the ablation of the defaults instead (``--ablation tuning``: the first tuning, on the graded
 and fast students; ``--ablation noise``: the noise-aware eviction, and the opt-in label priors
 and noise discount, on the chosen students).
@@ -52,7 +53,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from bench_core import report_goals
@@ -325,7 +326,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--students", default=None, help=f"comma-separated, of {list(STUDENTS)}")
     parser.add_argument("--no-syllabus", action="store_true", help="skip the Syllabus rows")
     parser.add_argument("--ablation", choices=("tuning", "noise"), default=None)
+    parser.add_argument("--learning-rate", type=float, default=None, help="graded student only")
+    parser.add_argument("--budget", type=int, default=None, help="graded student only")
+    parser.add_argument("--pool-size", type=int, default=None, help="graded student only")
     args = parser.parse_args(argv)
+    changes = {
+        key: value
+        for key, value in (
+            ("learning_rate", args.learning_rate),
+            ("budget", args.budget),
+            ("pool", args.pool_size),
+        )
+        if value is not None
+    }
+    if changes:  # another setting of the graded student, alone
+        STUDENTS[GRADED.name] = replace(GRADED, **changes)
+        args.students = args.students or GRADED.name
     started = time.perf_counter()
     seeds = args.seeds or (2 if args.quick else 3)
     default = [GRADED.name, NOISY.name, NOISY_BINARISED.name] if args.quick else list(STUDENTS)
