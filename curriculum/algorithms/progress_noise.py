@@ -47,12 +47,20 @@ def ema_difference_variance(fast_rate: float, slow_rate: float) -> float:
     return max(a / (2.0 - a) + b / (2.0 - b) - 2.0 * a * b / (a + b - a * b), 0.0)
 
 
+def _weight_products(rate1: float, rate2: float, m: np.ndarray) -> np.ndarray:
+    """``sum over j < m of rate1 (1 - rate1)**j * rate2 (1 - rate2)**j`` (a geometric sum; for
+    rates so small that ``(1 - rate1)(1 - rate2)`` rounds to 1, ``rate1 rate2 m``)."""
+    q = (1.0 - rate1) * (1.0 - rate2)
+    if 1.0 - q <= 0.0:
+        return rate1 * rate2 * m
+    return rate1 * rate2 * (1.0 - q**m) / (1.0 - q)
+
+
 def ema_weight_square_sum(n: np.ndarray, rate: float) -> np.ndarray:
     """Sum of the squared weights of an EMA of rate ``rate`` over ``n >= 1`` outcomes that
     starts at the first outcome (1 for one outcome; ``rate / (2 - rate)`` in the limit)."""
-    q2 = (1.0 - rate) ** 2
-    first = q2 ** (np.maximum(n, 1) - 1.0)
-    return first + rate * rate * (1.0 - first) / (1.0 - q2)
+    m = np.maximum(n, 1) - 1.0
+    return (1.0 - rate) ** (2 * m) + _weight_products(rate, rate, m)
 
 
 def ema_difference_variance_after(n: np.ndarray, fast_rate: float, slow_rate: float) -> np.ndarray:
@@ -64,14 +72,8 @@ def ema_difference_variance_after(n: np.ndarray, fast_rate: float, slow_rate: fl
     score, where both EMAs start, is always 0.
     """
     a, b = fast_rate, slow_rate
-    qa, qb = 1.0 - a, 1.0 - b
     m = np.maximum(n, 1) - 1.0
-    both = qa * qb
-    later = (
-        a * a * (1.0 - qa ** (2 * m)) / (1.0 - qa * qa)
-        - 2.0 * a * b * (1.0 - both**m) / (1.0 - both)
-        + b * b * (1.0 - qb ** (2 * m)) / (1.0 - qb * qb)
-    )
+    later = _weight_products(a, a, m) - 2.0 * _weight_products(a, b, m) + _weight_products(b, b, m)
     return np.maximum(later, 0.0)
 
 
