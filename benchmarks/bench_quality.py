@@ -35,7 +35,8 @@ episodes and spends at most 3% of them on impossible tasks (at most 5% for any L
 binarised ones, with under 0.5 evictions per slot; 2 and 4 processes within 5% of one process on
 every student (and, tracked, within 2% of its AUC).
 
-``python benchmarks/bench_quality.py`` runs every student with 3 seeds (a few minutes on 2 cores);
+``python benchmarks/bench_quality.py`` runs every student with 3 seeds (about 7 minutes on an idle
+2-core machine, estimated from the CPU time per run; a run takes 3-7 s of CPU);
 ``--quick`` the graded and noisy students with 2 seeds, without presets. ``--students a,b``
 picks students, ``--seeds N`` the seeds, ``--no-syllabus`` skips Syllabus; ``--learning-rate``,
 ``--budget`` and ``--pool-size`` run the graded student alone with those settings. ``--ablation``
