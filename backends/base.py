@@ -214,7 +214,6 @@ class TaskMemoryBackend(ABC):
     session_id: str
     params: PoolParams
     created: bool
-    dropped_outcomes: int = 0  # outcomes of writes sent ahead to a pool that was then lost
     # version() and snapshot() may run in a helper thread while the owner thread writes
     thread_safe_reads: bool = False
 
@@ -248,15 +247,12 @@ class TaskMemoryBackend(ABC):
         """
 
     @abstractmethod
-    def record(self, batch: WriteBatch, *, wait: bool = True) -> RecordResult:
+    def record(self, batch: WriteBatch) -> RecordResult:
         """Apply a batch of outcomes, sample counts and failures atomically.
 
-        ``wait=False`` lets a backend return before the write is confirmed (it then confirms it,
-        or applies it exactly once, by its next call or :meth:`sync`).
+        ``batch.write_id`` names the write (the session's write queue numbers it): a backend
+        that may already have applied it (a reply lost with its connection) applies it once.
         """
-
-    def sync(self) -> None:  # noqa: B027 - a no-op for backends whose writes block
-        """Wait until every write this process sent is applied (no-op when writes block)."""
 
     @abstractmethod
     def stage_state(self) -> StageState:

@@ -62,7 +62,6 @@ from curriculum.errors import (
     BackendError,
     PoolClosedError,
     PoolLostError,
-    PoolNotFoundError,
 )
 
 logger = logging.getLogger("curriculum.redis")
@@ -78,6 +77,8 @@ TOKEN_WINDOW_S = 24 * 3600.0
 
 class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
     """A pool in Redis, changed only by Lua scripts."""
+
+    thread_safe_reads = True  # reads go through redis-py's thread-safe connection pool
 
     def __init__(
         self,
@@ -118,11 +119,6 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
         self._new_client_id()
         forks.on_fork_in_child(self, RedisBackend._after_fork)
         self._closed = False
-        self._ahead: redis.connection.Connection | None = None  # carries writes sent ahead
-        self._ahead_pool: redis.ConnectionPool | None = None  # where that connection came from
-        # a record sent ahead and not yet confirmed: (args, sent, its outcome count)
-        self._inflight: tuple[tuple[Any, ...], bool, int] | None = None
-        self.dropped_outcomes = 0  # outcomes of writes meant for a pool that was lost
         self._label_ids: dict[str, int] = {}
         self._incarnation = ""
         self._attach(params, create=create)
@@ -157,14 +153,10 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
     def reattach(self, params: PoolParams) -> bool:
         """Attach again after the pool was lost, creating it anew (with ``params``) if absent.
 
-        Writes sent ahead and cached label ids belong to the lost pool and are dropped. Returns
-        True when this process created the new pool.
+        Cached label ids belong to the lost pool and are dropped. Returns True when this process
+        created the new pool.
         """
         self._check_open()
-        if self._inflight is not None:
-            self.dropped_outcomes += self._inflight[2]
-        self._inflight = None
-        self._drop_ahead()
         self._label_ids.clear()
         self._new_client_id()
         self._attach(params, create=True)
@@ -183,7 +175,6 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
 
     def _redis(self, *command: Any) -> Any:
         self._check_open()
-        self._confirm()
         try:
             return self._client.execute_command(*command)
         except redis.RedisError as exc:
@@ -191,7 +182,6 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
 
     def _call(self, name: str, *args: Any) -> Any:
         self._check_open()
-        self._confirm()
         script = self._scripts[name]
         client = self._client_for(name)
         if name != "attach":
@@ -236,10 +226,8 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
         self._write_seq = 0
 
     def _after_fork(self) -> None:
-        """In a forked child: redis-py reconnects by itself; the write sent ahead is the
-        parent's, and the child writes under a client id of its own."""
-        self._ahead = self._ahead_pool = None
-        self._inflight = None
+        """In a forked child: redis-py reconnects by itself; the child writes under a client id
+        of its own (its write numbers would repeat its parent's)."""
         self._new_client_id()
 
     def _unnumbered(self) -> int:
@@ -293,13 +281,12 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
         reply = self._write("replace_task", slot, expected_task_id, task_id, label_id, seq)
         return _text(reply) == "1"
 
-    def record(self, batch: WriteBatch, *, wait: bool = True) -> RecordResult:
+    def record(self, batch: WriteBatch) -> RecordResult:
         """Apply outcomes, sample counts and failures in one script call.
 
-        With ``wait=False`` the call is sent on a connection of its own and its reply is read at
-        this backend's next call (which overlaps the round trip with the caller's work); a write
-        whose reply shows an error or never comes is sent again then, with the same write id, so
-        it is applied once. The result then counts every outcome as applied.
+        The script records the batch's write id with its reply: a batch sent again after a
+        failure (a reply lost with its connection) gets the first reply instead of being
+        applied twice.
         """
         capacity = self.params.capacity
         for slots in (batch.outcome_slots, batch.sample_slots, batch.failure_slots):
@@ -326,81 +313,8 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
         if not batch.write_id:
             batch.write_id = self._unnumbered()
         args = (f"{self._client_id}:r", batch.write_id, blob)
-        if wait:
-            applied, late = _text(self._call("record", *args)).split(":")
-            return RecordResult(applied=int(applied), late=int(late))
-        self._send_ahead(args, len(batch.outcome_slots))
-        return RecordResult(applied=len(batch.outcome_slots), late=0)
-
-    def _send_ahead(self, args: tuple[Any, ...], outcomes: int) -> None:
-        self._check_open()
-        self._confirm()
-        script = self._scripts["record"]
-        try:
-            if self._ahead is None:
-                self._ahead_pool = self._connection_pool()
-                self._ahead = self._ahead_pool.get_connection()
-            self._ahead.send_command(
-                "EVALSHA", script.sha, len(self._keys), *self._keys, *args, self._incarnation
-            )
-            self._inflight = (args, True, outcomes)
-        except redis.RedisError:
-            self._drop_ahead()
-            self._inflight = (args, False, outcomes)  # not sent: the next call sends it, waits
-
-    def _confirm(self) -> None:
-        """Read the reply of the write sent ahead; send it again (same write id) if it failed."""
-        pending = self._inflight
-        if pending is None:
-            return
-        self._inflight = None
-        args, sent, outcomes = pending
-        try:
-            if sent and self._ahead is not None:
-                try:
-                    self._ahead.read_response()
-                    return
-                except redis.TimeoutError as exc:
-                    # a server that hangs: do not wait for it twice in one call. The write
-                    # stays pending with its write id; it is sent again at the next call.
-                    self._drop_ahead()
-                    raise self._error(exc) from None
-                except (
-                    redis.exceptions.NoScriptError,
-                    redis.ConnectionError,
-                    redis.exceptions.MovedError,  # the pool's slot moved to another node
-                    redis.exceptions.AskError,
-                    redis.exceptions.TryAgainError,
-                    redis.exceptions.ClusterDownError,
-                ):
-                    self._drop_ahead()
-                except redis.ResponseError as exc:
-                    raise self._error(exc) from None
-            self._call("record", *args)  # waits; the write id makes a repeat harmless
-        except PoolNotFoundError:
-            self.dropped_outcomes += outcomes  # its pool is gone: so are its tasks
-            raise
-        except BaseException:
-            self._inflight = (args, False, outcomes)
-            raise
-
-    def _connection_pool(self) -> redis.ConnectionPool:
-        """The pool of connections to the server holding this pool's keys."""
-        if self._cluster:
-            node = self._client.get_node_from_key(self._keys[0])
-            return node.redis_connection.connection_pool
-        return self._client.connection_pool
-
-    def _drop_ahead(self) -> None:
-        if self._ahead is not None and self._ahead_pool is not None:
-            self._ahead.disconnect()
-            self._ahead_pool.release(self._ahead)
-        self._ahead = self._ahead_pool = None
-
-    def sync(self) -> None:
-        """Wait for the write sent ahead, if any (a closed backend has none left)."""
-        if not self._closed:
-            self._confirm()
+        applied, late = _text(self._call("record", *args)).split(":")
+        return RecordResult(applied=int(applied), late=int(late))
 
     def end_epoch(self) -> dict[str, int]:
         """Reset the epoch counters; their values before the reset."""
@@ -421,7 +335,6 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
             PoolCorruptedError: a key holds data this library did not write.
         """
         self._check_open()
-        self._confirm()
         try:
             raw = read_raw(self._client, self._pool_keys, self._incarnation)
         except redis.RedisError as exc:
@@ -438,25 +351,16 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
         return snapshot, stage
 
     def close(self) -> None:
-        """Wait for a write sent ahead, close this process's connections; the pool stays."""
+        """Close this process's connections; the pool stays."""
         if self._closed:
             return
-        try:
-            self._confirm()
-        finally:
-            self._closed = True
-            self._drop_ahead()
-            self._client.close()
-            if self._slow_client is not None:
-                self._slow_client.close()
+        self._closed = True
+        self._client.close()
+        if self._slow_client is not None:
+            self._slow_client.close()
 
     def destroy(self) -> None:
-        """Remove every key of the pool and its registry entry (a write still pending for it,
-        e.g. one a corrupted row refused, goes with it)."""
-        if self._inflight is not None:
-            self.dropped_outcomes += self._inflight[2]
-            self._inflight = None
-            self._drop_ahead()
+        """Remove every key of the pool and its registry entry."""
         self._call("destroy")
         self._redis("SREM", REGISTRY_KEY, self.session_id)
         self.close()

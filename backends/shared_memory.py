@@ -282,7 +282,7 @@ class SharedMemoryBackend(TaskMemoryBackend):
         if not 0 <= slot < len(self._rows):
             raise BackendError(f"slot {slot} is outside the pool's {len(self._rows)} slots")
 
-    def record(self, batch: WriteBatch, *, wait: bool = True) -> RecordResult:
+    def record(self, batch: WriteBatch) -> RecordResult:
         """Apply outcomes (in order per slot), sample counts and failures, all or nothing.
 
         Only the rows change; entries whose task was evicted meanwhile go to their label's stored

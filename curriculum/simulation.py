@@ -11,8 +11,18 @@ competence grows by ``learning_rate * 4 p (1 - p)`` (most at the edge of compete
 ``p`` is near 0.5; nothing where the task is always failed or always solved) on the level played
 and by that gain times ``transfer ** distance`` on the other levels, so practice at one
 difficulty makes its neighbours easier, and a level that starts out of reach becomes learnable.
-Competence is capped at ``max_competence``; the student never forgets. Impossible and trivial
-tasks teach nothing.
+Competence is capped at ``max_competence``. Impossible and trivial tasks teach nothing.
+
+Three options give the other students of the quality benchmark (all off by default):
+
+- ``forgetting``: every episode, each level's competence decays towards its initial value by
+  this fraction of the distance (before the episode's gain), so a level that is not practised,
+  directly or through transfer, is forgotten; a mastered level needs occasional practice.
+- ``prerequisite``: level ``k`` learns only as far as level ``k - 1`` is mastered: its gain (direct
+  or transferred) is multiplied by ``min(1, p[k - 1] / prerequisite)`` (level 0 has no
+  prerequisite). Pair it with a small ``transfer`` (partial transfer).
+- ``noise``: the score is continuous, ``clip(p + noise * N(0, 1), 0, 1)``, instead of a
+  Bernoulli draw of ``p``; impossible tasks then score noise around 0, trivial ones around 1.
 
 ``mastery()`` is the mean success probability over the nine levels (the quantity a user cares
 about). The student also counts the episodes played per category and, when asked
@@ -88,6 +98,9 @@ class SimulatedStudent:
         max_competence: float = 1.2,
         curve_every: int = 0,
         curve_points: int = 0,
+        forgetting: float = 0.0,
+        prerequisite: float = 0.0,
+        noise: float = 0.0,
     ) -> None:
         """A student that starts able to solve only the easiest tasks, sometimes.
 
@@ -100,12 +113,20 @@ class SimulatedStudent:
             max_competence: Cap of every competence.
             curve_every: Record the mastery every this many episodes (0: never).
             curve_points: How many mastery records to keep (the curve's length).
+            forgetting: Per-episode decay of every competence towards its initial value.
+            prerequisite: Mastery of the level below that lets a level learn at full rate
+                (0: no prerequisites).
+            noise: Standard deviation of a continuous score around ``p`` (0: Bernoulli scores).
         """
         self.learning_rate = learning_rate
         self.transfer = transfer
         self.sharpness = sharpness
         self.max_competence = max_competence
         self.curve_every = curve_every
+        self.initial_competence = initial_competence
+        self.forgetting = forgetting
+        self.prerequisite = prerequisite
+        self.noise = noise
         self.curve_points = curve_points if curve_every else 0
         levels = len(DIFFICULTIES)
         self._counts_at = levels
@@ -147,20 +168,23 @@ class SimulatedStudent:
         return self._level_probability(kind)
 
     def play(self, env_cfg: dict[str, Any], rng: np.random.Generator) -> float:
-        """Play one episode: returns the score (0 or 1) and learns from the attempt."""
+        """Play one episode: returns the score and learns from the attempt.
+
+        The score is 0 or 1 (a Bernoulli draw of the success probability), or with ``noise``
+        the probability plus Gaussian noise, clipped to [0, 1].
+        """
         kind = category(env_cfg)
         values = self._values
         with self._lock():
+            if self.forgetting:
+                self._forget()
             if kind == IMPOSSIBLE:
                 p = 0.0
             elif kind == TRIVIAL:
                 p = 1.0
             else:
                 p = self._level_probability(kind)
-                gain = self.learning_rate * 4.0 * p * (1.0 - p)
-                cap = self.max_competence
-                for other, weight in enumerate(self._weights[kind]):
-                    values[other] = min(cap, values[other] + gain * weight)
+                self._learn(kind, self.learning_rate * 4.0 * p * (1.0 - p))
             values[self._counts_at + kind] += 1.0
             episodes = values[self._episodes_at] + 1.0
             values[self._episodes_at] = episodes
@@ -168,7 +192,26 @@ class SimulatedStudent:
                 index = int(episodes) // self.curve_every - 1
                 if index < self.curve_points:
                     values[self._curve_at + index] = self._mastery()
+        if self.noise:
+            return float(min(max(p + self.noise * rng.standard_normal(), 0.0), 1.0))
         return float(rng.random() < p)
+
+    def _forget(self) -> None:
+        values, rate, start = self._values, self.forgetting, self.initial_competence
+        for level in range(len(DIFFICULTIES)):
+            values[level] -= rate * (values[level] - start)
+
+    def _learn(self, kind: int, gain: float) -> None:
+        values, cap = self._values, self.max_competence
+        gates = self._gates() if self.prerequisite else None
+        for other, weight in enumerate(self._weights[kind]):
+            step = gain * weight * (gates[other] if gates is not None else 1.0)
+            values[other] = min(cap, values[other] + step)
+
+    def _gates(self) -> list[float]:
+        """Per level, the share of a gain it takes in: how far its prerequisite is mastered."""
+        below = [1.0] + [self._level_probability(level) for level in range(len(DIFFICULTIES) - 1)]
+        return [min(1.0, p / self.prerequisite) for p in below]
 
     def _mastery(self) -> float:
         return sum(self._level_probability(level) for level in range(len(DIFFICULTIES))) / len(

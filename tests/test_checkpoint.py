@@ -43,7 +43,7 @@ def _rows_by_task(curriculum: Curriculum) -> dict[int, tuple]:
 
 @pytest.mark.parametrize("encoding", ["json", "msgpack"])
 def test_round_trip_into_a_fresh_session_restores_everything(curricula, encoding) -> None:
-    source = _played(curricula, deterministic=True)
+    source = _played(curricula, deterministic=True)  # views refresh by outcome count
     state = source.get_state()
     if encoding == "json":
         state = json.loads(json.dumps(state))

@@ -132,3 +132,56 @@ def test_a_student_pickles_with_its_state() -> None:
     student.play(graded(0.1), rng)
     copy = pickle.loads(pickle.dumps(student))
     assert copy.competence() == student.competence() and copy.episodes == 1
+
+
+def test_forgetting_decays_every_level_towards_the_start() -> None:
+    rng = np.random.default_rng(5)
+    student = SimulatedStudent(learning_rate=0.0, initial_competence=0.05, forgetting=0.1)
+    student._values[3] = 0.85  # a level learned earlier
+    student.play({"label": "impossible"}, rng)  # teaches nothing, but time passes
+    assert student.competence()[3] == pytest.approx(0.05 + 0.9 * 0.8)
+    assert student.competence()[0] == pytest.approx(0.05)  # at the start: nothing to forget
+    never = SimulatedStudent(learning_rate=0.0)
+    never._values[3] = 0.85
+    never.play({"label": "impossible"}, rng)
+    assert never.competence()[3] == 0.85
+
+
+def test_prerequisite_gates_learning_by_the_mastery_of_the_level_below() -> None:
+    rng = np.random.default_rng(6)
+    student = SimulatedStudent(learning_rate=0.01, transfer=0.5, prerequisite=0.5)
+    before = student.competence()
+    p = [student.success_probability(graded(d)) for d in DIFFICULTIES]
+    student.play(graded(0.1), rng)
+    gains = np.subtract(student.competence(), before)
+    direct = 0.01 * 4 * p[0] * (1 - p[0])
+    assert gains[0] == pytest.approx(direct)  # the first level has no prerequisite
+    for level in range(1, len(DIFFICULTIES)):
+        gate = min(1.0, p[level - 1] / 0.5)
+        assert gains[level] == pytest.approx(direct * 0.5**level * gate)
+    assert gains[2] < direct * 0.25 * 0.5  # level 0.2 is far from half mastered
+
+
+def test_noisy_scores_are_continuous_clipped_and_centred_on_the_probability() -> None:
+    rng = np.random.default_rng(7)
+    student = SimulatedStudent(learning_rate=0.0, noise=0.2)
+    p = student.success_probability(graded(0.1))
+    scores = np.array([student.play(graded(0.1), rng) for _ in range(4000)])
+    assert scores.min() >= 0.0 and scores.max() <= 1.0
+    assert len(np.unique(scores)) > 1000  # continuous, not 0/1
+    assert scores.mean() == pytest.approx(p + 0.2 * 0.0, abs=0.02)
+    impossible = np.array([student.play({"label": "impossible"}, rng) for _ in range(4000)])
+    assert (impossible == 0.0).mean() == pytest.approx(0.5, abs=0.03)  # noise clipped at 0
+    assert (impossible >= 0.5).mean() < 0.02  # hardly ever a success
+    trivial = np.array([student.play({"label": "trivial"}, rng) for _ in range(4000)])
+    assert (trivial == 1.0).mean() == pytest.approx(0.5, abs=0.03)
+
+
+def test_noisy_student_is_deterministic_in_its_seed() -> None:
+    def run(seed: int) -> list[float]:
+        rng = np.random.default_rng(seed)
+        student = SimulatedStudent(learning_rate=0.01, noise=0.2, forgetting=1e-3)
+        return [student.play(graded(DIFFICULTIES[i % 4]), rng) for i in range(100)]
+
+    assert run(8) == run(8)
+    assert run(8) != run(9)

@@ -73,9 +73,12 @@ class Learner:
     spills over to neighbouring difficulties; a task the learner never solves teaches nothing.
     """
 
-    def __init__(self, learning_rate: float = 0.0015, sharpness: float = 10.0) -> None:
+    def __init__(
+        self, learning_rate: float = 0.0015, sharpness: float = 10.0, noise: float = 0.0
+    ) -> None:
         self.learning_rate = learning_rate
         self.sharpness = sharpness
+        self.noise = noise  # > 0: continuous scores clip(p + noise N(0, 1), 0, 1)
         self.competence = [0.15] * len(DIFFICULTIES)
 
     def success_probability(self, difficulty: float) -> float:
@@ -83,14 +86,17 @@ class Learner:
         return 1.0 / (1.0 + math.exp(-self.sharpness * (self.competence[level] - difficulty)))
 
     def attempt(self, env_cfg: dict[str, Any], rng: np.random.Generator) -> float:
-        """Play one episode of the task: 1.0 on success, 0.0 on failure; learn from it."""
-        if not env_cfg["solvable"]:
-            return 0.0
-        p = self.success_probability(env_cfg["difficulty"])
-        level = DIFFICULTIES.index(env_cfg["difficulty"])
-        gain = self.learning_rate * 4.0 * p * (1.0 - p)
-        for other in range(len(DIFFICULTIES)):
-            self.competence[other] += gain * 0.5 ** abs(other - level)
+        """Play one episode of the task: 1.0 on success, 0.0 on failure (or, with noise, the
+        success probability plus noise); learn from it."""
+        p = 0.0
+        if env_cfg["solvable"]:
+            p = self.success_probability(env_cfg["difficulty"])
+            level = DIFFICULTIES.index(env_cfg["difficulty"])
+            gain = self.learning_rate * 4.0 * p * (1.0 - p)
+            for other in range(len(DIFFICULTIES)):
+                self.competence[other] += gain * 0.5 ** abs(other - level)
+        if self.noise:
+            return float(np.clip(p + self.noise * rng.standard_normal(), 0.0, 1.0))
         return float(rng.random() < p)
 
 
@@ -151,9 +157,11 @@ class RecipeResult:
         return lp_sum / active if active else 0.0
 
 
-def run_recipe(curriculum: Curriculum, seed: int, episodes: int = EPISODES) -> RecipeResult:
+def run_recipe(
+    curriculum: Curriculum, seed: int, episodes: int = EPISODES, noise: float = 0.0
+) -> RecipeResult:
     """Train a fresh learner for ``episodes`` episodes through one ``CurriculumEnv``."""
-    env = CurriculumEnv(RecipeEnv(Learner()), curriculum)
+    env = CurriculumEnv(RecipeEnv(Learner(noise=noise)), curriculum)
     late: Counter[str] = Counter()
     env.reset(seed=seed)
     played = 0
@@ -229,3 +237,36 @@ def test_impossible_tasks_recipe(backend_url: str | None) -> None:
 def test_impossible_tasks_recipe_other_seeds(seed: int) -> None:
     """Other pools and learners (the default /dev/shm backend)."""
     check_recipe(None, seed)
+
+
+def noisy_run(algorithm: str, seed: int, **lp: float) -> RecipeResult:
+    config = make_config(
+        algorithm=algorithm,
+        generator=recipe_generator(),
+        num_active_tasks=POOL_SIZE,
+        seed=seed,
+        **{f"lp_{key}": value for key, value in lp.items()},
+    )
+    with Curriculum(config) as curriculum:
+        return run_recipe(curriculum, seed, noise=0.2)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_noisy_scores_recipe(seed: int) -> None:
+    """The recipe with continuous scores (noise 0.2 around the success probability; impossible
+    tasks score noise around 0): noise must not be read as progress.
+
+    With the defaults, evictions stay rare: the previous defaults (no ``eviction_confidence``)
+    evicted every task that noise once took under the threshold (measured: 262-282 evictions
+    against 46-75). With label priors, the impossible tasks get few of the late episodes
+    (measured 3-5%, uniform 23-32%; the defaults alone still give them about uniform's share).
+    """
+    lp = noisy_run("lp", seed)
+    before = noisy_run("lp", seed, eviction_confidence=0.0)
+    evicted = lp.stats["curriculum/num_evicted"]
+    assert 0 < evicted < 0.5 * before.stats["curriculum/num_evicted"]
+    random = noisy_run("random", seed)
+    priors = noisy_run("lp", seed, dead_label_rate=0.05)
+    assert random.share("impossible") > 0.15
+    assert priors.share("impossible") < 0.4 * random.share("impossible")
+    assert priors.share("learnable") > 0.85

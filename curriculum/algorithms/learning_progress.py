@@ -24,75 +24,78 @@ import numpy as np
 
 from backends.base import PoolSnapshot
 from curriculum.algorithms.base import CurriculumAlgorithm, PoolView, active_slots
+from curriculum.algorithms.label_priors import dead_and_solved_tasks
+from curriculum.algorithms.progress_noise import (
+    discounted_noise_factor,
+    ema_difference_variance,
+    noise_learning_progress,
+    reweight,
+    reweight_slope,
+    score_variance,
+    significance,
+)
 
 if TYPE_CHECKING:
     from curriculum.config import LearningProgressConfig
 
+__all__ = [
+    "discounted_noise_factor",
+    "ema_difference_variance",
+    "eviction_order",
+    "noise_learning_progress",
+    "noise_scale",
+    "progress_difference",
+    "raw_learning_progress",
+    "reweight",
+    "reweight_slope",
+    "sampling_probabilities",
+    "score_variance",
+    "significance",
+]
+
 ZERO_LP = 1e-9
-
-
-def reweight(p: np.ndarray, smoothing: float) -> np.ndarray:
-    """Progress-smoothing reweighting of success rates in [0, 1]; identity when smoothing is 0.
-
-    ``r(p) = p (1 - t) / (p + t (1 - 2 p))`` with ``t = 0.5 - smoothing``: a monotone map of
-    [0, 1] onto itself that, as smoothing grows towards 0.5, stretches differences near p = 0.
-    """
-    if smoothing == 0.0:
-        return p
-    theta = 0.5 - smoothing
-    return p * (1.0 - theta) / (p + theta * (1.0 - 2.0 * p))
-
-
-def reweight_slope(p: np.ndarray, smoothing: float) -> np.ndarray:
-    """Derivative of :func:`reweight` at ``p`` (1 when smoothing is 0)."""
-    if smoothing == 0.0:
-        return np.ones_like(p)
-    theta = 0.5 - smoothing
-    return theta * (1.0 - theta) / (p + theta * (1.0 - 2.0 * p)) ** 2
-
-
-def ema_difference_variance(fast_rate: float, slow_rate: float) -> float:
-    """Variance of ``fast EMA - slow EMA`` of independent outcomes of unit variance.
-
-    Each EMA of rate ``r`` has variance ``r / (2 - r)``; their covariance is
-    ``r1 r2 / (r1 + r2 - r1 r2)``.
-    """
-    a, b = fast_rate, slow_rate
-    return max(a / (2.0 - a) + b / (2.0 - b) - 2.0 * a * b / (a + b - a * b), 0.0)
-
-
-def noise_learning_progress(rows: np.ndarray, config: LearningProgressConfig) -> np.ndarray:
-    """Bidirectional learning progress that outcome noise alone gives each row (its RMS).
-
-    For a task whose success rate is not changing, ``fast - slow`` is a zero-mean difference of
-    two EMAs of its outcomes. With the outcome variance ``v`` estimated by the reward EMAs
-    (``reward_sq - reward**2``), its root mean square is ``sqrt(v * D)``
-    (:func:`ema_difference_variance`), times the slope of the progress-smoothing reweighting at
-    the slow EMA. Zero for basic scoring (which has no floor).
-    """
-    if not config.use_bidirectional:
-        return np.zeros(len(rows))
-    variance = np.maximum(rows["reward_sq"] - rows["reward"] ** 2, 0.0)
-    rate = config.ema_timescale
-    spread = ema_difference_variance(rate, rate * config.slow_timescale_factor)
-    return np.sqrt(variance * spread) * reweight_slope(rows["slow"], config.progress_smoothing)
+# Learning-progress weight of a solved / dead task relative to its z-score's weight: next to
+# nothing while any task is neither; when none is, their weights keep their order.
+SOLVED_WEIGHT = 1e-3
+DEAD_WEIGHT = 1e-6
 
 
 def noise_scale(rows: np.ndarray, config: LearningProgressConfig) -> float:
     """The floor of the z-score spread: ``noise_floor`` times the root mean square, over
     ``rows``, of :func:`noise_learning_progress` (the spread of learning progress a pool of
-    these tasks would show if none of them were learning)."""
+    these tasks would show if none of them were learning), after the noise discount
+    (:func:`discounted_noise_factor`)."""
     if config.noise_floor == 0 or len(rows) == 0 or not config.use_bidirectional:
         return 0.0
     noise = noise_learning_progress(rows, config)
-    return config.noise_floor * float(np.sqrt(np.mean(noise * noise)))
+    rms = float(np.sqrt(np.mean(noise * noise)))
+    return config.noise_floor * rms * discounted_noise_factor(config.noise_discount)
 
 
-def raw_learning_progress(rows: np.ndarray, config: LearningProgressConfig) -> np.ndarray:
-    """Raw learning-progress score of each row."""
+def progress_difference(rows: np.ndarray, config: LearningProgressConfig) -> np.ndarray:
+    """``|r(fast) - r(slow)|`` per row (bidirectional learning progress before any bonus)."""
+    smoothing = config.progress_smoothing
+    return np.abs(reweight(rows["fast"], smoothing) - reweight(rows["slow"], smoothing))
+
+
+def raw_learning_progress(
+    rows: np.ndarray, config: LearningProgressConfig, noise: np.ndarray | None = None
+) -> np.ndarray:
+    """Raw learning-progress score of each row.
+
+    ``noise`` is :func:`noise_learning_progress` of the rows (computed when needed and not
+    given): with ``noise_discount`` c, bidirectional progress ``d`` is multiplied by
+    ``d**2 / (d**2 + (c * noise)**2)``.
+    """
     if config.use_bidirectional:
-        smoothing = config.progress_smoothing
-        lp = np.abs(reweight(rows["fast"], smoothing) - reweight(rows["slow"], smoothing))
+        lp = progress_difference(rows, config)
+        if config.noise_discount:
+            if noise is None:
+                noise = noise_learning_progress(rows, config)
+            signal = lp * lp
+            total = signal + (config.noise_discount * noise) ** 2
+            with np.errstate(divide="ignore", invalid="ignore"):
+                lp = np.where(total > 0, lp * signal / total, 0.0)
     else:
         lp = np.maximum(rows["reward_sq"] - rows["reward"] ** 2, 0.0)
     if config.performance_bonus_weight:
@@ -105,11 +108,17 @@ def sampling_probabilities(
     warm: np.ndarray,
     config: LearningProgressConfig,
     min_spread: float = 0.0,
+    dead: np.ndarray | None = None,
+    solved: np.ndarray | None = None,
 ) -> np.ndarray:
     """Probabilities from raw scores; ``warm`` marks tasks whose score counts.
 
     ``min_spread`` is the smallest spread the warm scores are z-scored with (see
-    :func:`noise_scale`); 0 z-scores them with their own standard deviation.
+    :func:`noise_scale`); 0 z-scores them with their own standard deviation. Tasks marked
+    ``solved`` or ``dead`` (see :mod:`~curriculum.algorithms.label_priors`) get next to no
+    learning-progress weight (``SOLVED_WEIGHT`` and ``DEAD_WEIGHT`` times it): while any task
+    is neither, the uniform share ``rand_task_rate`` is what samples them; when none is, solved
+    tasks come before dead ones, each in the order of their z-scores.
     """
     n = len(raw)
     if n == 0:
@@ -128,6 +137,10 @@ def sampling_probabilities(
             weights = np.exp(np.clip(scaled - scaled.max(), -largest, 0.0))
         else:
             weights = 0.5 * (1.0 + np.tanh(0.5 * config.z_score_amplification * z))
+    if solved is not None:
+        weights[solved] *= SOLVED_WEIGHT
+    if dead is not None:
+        weights[dead] *= DEAD_WEIGHT
     total = weights.sum()
     probabilities = weights / total if total > 0 else np.full(n, 1.0 / n)
     rate = config.rand_task_rate
@@ -140,21 +153,36 @@ def eviction_order(
     warm: np.ndarray,
     slots: np.ndarray,
     config: LearningProgressConfig,
+    *,
+    margin: np.ndarray | None = None,
+    dead: np.ndarray | None = None,
 ) -> list[int]:
-    """Slots that may be evicted, lowest score first.
+    """Slots that may be evicted: dead tasks first, then the rest, lowest score first.
 
     The threshold is the ``eviction_threshold_percentile`` quantile of the scores of all warm
     tasks (the whole pool's learning progress, not only of the tasks old enough to be evicted); a
-    task may be evicted once it has ``min_presentations_for_eviction`` outcomes and its score is
-    at or below that threshold.
+    task may be evicted once it has ``min_presentations_for_eviction`` outcomes, its score is
+    at or below that threshold, also when ``margin`` (a confidence margin per task) is added.
+    Tasks marked ``dead`` (see :mod:`~curriculum.algorithms.label_priors`) with at least
+    ``dead_task_outcomes`` outcomes come first, whatever their score.
     """
     eligible = n_outcomes >= config.min_presentations_for_eviction
-    if not eligible.any():
+    first = np.zeros(len(raw), bool)
+    if dead is not None:
+        first = dead & (n_outcomes >= config.dead_task_outcomes)
+    if not eligible.any() and not first.any():
         return []
-    reference = raw[warm] if warm.any() else raw[eligible]
-    threshold = np.quantile(reference, config.eviction_threshold_percentile)
-    candidates = np.flatnonzero(eligible & (raw <= threshold))
-    return slots[candidates[np.argsort(raw[candidates], kind="stable")]].tolist()
+    regular = np.zeros(len(raw), bool)
+    if eligible.any():
+        reference = raw[warm] if warm.any() else raw[eligible]
+        threshold = np.quantile(reference, config.eviction_threshold_percentile)
+        upper = raw if margin is None else raw + margin
+        regular = eligible & (upper <= threshold) & ~first
+    ahead = np.flatnonzero(first)
+    candidates = np.flatnonzero(regular)
+    ahead = ahead[np.argsort(raw[ahead], kind="stable")]
+    candidates = candidates[np.argsort(raw[candidates], kind="stable")]
+    return slots[np.concatenate([ahead, candidates])].tolist()
 
 
 class LearningProgressAlgorithm(CurriculumAlgorithm):
@@ -169,13 +197,24 @@ class LearningProgressAlgorithm(CurriculumAlgorithm):
         active = active_slots(snapshot)
         rows = snapshot.rows[active]
         config = self.config
-        raw = raw_learning_progress(rows, config)
+        noise = noise_learning_progress(rows, config)
+        raw = raw_learning_progress(rows, config, noise)
         warm = rows["n_outcomes"] >= config.min_samples_for_lp
         floor = noise_scale(rows[warm], config)
+        dead, solved = dead_and_solved_tasks(rows, snapshot.labels, config)
+        margin = config.eviction_confidence * noise if config.eviction_confidence else None
         return PoolView(
             snapshot=snapshot,
             active=active,
-            probabilities=sampling_probabilities(raw, warm, config, floor),
+            probabilities=sampling_probabilities(raw, warm, config, floor, dead, solved),
             raw_scores=raw,
-            eviction_order=eviction_order(raw, rows["n_outcomes"], warm, active, config),
+            eviction_order=eviction_order(
+                raw,
+                rows["n_outcomes"],
+                warm,
+                active,
+                config,
+                margin=margin,
+                dead=dead,
+            ),
         )
