@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import signal
 import sys
@@ -30,28 +29,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from episode_log import (
-    Episode,
-    final_success,
-    impossible_share,
-    plot_curves,
-    steps_to_success,
-    write_csv,
-)
-from minigrid_tasks import (
-    ALGORITHMS,
-    HARDEST_LABEL,
-    EpisodeCollector,
-    all_labels,
-    curriculum_config,
-    env_factory,
-    is_impossible_label,
-)
+from episode_log import plot_curves, write_csv
+from minigrid_tasks import ALGORITHMS, EpisodeCollector, all_labels, curriculum_config, env_factory
+from summarize_runs import run_summary
 from torch import nn
 from torch.distributions.categorical import Categorical
 
 SMOKE_STEPS = 4096
-SUCCESS_LEVELS = (0.5, 0.8)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -118,45 +102,6 @@ class Agent(nn.Module):
         if action is None:
             action = dist.sample()
         return action, dist.log_prob(action), dist.entropy(), self.critic(hidden).squeeze(-1)
-
-
-def summarize(
-    args: argparse.Namespace,
-    episodes: list[Episode],
-    env_steps: int,
-    wall_s: float,
-    overhead_s: float,
-) -> dict[str, Any]:
-    """The run's figures (written to summary.json)."""
-    since = int(env_steps * 0.8)
-    episode_share, step_share = impossible_share(episodes, is_impossible_label)
-    return {
-        "algorithm": args.algorithm,
-        "seed": args.seed,
-        "num_envs": args.num_envs,
-        "backend": "redis" if args.backend_url else "shm",
-        "env_steps": env_steps,
-        "episodes": len(episodes),
-        "wall_s": wall_s,
-        "steps_per_s": env_steps / wall_s,
-        "curriculum_s": overhead_s,
-        "curriculum_us_per_step": 1e6 * overhead_s / max(env_steps, 1),
-        "hardest_label": HARDEST_LABEL,
-        "steps_to_success": {
-            str(level): steps_to_success(episodes, HARDEST_LABEL, level) for level in SUCCESS_LEVELS
-        },
-        "final_success_since_step": since,
-        "final_success": {
-            label: _or_none(final_success(episodes, label, since)) for label in all_labels()
-        },
-        "impossible_episode_share": _or_none(episode_share),
-        "impossible_step_share": _or_none(step_share),
-    }
-
-
-def _or_none(value: float) -> float | None:
-    """JSON has no NaN: a figure without data is null."""
-    return None if math.isnan(value) else value
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
@@ -268,7 +213,16 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         envs.close()
         curriculum.close()
 
-    summary = summarize(args, collector.episodes, global_step, wall_s, collector.overhead_s)
+    summary = run_summary(
+        args.algorithm,
+        args.seed,
+        args.num_envs,
+        "redis" if args.backend_url else "shm",
+        collector.episodes,
+        global_step,
+        wall_s,
+        collector.overhead_s,
+    )
     write_csv(out / "episodes.csv", collector.episodes)
     plot_curves(
         {args.algorithm: [collector.episodes]},
