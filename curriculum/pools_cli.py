@@ -52,10 +52,23 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="List, delete or prune curriculum pools without their config.",
     )
     actions = pools.add_subparsers(dest="pools_command", required=True)
-    listing = actions.add_parser("list", help="every pool: state, age, idle time, outcomes")
-    delete = actions.add_parser("delete", help="remove one pool (asks for its session id)")
+    listing = actions.add_parser(
+        "list",
+        help="every pool: state, age, idle time, outcomes",
+        description="List every pool with its state, age, idle time and outcomes.",
+    )
+    delete = actions.add_parser(
+        "delete",
+        help="remove one pool (asks for its session id)",
+        description="Remove one pool, for every process using it (asks for its session id "
+        "unless --yes).",
+    )
     delete.add_argument("session", help="the pool's session id")
-    prune = actions.add_parser("prune", help="remove pools not written to for a while")
+    prune = actions.add_parser(
+        "prune",
+        help="remove pools not written to for a while",
+        description="Remove the pools nobody wrote to for at least --older-than.",
+    )
     prune.add_argument(
         "--older-than",
         type=parse_duration,
