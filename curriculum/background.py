@@ -27,7 +27,7 @@ T = TypeVar("T")
 # A refresh of a pool of at least BACKGROUND_MIN_TASKS slots that cost more than
 # BACKGROUND_REFRESH_S (seconds) runs in the background from then on.
 BACKGROUND_REFRESH_S = 0.001
-BACKGROUND_MIN_TASKS = 1024
+BACKGROUND_MIN_TASKS = 512
 
 
 class BackgroundCall(Generic[T]):

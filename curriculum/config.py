@@ -258,7 +258,7 @@ class CurriculumConfig(FrozenModel):
             for the same outcomes, and a checkpoint restored into a new process continues the
             same sequence. For reproducible single-process runs and tests; with several
             processes the order of their writes still varies.
-        background_refresh: Refresh the scored view of a large pool (1,024 slots or more, once
+        background_refresh: Refresh the scored view of a large pool (512 slots or more, once
             a refresh costs more than a millisecond) in a short-lived helper thread,
             sampling from the current view meanwhile, so that ``get_task`` never waits for a
             whole re-read and re-score. Off: every refresh runs inside the call that needs it.

@@ -302,7 +302,7 @@ class PoolSession:
         views.outcomes_since += 1
         views.own_outcomes += 1
         if (
-            len(batch.outcome_slots) * views.writers >= self._outcomes_per_write
+            len(batch.outcome_slots) >= self._outcomes_per_write
             or time.monotonic() - queue.opened_at >= self.config.write_max_delay_s
         ):
             self.flush_if_due(force=True)
@@ -353,7 +353,7 @@ class PoolSession:
         queue, config = self.queue, self.config
         if not (
             force
-            or queue.open_outcomes * self.views.writers >= config.write_batch_size
+            or queue.open_outcomes >= config.write_batch_size
             or len(queue.open.sample_slots) >= 4 * config.write_batch_size
             or (
                 queue.opened_at is not None

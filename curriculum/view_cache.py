@@ -10,12 +10,12 @@ With ``refresh="outcomes"`` (deterministic mode) the clock plays no part: the vi
 after every ``max(write_batch_size, capacity // 8)`` outcomes this process recorded, so one
 process with a seed picks the same tasks for the same outcomes.
 
-Sharing: when ``n`` processes write to one pool at similar rates, the pool moves ``n`` times
-faster than one process's own outcomes show. Each refresh compares how many outcomes the pool
-gained since the last one with how many this process recorded, a smoothed estimate of the
-number of writers (:attr:`ViewCache.writers`); the outcome thresholds (refresh, and the write
-batch in :class:`~curriculum.session.PoolSession`) are divided by it, so a view lags the pool by
-about as many outcomes as it would with one process.
+Sharing: each refresh compares how many outcomes the pool gained since the last one with how
+many this process recorded: a smoothed estimate of the number of processes writing at this one's
+pace (:attr:`ViewCache.writers`, shown as ``health/writers``). It is a figure only: dividing the
+write batch and refresh thresholds by it kept views closer to the pool but cost two processes
+most of their scaling (BENCHMARKS.md, "The hot loop"), while the quality benchmark found the
+shared pool within 1% of one process without it.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from curriculum.algorithms import CurriculumAlgorithm, PoolView
 # A view lives at least this many times what its last refresh cost (so refreshing a pool that
 # is slow to read takes at most about a tenth of a process's time).
 REFRESH_COST_FACTOR = 10
-# The most writers the thresholds are divided by (beyond it, batches of a few outcomes would
-# only add lock traffic).
+# The largest writers estimate (a process the machine starves sees the pool run away).
 MAX_WRITERS = 16.0
 
 
@@ -62,7 +61,6 @@ class ViewCache:
         self.writers = 1.0  # estimated processes writing to the pool at this one's pace
         self.own_outcomes = 0  # outcomes this process recorded, ever
         self._mark: tuple[int, int] | None = None  # (pool completed, own outcomes) at a refresh
-        self._base_refresh = refresh_after_outcomes
 
     def due(self) -> bool:
         """Whether the view should be refreshed now."""
@@ -107,7 +105,6 @@ class ViewCache:
         ratio = min(max((pool_completed - mark[0]) / own, 1.0), MAX_WRITERS)
         self.writers += 0.5 * (ratio - self.writers)
         self._mark = (pool_completed, self.own_outcomes)
-        self.refresh_after_outcomes = max(1, round(self._base_refresh / self.writers))
 
     def score(self, snapshot: PoolSnapshot) -> PoolView:
         """The algorithm's view, with tasks whose env config keeps failing evicted first."""
