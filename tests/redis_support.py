@@ -291,3 +291,19 @@ def restartable_redis(*extra: str, aof: bool = True) -> Iterator[RestartableRedi
     finally:
         server.kill()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def own_redis_server() -> Iterator[str]:
+    """The body of a module-scoped ``url`` fixture: a redis-server of the test module's own.
+
+    Fails on CI when none can be spawned (the tests must run there), skips elsewhere.
+    """
+    import pytest
+
+    try:
+        with spawned_redis() as (spawned, _):
+            yield spawned
+    except RuntimeError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"this test must run on CI, but no redis-server can be spawned: {exc}")
+        pytest.skip(f"no redis-server to spawn: {exc}")

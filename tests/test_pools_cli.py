@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -15,17 +14,7 @@ from backends.redis_keys import PoolKeys
 from curriculum import Curriculum
 from curriculum.cli import main
 
-
-@pytest.fixture(scope="module")
-def url() -> Iterator[str]:
-    """A redis-server of this module's own."""
-    try:
-        with redis_support.spawned_redis() as (spawned, _):
-            yield spawned
-    except RuntimeError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"this test must run on CI, but no redis-server can be spawned: {exc}")
-        pytest.skip(f"no redis-server to spawn: {exc}")
+url = pytest.fixture(scope="module", name="url")(redis_support.own_redis_server)
 
 
 def _pool(url: str | None, outcomes: int = 5) -> Curriculum:

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -21,17 +20,7 @@ from backends.redis_keys import MARKER_FIELD, PoolKeys
 from curriculum import Curriculum, Span
 from curriculum.errors import PoolMismatchError
 
-
-@pytest.fixture(scope="module")
-def url() -> Iterator[str]:
-    """A redis-server of this module's own."""
-    try:
-        with redis_support.spawned_redis() as (spawned, _):
-            yield spawned
-    except RuntimeError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"this test must run on CI, but no redis-server can be spawned: {exc}")
-        pytest.skip(f"no redis-server to spawn: {exc}")
+url = pytest.fixture(scope="module", name="url")(redis_support.own_redis_server)
 
 
 def _play(cur: Curriculum, episodes: int) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
 
 import msgpack
 import numpy as np
@@ -21,17 +20,7 @@ from curriculum import Curriculum
 from curriculum.cli import main
 from curriculum.errors import PoolCorruptedError, PoolLostError
 
-
-@pytest.fixture(scope="module")
-def url() -> Iterator[str]:
-    """A redis-server of this module's own."""
-    try:
-        with redis_support.spawned_redis() as (spawned, _):
-            yield spawned
-    except RuntimeError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"this test must run on CI, but no redis-server can be spawned: {exc}")
-        pytest.skip(f"no redis-server to spawn: {exc}")
+url = pytest.fixture(scope="module", name="url")(redis_support.own_redis_server)
 
 
 def _play(cur: Curriculum, episodes: int, seed: int = 0) -> None:
