@@ -474,6 +474,9 @@ class PoolSession:
         finally:
             if self._exit_flush is not None:
                 self._exit_flush.cancel()
+            if self.refresher.call is not None:  # let a helper thread finish its read first
+                self.refresher.call.wait(timeout=self.config.lock_timeout_s)
+                self.refresher.drop()
             if destroy:
                 self.backend.destroy()
             else:
