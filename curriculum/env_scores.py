@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal, SupportsFloat
 
 from curriculum.errors import ConfigError, ScoreError
+from curriculum.validation import check_number
 
 OutOfRange = Literal["raise", "clip"]
 OUT_OF_RANGE_MODES = ("raise", "clip")
@@ -69,14 +70,7 @@ class Scorer:
         else:
             raw = (episode_return - self.low) / (self.high - self.low)
             source = f"episode return {episode_return:g} mapped from score_range={self._range()}"
-        try:
-            value = float(raw)
-        except (TypeError, ValueError):
-            raise ScoreError(
-                f"score {raw!r} (from {source}) of task {task_id} is not a number"
-            ) from None
-        if not math.isfinite(value):
-            raise ScoreError(f"score {raw!r} (from {source}) of task {task_id} is not finite")
+        value = check_number(raw, f"score {raw!r:.60} (from {source}) of task {task_id}")
         if 0.0 <= value <= 1.0:
             return value
         if self.out_of_range == "raise":

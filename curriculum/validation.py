@@ -37,6 +37,7 @@ def _say_clipped(task_id: object, score: object) -> None:
 
 __all__ = [
     "MAX_EPISODE_STEPS",
+    "check_number",
     "check_score",
     "check_scores",
     "check_steps",
@@ -46,6 +47,27 @@ __all__ = [
 ]
 
 
+def check_number(value: object, what: str) -> float:
+    """``value`` as a finite float, or ScoreError saying that ``what`` is not one.
+
+    Bools are refused (a success flag must be given as ``float(flag)``), as are strings, bytes,
+    None, objects, NaN, infinities and integers too large for a float.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        raise ScoreError(f"{what} is a bool, not a number (give float(flag) for a success flag)")
+    if isinstance(value, (str, bytes, bytearray)):
+        raise ScoreError(f"{what} is not a number")
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        raise ScoreError(f"{what} is too large") from None
+    except (TypeError, ValueError):
+        raise ScoreError(f"{what} is not a number") from None
+    if not math.isfinite(number):
+        raise ScoreError(f"{what} is not finite")
+    return number
+
+
 def check_score(task_id: object, score: object, *, clip: bool = False) -> float:
     """``score`` as the float that would be recorded (clipped into [0, 1] when ``clip``).
 
@@ -53,16 +75,7 @@ def check_score(task_id: object, score: object, *, clip: bool = False) -> float:
         ScoreError: the score is not a real number (a bool, a string, None, an object), is not
             finite or too large for a float, or lies outside [0, 1] without ``clip``.
     """
-    if isinstance(score, (bool, np.bool_, str, bytes, bytearray)):
-        raise ScoreError(f"score {score!r} for task {task_id} is not a number")
-    try:
-        value = float(score)  # type: ignore[arg-type]
-    except OverflowError:
-        raise ScoreError(f"score {score!r:.60} for task {task_id} is too large") from None
-    except (TypeError, ValueError):
-        raise ScoreError(f"score {score!r:.60} for task {task_id} is not a number") from None
-    if not math.isfinite(value):
-        raise ScoreError(f"score {score!r} for task {task_id} is not finite")
+    value = check_number(score, f"score {score!r:.60} for task {task_id}")
     if not 0.0 <= value <= 1.0:
         if not clip:
             raise ScoreError(
