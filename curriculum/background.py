@@ -90,7 +90,9 @@ class ViewRefresher:
             started = time.monotonic()
             if backend.version() == version:
                 return None, time.monotonic() - started
-            return score(backend.snapshot()), time.monotonic() - started
+            view = score(backend.snapshot())
+            view.prepare_sampling()  # here, not at the caller's next sample
+            return view, time.monotonic() - started
 
         self.placed = []
         self.call = BackgroundCall(work)

@@ -36,12 +36,18 @@ class PoolView:
     _cdf: list[float] | None = None  # cumulative probabilities, as floats for bisect
     _slots: list[int] | None = None  # ``active`` as ints
 
+    def prepare_sampling(self) -> None:
+        """Build the tables :meth:`sample_slot` searches (done at the first sample otherwise)."""
+        self._cdf = np.cumsum(self.probabilities).tolist()
+        self._slots = self.active.tolist()
+
     def sample_slot(self, rng: np.random.Generator) -> int:
         """Draw one active slot with the view's probabilities (O(log n))."""
         cdf = self._cdf
         if cdf is None:
-            cdf = self._cdf = np.cumsum(self.probabilities).tolist()
-            self._slots = self.active.tolist()
+            self.prepare_sampling()
+            cdf = self._cdf
+            assert cdf is not None
         slots = self._slots
         assert slots is not None
         position = bisect.bisect_right(cdf, rng.random() * cdf[-1])
