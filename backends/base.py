@@ -87,7 +87,7 @@ class PoolParams:
 
     def mismatches(self, other: PoolParams) -> list[str]:
         """Human-readable differences (``field: pool=X, requested=Y``), ignoring the seed."""
-        mine, theirs = _flatten(self.to_dict()), _flatten(other.to_dict())
+        mine, theirs = flatten(self.to_dict()), flatten(other.to_dict())
         out = []
         for key in sorted(set(mine) | set(theirs)):
             if key == "pool_seed":
@@ -98,11 +98,14 @@ class PoolParams:
         return out
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one dict with dotted keys (a non-dict is one entry under ``prefix``)."""
+    if not isinstance(data, dict):
+        return {prefix.rstrip("."): data}
     flat: dict[str, Any] = {}
     for key, value in data.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat

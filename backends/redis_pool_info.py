@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 
+from backends.base import flatten
 from curriculum.redaction import redact_url
 
 logger = logging.getLogger("curriculum.redis")
@@ -82,7 +83,7 @@ def mismatch_message(
 def generator_differences(stored: str, requested: str, limit: int = 8) -> list[str]:
     """``path: pool=X, requested=Y`` for each differing field of two generator configs."""
     try:
-        mine, theirs = _flatten(json.loads(stored)), _flatten(json.loads(requested))
+        mine, theirs = flatten(json.loads(stored)), flatten(json.loads(requested))
     except (ValueError, TypeError):
         return []
     out = []
@@ -118,18 +119,6 @@ def eviction_warning(client: redis.Redis, url: str, session: str, expires: bool)
         + (" (or volatile-* for pools without a time to live)" if not expires else "")
         + ", or a Redis of its own for pools"
     )
-
-
-def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(data, dict):
-        return {prefix.rstrip("."): data}
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _text(value: Any) -> str:
