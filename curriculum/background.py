@@ -87,12 +87,12 @@ class ViewRefresher:
         score = views.score
 
         def work() -> tuple[PoolView | None, float]:
-            started = time.monotonic()
+            started = time.thread_time()  # its CPU time: not the waits for the caller's GIL
             if backend.version() == version:
-                return None, time.monotonic() - started
+                return None, time.thread_time() - started
             view = score(backend.snapshot())
             view.prepare_sampling()  # here, not at the caller's next sample
-            return view, time.monotonic() - started
+            return view, time.thread_time() - started
 
         self.placed = []
         self.call = BackgroundCall(work)

@@ -218,7 +218,7 @@ class PoolSession:
                 if not refresher.running:
                     refresher.start(self.backend, views, views.view.snapshot.version)
                 return views.view
-        started = time.monotonic()
+        started = time.thread_time()
         try:
             if not views.by_time:  # deterministic: the view shows every outcome recorded so far
                 self._write()

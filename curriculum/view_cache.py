@@ -1,10 +1,14 @@
 """The scored view one process samples from, and when to recompute it.
 
 By default (``refresh="time"``) the view is recomputed when the pool's version moved and either
-the view is older than ``snapshot_max_age_s`` (and at least ``REFRESH_COST_FACTOR`` times what
-its last refresh cost, so that a pool slow to read is not re-read after every batch) or this
-process alone wrote ``max(write_batch_size, capacity // 8)`` outcomes since: a fast loop in one
-process sees its own progress quickly, and a large pool is not re-scored after every batch.
+the view is older than ``snapshot_max_age_s`` or this process alone wrote
+``max(write_batch_size, capacity // 8)`` outcomes since: a fast loop in one process sees its own
+progress quickly, and a large pool is not re-scored after every batch. Either way the view lives
+at least ``REFRESH_COST_FACTOR`` times the CPU time its last refresh took (in the thread that
+made it), so refreshing takes at most about a tenth of a process's CPU however fast its loop
+runs: a loop of tens of thousands of episodes a second on a pool slow to read (Redis, 1,000
+tasks: ~4 ms of CPU a refresh) would otherwise spend a third of a core re-reading it, and two
+such processes would add little to one.
 
 With ``refresh="outcomes"`` (deterministic mode) the clock plays no part: the view is recomputed
 after every ``max(write_batch_size, capacity // 8)`` outcomes this process recorded, so one
@@ -55,7 +59,7 @@ class ViewCache:
         # the view's eviction candidates not yet tried, most evictable LAST (popped from the end)
         self.evictions: list[int] = []
         self.taken_at = 0.0  # monotonic time of the last refresh (or check)
-        self.cost_s = 0.0  # what the last refresh cost
+        self.cost_s = 0.0  # CPU seconds the last refresh took (the thread that made it)
         self.outcomes_since = 0  # outcomes this process recorded since the last refresh
         self.maybe_free_slots = True  # a free slot may exist (false after a create failed)
         self.writers = 1.0  # estimated processes writing to the pool at this one's pace
@@ -64,21 +68,24 @@ class ViewCache:
 
     def due(self) -> bool:
         """Whether the view should be refreshed now."""
-        if self.view is None or self.outcomes_since >= self.refresh_after_outcomes:
+        if self.view is None:
             return True
         if not self.by_time:
-            return False
-        max_age = max(self.max_age_s, REFRESH_COST_FACTOR * self.cost_s)
-        return time.monotonic() - self.taken_at >= max_age
+            return self.outcomes_since >= self.refresh_after_outcomes
+        age = time.monotonic() - self.taken_at
+        if age < REFRESH_COST_FACTOR * self.cost_s:
+            return False  # refreshing takes at most about a tenth of this process's time
+        return self.outcomes_since >= self.refresh_after_outcomes or age >= self.max_age_s
 
     def refreshed(self, snapshot: PoolSnapshot | None, started: float) -> PoolView:
-        """Take ``snapshot`` (None: the pool did not change) as the current state of the pool."""
+        """Take ``snapshot`` (None: the pool did not change) as the current state of the pool;
+        ``started`` is this thread's ``time.thread_time()`` when the refresh began."""
         view = None if snapshot is None else self.score(snapshot)
-        return self.install(view, time.monotonic() - started)
+        return self.install(view, time.thread_time() - started)
 
     def install(self, view: PoolView | None, cost_s: float) -> PoolView:
         """Take ``view`` (None: the pool did not change) as the current one; the refresh that
-        made it (or found the pool unchanged) cost ``cost_s``."""
+        made it (or found the pool unchanged) took ``cost_s`` of CPU time."""
         if view is not None:
             self.view = view
             self.evictions = view.eviction_order[::-1]

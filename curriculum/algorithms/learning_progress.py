@@ -60,14 +60,18 @@ SOLVED_WEIGHT = 1e-3
 DEAD_WEIGHT = 1e-6
 
 
-def noise_scale(rows: np.ndarray, config: LearningProgressConfig) -> float:
+def noise_scale(
+    rows: np.ndarray, config: LearningProgressConfig, noise: np.ndarray | None = None
+) -> float:
     """The floor of the z-score spread: ``noise_floor`` times the root mean square, over
     ``rows``, of :func:`noise_learning_progress` (the spread of learning progress a pool of
     these tasks would show if none of them were learning), after the noise discount
-    (:func:`discounted_noise_factor`)."""
+    (:func:`discounted_noise_factor`). ``noise``: that function's values for ``rows``, when
+    the caller has them."""
     if config.noise_floor == 0 or len(rows) == 0 or not config.use_bidirectional:
         return 0.0
-    noise = noise_learning_progress(rows, config)
+    if noise is None:
+        noise = noise_learning_progress(rows, config)
     rms = float(np.sqrt(np.mean(noise * noise)))
     return config.noise_floor * rms * discounted_noise_factor(config.noise_discount)
 
@@ -200,7 +204,7 @@ class LearningProgressAlgorithm(CurriculumAlgorithm):
         noise = noise_learning_progress(rows, config)
         raw = raw_learning_progress(rows, config, noise)
         warm = rows["n_outcomes"] >= config.min_samples_for_lp
-        floor = noise_scale(rows[warm], config)
+        floor = noise_scale(rows[warm], config, noise[warm])
         dead, solved = dead_and_solved_tasks(rows, snapshot.labels, config)
         margin = config.eviction_confidence * noise if config.eviction_confidence else None
         return PoolView(
