@@ -307,3 +307,47 @@ def test_clipping_is_said_once(curricula, caplog, monkeypatch) -> None:
     said = [r for r in caplog.records if "clipped" in r.getMessage()]
     assert len(said) == 1 and "3.0" in said[0].getMessage()
     assert curriculum.stats()["curriculum/num_completed"] == 3
+
+
+def test_a_view_lives_at_least_ten_times_its_refresh_cost_by_either_rule() -> None:
+    """However fast a process records outcomes, it refreshes its view at most about once per
+    REFRESH_COST_FACTOR times the CPU time the last refresh took; deterministic mode counts
+    outcomes only."""
+    import time
+
+    from curriculum.algorithms import DiscreteRandomAlgorithm
+    from curriculum.view_cache import REFRESH_COST_FACTOR, ViewCache
+
+    def cache(by_time: bool) -> ViewCache:
+        views = ViewCache(
+            DiscreteRandomAlgorithm(),
+            capacity=8,
+            max_age_s=0.05,
+            refresh_after_outcomes=16,
+            max_task_failures=3,
+            by_time=by_time,
+        )
+        assert views.due()  # no view yet
+        views.view = object()  # type: ignore[assignment]
+        views.cost_s = 0.01
+        views.outcomes_since = 1_000  # far past the outcome rule
+        return views
+
+    timed = cache(by_time=True)
+    timed.taken_at = time.monotonic()
+    assert not timed.due(), "re-read although the view is younger than 10x its cost"
+    timed.taken_at = time.monotonic() - REFRESH_COST_FACTOR * timed.cost_s
+    assert timed.due()
+    timed.outcomes_since = 0  # the age rule alone: max(max_age_s, 10x cost)
+    assert timed.due()
+    timed.taken_at = time.monotonic() - 0.06
+    timed.cost_s = 0.0
+    assert timed.due()
+    timed.taken_at = time.monotonic()
+    assert not timed.due()
+
+    counted = cache(by_time=False)
+    counted.taken_at = time.monotonic()
+    assert counted.due(), "deterministic mode refreshes by outcome count, whatever the clock"
+    counted.outcomes_since = 15
+    assert not counted.due()
