@@ -90,6 +90,7 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
         timeout_s: float = DEFAULT_TIMEOUT_S,
         ttl_s: float | None = None,
         generator_json: str = "",
+        prefetch_sequence: bool = False,
     ) -> None:
         """Attach to the session's pool on ``url``, creating it when absent and ``create``.
 
@@ -99,6 +100,11 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
                 refreshes it); None: it stays until destroyed.
             generator_json: The task generator's config, stored with a new pool so that a
                 mismatch names the differing fields.
+            prefetch_sequence: Each task creation or replacement also reserves the sequence
+                number of this process's next new task, in the same script call, so that an
+                eviction costs one round trip instead of two. Sequence numbers stay unique and
+                increase, but a process that closes leaves its reserved one unused (a gap), and
+                its tasks' numbers follow the order of reservation, not of creation.
 
         Raises:
             PoolMismatchError: the existing pool was made with different parameters.
@@ -120,6 +126,8 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
         forks.on_fork_in_child(self, RedisBackend._after_fork)
         self._closed = False
         self._label_ids: dict[str, int] = {}
+        self._prefetch = prefetch_sequence
+        self._next_seq: int | None = None  # reserved with the last creation, not yet taken
         self._incarnation = ""
         self._attach(params, create=create)
         if self.created:
@@ -158,6 +166,7 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
         """
         self._check_open()
         self._label_ids.clear()
+        self._next_seq = None  # reserved in the lost pool
         self._new_client_id()
         self._attach(params, create=True)
         if self.created:
@@ -227,8 +236,10 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
 
     def _after_fork(self) -> None:
         """In a forked child: redis-py reconnects by itself; the child writes under a client id
-        of its own (its write numbers would repeat its parent's)."""
+        of its own (its write numbers would repeat its parent's), and leaves the sequence number
+        its parent reserved to the parent."""
         self._new_client_id()
+        self._next_seq = None
 
     def _unnumbered(self) -> int:
         """A write id for a bare backend call (tools, tests): the session numbers its own."""
@@ -250,8 +261,23 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
         return int(self._redis("HGET", self._keys[0], "version") or 0)
 
     def reserve_sequence(self) -> int:
-        """Take the next task sequence number."""
+        """Take the next task sequence number (the one reserved with the last creation, when
+        sequence numbers are prefetched)."""
+        seq, self._next_seq = self._next_seq, None
+        if seq is not None:
+            return seq
         return int(self._call("reserve_sequence"))
+
+    def _reserve_flag(self) -> int:
+        """1 when the creation script should reserve the next sequence number too."""
+        return 1 if self._prefetch and self._next_seq is None else 0
+
+    def _take_reply(self, reply: Any) -> str:
+        """The creation script's reply, keeping a sequence number it reserved."""
+        text, _, seq = _text(reply).partition(":")
+        if seq:
+            self._next_seq = int(seq)
+        return text
 
     def intern_label(self, name: str) -> int:
         """The label's id (assigned by the pool on first use, never changed afterwards)."""
@@ -269,7 +295,8 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
 
     def create_task(self, task_id: int, label_id: int, seq: int) -> int | None:
         """Put a new task into the lowest free slot."""
-        slot = int(self._write("create_task", task_id, label_id, seq))
+        reply = self._write("create_task", task_id, label_id, seq, self._reserve_flag())
+        slot = int(self._take_reply(reply))
         return None if slot < 0 else slot
 
     def replace_task(
@@ -278,8 +305,10 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
         """Compare-and-set eviction and creation in one script."""
         if not 0 <= slot < self.params.capacity:
             raise BackendError(f"slot {slot} is outside the pool's {self.params.capacity} slots")
-        reply = self._write("replace_task", slot, expected_task_id, task_id, label_id, seq)
-        return _text(reply) == "1"
+        reply = self._write(
+            "replace_task", slot, expected_task_id, task_id, label_id, seq, self._reserve_flag()
+        )
+        return self._take_reply(reply) == "1"
 
     def record(self, batch: WriteBatch) -> RecordResult:
         """Apply outcomes, sample counts and failures in one script call.

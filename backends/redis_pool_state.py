@@ -34,6 +34,9 @@ class RedisPoolStateOps:
     def _write(self, name: str, *args: Any) -> Any: ...
     def _lost(self, what: str) -> PoolLostError: ...
     def _new_client_id(self) -> None: ...
+
+    _next_seq: int | None
+
     def _read(self, *, with_stage: bool = False) -> tuple[PoolSnapshot, StageState | None]: ...
 
     def stage_state(self) -> StageState:
@@ -107,6 +110,7 @@ class RedisPoolStateOps:
             msgpack.packb(state.stage.to_list()),
         )
         self._label_ids.clear()
+        self._next_seq = None  # the state brings its own sequence counter
 
 
 def _text(value: Any) -> str:

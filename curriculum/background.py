@@ -70,12 +70,13 @@ class ViewRefresher:
 
     The new view is made from a snapshot taken when the thread started: a task this process put
     into a slot since then is shown in it on :meth:`finish` (and is not an eviction candidate on
-    its predecessor's score).
+    its predecessor's score) when the snapshot still shows the task it replaced there; a slot
+    showing any other task was changed again after this process's placement.
     """
 
     def __init__(self) -> None:
         self.call: BackgroundCall[tuple[PoolView | None, float]] | None = None
-        self.placed: list[tuple[int, int, int, int]] = []
+        self.placed: list[tuple[int, int, int, int, int]] = []
 
     @property
     def running(self) -> bool:
@@ -97,10 +98,11 @@ class ViewRefresher:
         self.placed = []
         self.call = BackgroundCall(work)
 
-    def note_placed(self, slot: int, task_id: int, label_id: int, seq: int) -> None:
-        """This process put a task into ``slot`` (shown in the new view when it comes)."""
+    def note_placed(self, slot: int, replaced: int, task_id: int, label_id: int, seq: int) -> None:
+        """This process put a task into ``slot`` in place of the task ``replaced``
+        (``EMPTY_TASK`` for a free slot); shown in the new view when it comes."""
         if self.call is not None:
-            self.placed.append((slot, task_id, label_id, seq))
+            self.placed.append((slot, replaced, task_id, label_id, seq))
 
     def finish(self, views: ViewCache) -> None:
         """Install the new view into ``views`` (waiting for it if need be).
@@ -117,9 +119,8 @@ class ViewRefresher:
             return  # this process changed the pool since: the next call refreshes inline
         replayed = set()
         if view is not None:
-            seqs = view.snapshot.rows["seq"]
-            for slot, task_id, label_id, seq in placed:
-                if view.task_id(slot) != task_id and seqs[slot] < seq:
+            for slot, replaced, task_id, label_id, seq in placed:
+                if view.task_id(slot) == replaced:  # read before this process's placement
                     view.place_new_task(slot, task_id, label_id, seq)
                     replayed.add(slot)
         views.install(view, cost)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from backends.layout import OVERFLOW_LABEL
+from backends.layout import EMPTY_TASK, OVERFLOW_LABEL
 from curriculum.errors import ConfigError
 from curriculum.outage import TRANSIENT
 from curriculum.task_ids import derive_task_id
@@ -63,7 +63,7 @@ def try_create(session: PoolSession) -> tuple[int, int, int] | None:
         session.views.maybe_free_slots = False
         return None
     session.registry.remember(task_id, slot, label_id)
-    session.refresher.note_placed(slot, task_id, label_id, seq)
+    session.refresher.note_placed(slot, EMPTY_TASK, task_id, label_id, seq)
     session.views.invalidate()
     return task_id, slot, label_id
 
@@ -87,7 +87,7 @@ def try_evict_and_replace(session: PoolSession, view: PoolView) -> tuple[int, in
             if session.backend.replace_task(slot, old_task, task_id, label_id, seq):
                 session.registry.remember(task_id, slot, label_id)
                 view.place_new_task(slot, task_id, label_id, seq)
-                session.refresher.note_placed(slot, task_id, label_id, seq)
+                session.refresher.note_placed(slot, EMPTY_TASK, task_id, label_id, seq)
                 return task_id, slot, label_id
     except TRANSIENT as exc:
         session.outage.failed(exc)

@@ -16,7 +16,10 @@ def redis_options(config: CurriculumConfig, *, private: bool | None = None) -> d
     a generated name no other run can find) expires ``private_pool_ttl_s`` after its last write,
     so one never closed does not stay forever (``private``: default, whether the config names no
     session); the generator's config is stored with a new pool
-    so that a mismatch names the differing fields.
+    so that a mismatch names the differing fields; outside deterministic mode each task a
+    process creates also reserves the sequence number of its next one (an eviction in one round
+    trip; deterministic mode keeps the numbers in the order a single process uses them, so a
+    restored checkpoint continues the same sequence).
     """
     if private is None:
         private = config.algorithm_config.session_id is None
@@ -30,4 +33,5 @@ def redis_options(config: CurriculumConfig, *, private: bool | None = None) -> d
         "backend_timeout_s": config.backend_timeout_s,
         "ttl_s": config.private_pool_ttl_s if private else None,
         "generator_json": generator,
+        "prefetch_sequence": not config.deterministic,
     }

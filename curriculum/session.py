@@ -91,6 +91,7 @@ class PoolSession:
             refresh_after_outcomes=refresh_after,
             max_task_failures=config.max_task_failures,
             by_time=not config.deterministic,
+            cost_factor=1.0 / config.refresh_cpu_share,
         )
         self.registry = TaskRegistry(self.capacity)
         self.queue = WriteQueue()

@@ -4,11 +4,13 @@ By default (``refresh="time"``) the view is recomputed when the pool's version m
 the view is older than ``snapshot_max_age_s`` or this process alone wrote
 ``max(write_batch_size, capacity // 8)`` outcomes since: a fast loop in one process sees its own
 progress quickly, and a large pool is not re-scored after every batch. Either way the view lives
-at least ``REFRESH_COST_FACTOR`` times the CPU time its last refresh took (in the thread that
-made it), so refreshing takes at most about a tenth of a process's CPU however fast its loop
-runs: a loop of tens of thousands of episodes a second on a pool slow to read (Redis, 1,000
-tasks: ~4 ms of CPU a refresh) would otherwise spend a third of a core re-reading it, and two
-such processes would add little to one.
+at least ``cost_factor`` (``1 / refresh_cpu_share``, default 10) times the CPU time a refresh
+takes (in the thread that made it; the smaller of the last two, so that a one-off slow refresh
+does not hold a view), so that refreshing takes at most about a tenth of a process's CPU however
+fast its loop runs: a loop of
+tens of thousands of episodes a second on a pool slow to read (Redis, 1,000 tasks: ~4 ms of CPU
+a refresh) would otherwise spend a third of a core re-reading it, and two such processes would
+add little to one.
 
 With ``refresh="outcomes"`` (deterministic mode) the clock plays no part: the view is recomputed
 after every ``max(write_batch_size, capacity // 8)`` outcomes this process recorded, so one
@@ -29,9 +31,9 @@ import time
 from backends.base import PoolSnapshot
 from curriculum.algorithms import CurriculumAlgorithm, PoolView
 
-# A view lives at least this many times what its last refresh cost (so refreshing a pool that
-# is slow to read takes at most about a tenth of a process's time).
-REFRESH_COST_FACTOR = 10
+# A view lives at least this many times what a refresh costs, by default (so that refreshing
+# takes at most about a tenth of a process's CPU time): 1 / CurriculumConfig.refresh_cpu_share.
+REFRESH_COST_FACTOR = 10.0
 # The largest writers estimate (a process the machine starves sees the pool run away).
 MAX_WRITERS = 16.0
 
@@ -48,6 +50,7 @@ class ViewCache:
         refresh_after_outcomes: int,
         max_task_failures: int,
         by_time: bool = True,
+        cost_factor: float = REFRESH_COST_FACTOR,
     ) -> None:
         self.algorithm = algorithm
         self.capacity = capacity
@@ -55,11 +58,15 @@ class ViewCache:
         self.refresh_after_outcomes = refresh_after_outcomes
         self.max_task_failures = max_task_failures
         self.by_time = by_time
+        self.cost_factor = cost_factor
         self.view: PoolView | None = None
         # the view's eviction candidates not yet tried, most evictable LAST (popped from the end)
         self.evictions: list[int] = []
         self.taken_at = 0.0  # monotonic time of the last refresh (or check)
-        self.cost_s = 0.0  # CPU seconds the last refresh took (the thread that made it)
+        # CPU seconds of a refresh, for the budget: the smaller of the last two (a one-off slow
+        # one, such as the first of a process, does not hold its view for long)
+        self.cost_s = 0.0
+        self._last_cost_s = 0.0  # CPU seconds the last refresh took (the thread that made it)
         self.outcomes_since = 0  # outcomes this process recorded since the last refresh
         self.maybe_free_slots = True  # a free slot may exist (false after a create failed)
         self.writers = 1.0  # estimated processes writing to the pool at this one's pace
@@ -73,8 +80,8 @@ class ViewCache:
         if not self.by_time:
             return self.outcomes_since >= self.refresh_after_outcomes
         age = time.monotonic() - self.taken_at
-        if age < REFRESH_COST_FACTOR * self.cost_s:
-            return False  # refreshing takes at most about a tenth of this process's time
+        if age < self.cost_factor * self.cost_s:
+            return False  # refreshing takes at most refresh_cpu_share of this process's CPU
         return self.outcomes_since >= self.refresh_after_outcomes or age >= self.max_age_s
 
     def refreshed(self, snapshot: PoolSnapshot | None, started: float) -> PoolView:
@@ -93,7 +100,8 @@ class ViewCache:
                 self._estimate_writers(int(view.snapshot.counters["num_completed"]))
             if len(view.active) < self.capacity:
                 self.maybe_free_slots = True
-            self.cost_s = cost_s
+            self.cost_s = min(cost_s, self._last_cost_s)
+            self._last_cost_s = cost_s
         self.taken_at = time.monotonic()
         self.outcomes_since = 0
         assert self.view is not None

@@ -91,6 +91,7 @@ def test_round_trip_after_a_multi_process_run(process_backend_url) -> None:
         num_active_tasks=16,
         lp_min_presentations_for_eviction=5,
         lp_backend_url=process_backend_url,
+        refresh_cpu_share=1.0,  # short fast runs: refresh by outcome count, so tasks get evicted
     )
     with Curriculum(config) as source:
         _check_multi_process_round_trip(source)

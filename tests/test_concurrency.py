@@ -265,6 +265,7 @@ def test_labels_created_in_one_process_are_readable_in_all(session_id: str) -> N
         generator=nav_generator(Span(8, 1_000)),
         lp_min_presentations_for_eviction=2,
         write_batch_size=4,
+        refresh_cpu_share=1.0,  # short fast runs: refresh by outcome count, so tasks get evicted
     )
     generator = config.task_generator.create()
     with opened_on_test_backend(Curriculum(config)) as cur:

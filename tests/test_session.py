@@ -351,3 +351,9 @@ def test_a_view_lives_at_least_ten_times_its_refresh_cost_by_either_rule() -> No
     assert counted.due(), "deterministic mode refreshes by outcome count, whatever the clock"
     counted.outcomes_since = 15
     assert not counted.due()
+
+
+@pytest.mark.parametrize("share", [0.0, -0.1, 1.5, float("nan")])
+def test_refresh_cpu_share_out_of_range_is_refused(share: float) -> None:
+    with pytest.raises(ValueError, match="refresh_cpu_share"):
+        make_config(refresh_cpu_share=share)

@@ -135,6 +135,12 @@ local function remember(client, write_seq, reply)
   return reply
 end
 
+-- ':<n>' with the next task sequence number n, taken, when ``flag`` is '1'; else ''.
+local function reserve_next(flag)
+  if flag ~= '1' then return '' end
+  return ':' .. string.format('%.0f', redis.call('HINCRBY', META, 'next_seq', 1) - 1)
+end
+
 local function new_task(slot, task_id, label_id, seq)
   put_row(slot, new_row(task_id, label_id, seq))
   if label_id >= 0 then add_to_label(label_id, {[2] = 1}) end
