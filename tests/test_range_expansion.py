@@ -459,3 +459,68 @@ def test_learning_progress_pools_have_no_range_rule() -> None:
     params = pool_params(conftest.make_config())
     assert params.ranges is None and params.initial_ranges() == RangeState()
     assert LearningProgressConfig().type == "learning_progress"
+
+
+# -- failures -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("applied", [True, False], ids=["reply-lost", "not-sent"])
+def test_a_range_update_whose_reply_was_lost_is_applied_once(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, applied: bool
+) -> None:
+    cfg = config(redis_url, boundary_prob=1.0, buffer_size=1000, write_batch_size=1)
+    cur = Curriculum(cfg)
+    try:
+        backend = cur.backend
+        real_call = backend._call
+
+        def call(name: str, *args: Any) -> Any:
+            if name != "update_ranges":
+                return real_call(name, *args)
+            monkeypatch.setattr(backend, "_call", real_call)  # once
+            if applied:
+                real_call(name, *args)  # the server ran the script, the reply never came
+            raise BackendUnavailableError("Redis connection lost")
+
+        monkeypatch.setattr(backend, "_call", call)
+        task = cur.get_task()
+        assert cur._session.ranges.ids.boundary_of(task.task_id) is not None  # type: ignore[union-attr]
+        cur.update_task_performance(task.task_id, 0.75)  # its range write fails: stays queued
+        assert cur.health()["health/pending_outcomes"] == 0  # the pool's outcome is written
+        cur.flush()  # sent again, with its write id
+        state = backend.range_state()
+        assert (sum(state.counts), sum(state.sums)) == (1, 0.75)
+        assert cur.health()["health/write_retries"] == 1
+    finally:
+        cur.destroy()
+
+
+def _die_inside_a_range_write(session: str) -> None:
+    import os
+
+    import backends.shared_memory as shm
+
+    cur = Curriculum(config(session_id=session, boundary_prob=1.0, write_batch_size=1))
+    real = shm.apply_range_update
+
+    def apply_then_die(state: RangeState, update: RangeUpdate, rule: RangeRule) -> None:
+        real(state, update, rule)
+        cur.backend._pool.ranges[()] = shm.range_to_record(state)  # type: ignore[attr-defined]
+        os._exit(86)  # killed after changing the record, before the write commits
+
+    shm.apply_range_update = apply_then_die
+    task = cur.get_task()
+    cur.update_task_performance(task.task_id, 1.0)
+
+
+def test_a_range_write_killed_midway_is_rolled_back() -> None:
+    session = unique_session("range-crash")
+    with Curriculum(config(session_id=session, boundary_prob=1.0)) as cur:
+        before = cur.backend.range_state()
+        child = mp.get_context("spawn").Process(target=_die_inside_a_range_write, args=(session,))
+        child.start()
+        child.join(timeout=60)
+        assert child.exitcode == 86
+        assert cur.backend.range_state() == before  # the next lock holder rolled it back
+        assert not cur.backend._journal.pending
+        cur.destroy()
