@@ -2,13 +2,14 @@
 queued for the shared range record, and the ``range/`` stats.
 
 The range record lives in the pool (:mod:`backends.range_state`). This process keeps the copy
-it last read or wrote: it is read again when older than ``snapshot_max_age_s`` as a new task is
-drawn (never in deterministic mode, where the copy changes only with this process's own writes
-and reads), and replaced by the record every range write returns. Outcomes of tasks placed at
-a bound are queued in the session's write queue, behind the outcomes of the same call, and
-folded at seal into one :class:`~backends.range_state.RangeUpdate` per write: a call that
-raised queued nothing, a call that returned is folded exactly once (a failed write is sent
-again, with its id, by the queue's one retry path).
+it last read or wrote: read when the session opens, read again when older than
+``snapshot_max_age_s`` as a new task is drawn (never by time in deterministic mode), and
+replaced by the record every range write returns. Views are scored against this copy.
+Outcomes of tasks placed at a bound are queued in the session's write queue, behind the
+outcomes of the same call, and folded at seal into one
+:class:`~backends.range_state.RangeUpdate` per write: a call that raised queued nothing, a
+call that returned is folded exactly once (a failed write is sent again, with its id, by the
+queue's one retry path).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class RangeTracker:
         self.state = RangeState()
         self.read_at = -float("inf")
         session.queue.on_ranges = self.adopt
+        self.current()  # the views score against this copy: never against an unread record
 
     def adopt(self, state: RangeState) -> None:
         """Take ``state`` as the current record (read, or returned by a write)."""
@@ -49,7 +51,7 @@ class RangeTracker:
         self.read_at = time.monotonic()
 
     def current(self, *, fresh: bool = False) -> RangeState:
-        """The record: read again when ``fresh``, never read yet, or older than the bound."""
+        """The record: read again when ``fresh``, or older than the bound (by time)."""
         due = self.by_time and time.monotonic() - self.read_at >= self.max_age_s
         if fresh or due or self.read_at == -float("inf"):
             self.adopt(self.session.backend.range_state())

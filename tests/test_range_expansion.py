@@ -524,3 +524,18 @@ def test_a_range_write_killed_midway_is_rolled_back() -> None:
         assert cur.backend.range_state() == before  # the next lock holder rolled it back
         assert not cur.backend._journal.pending
         cur.destroy()
+
+
+def test_a_process_attaching_to_a_full_pool_evicts_nothing_in_range(url: str | None) -> None:
+    cfg = config(url)
+    with Curriculum(cfg) as first:
+        for _ in range(16):
+            first.get_task()
+        first.flush()
+        second = Curriculum(cfg)  # attaches: its view must use the pool's ranges at once
+        try:
+            view = second._session.view(fresh=True)
+            assert len(view.active) == 16 and view.eviction_order == []
+        finally:
+            second.close()
+        first.destroy()
