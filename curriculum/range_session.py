@@ -71,11 +71,14 @@ class RangeTracker:
     @contextlib.contextmanager
     def outcomes(self, task_ids: list[int], scores: list[float]) -> Iterator[None]:
         """Queue the boundary tasks' outcomes around recording them in the pool (taken back
-        if that raised)."""
+        if that raised). Outcomes of a lost pool's tasks are dropped, as the pool drops them."""
         entries = []
+        registry = self.session.registry
         for task_id, score in zip(task_ids, scores, strict=True):
             found = self.ids.boundary_of(task_id)
-            if found is not None:
+            if found is not None and not (
+                registry.get(task_id) is None and registry.was_lost(task_id)
+            ):
                 entries.append((*found, score))
         queue = self.session.queue
         queue.add_range_outcomes(entries)

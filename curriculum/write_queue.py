@@ -2,11 +2,11 @@
 
 Outcomes, sample counts and failures collect in an open :class:`~backends.base.WriteBatch`;
 stage-record updates of a staged curriculum and range-record updates of range expansion queue
-behind it. Sealing a write gives it its write id
-(numbered here, and nowhere else, per process). A write leaves the queue only when the backend
-applied it. A write that failed stays at the head of the queue, with its id, and is sent again
-before anything newer: a backend that may already have applied it (a reply lost with its
-connection) recognises the id and does not apply it twice.
+behind it. Sealing a write gives it its write id (numbered here, and nowhere else, per
+process). A write leaves the queue only when the backend applied it. A write that failed stays
+at the head of the queue, with its id, and is sent again before anything newer: a backend that
+may already have applied it (a reply lost with its connection) recognises the id and does not
+apply it twice.
 """
 
 from __future__ import annotations
@@ -102,8 +102,8 @@ class WriteQueue:
                 del self.range_scores[boundary, index]
 
     def seal(self) -> None:
-        """Close the open batch and fold the stage outcomes: from now on they keep their place
-        and write ids."""
+        """Close the open batch and fold the stage and range outcomes: from now on they keep
+        their place and write ids."""
         self.opened_at = None
         if len(self.open):
             self.open.write_id = self._next_write_id()

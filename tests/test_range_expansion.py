@@ -539,3 +539,25 @@ def test_a_process_attaching_to_a_full_pool_evicts_nothing_in_range(url: str | N
         finally:
             second.close()
         first.destroy()
+
+
+def test_boundary_outcomes_of_a_lost_pool_are_dropped_with_it(redis_url: str) -> None:
+    cfg = config(redis_url, boundary_prob=1.0, buffer_size=1000, write_batch_size=1)
+    cur = Curriculum(cfg)
+    try:
+        task = cur.get_task()
+        cur.flush()
+        with Curriculum(cfg) as destroyer:  # another process removes the pool
+            destroyer.destroy()
+        cur.update_task_performance(task.task_id, 1.0)  # re-created empty; the outcome dropped
+        cur.update_task_performance(task.task_id, 1.0)  # a task of the lost pool: dropped
+        assert cur.health()["health/dropped_outcomes"] == 2
+        cur.flush()
+        state = cur.backend.range_state()
+        assert sum(state.counts) == 0 and state.stale == 0
+        fresh = cur.get_task()
+        cur.update_task_performance(fresh.task_id, 1.0)
+        cur.flush()
+        assert sum(cur.backend.range_state().counts) == 1
+    finally:
+        cur.destroy()
