@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from backends.layout import LABEL_DTYPE, ROW_DTYPE, STRUCT_VERSION
+from backends.range_state import RangeRule, RangeState, RangeUpdate
 from backends.stage_state import StageRule, StageState, StageUpdate
 from curriculum.ema import EmaParams
 from curriculum.errors import BackendError
@@ -25,6 +26,7 @@ CONFIG_NAMES = {
     "label_capacity": "max_labels",
     "generator_fingerprint": "task_generator (fingerprint)",
     "staging": "stages",
+    "ranges": "algorithm_config (range expansion)",
 }
 
 
@@ -38,6 +40,8 @@ class PoolParams:
     ``pool_seed`` is the creator's seed; attaching processes adopt it (their own seed only drives
     their sampling), so it is not compared. ``staging`` is the stage rule of a staged
     curriculum's root pool (:class:`~backends.stage_state.StageRule` as a dict), else None.
+    ``ranges`` is the range rule of a range-expansion pool
+    (:class:`~backends.range_state.RangeRule` as a dict), else None.
     """
 
     capacity: int
@@ -48,6 +52,7 @@ class PoolParams:
     pool_seed: int = 0
     struct_version: int = STRUCT_VERSION
     staging: dict[str, Any] | None = None
+    ranges: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON- and msgpack-serialisable)."""
@@ -60,6 +65,7 @@ class PoolParams:
             "generator_fingerprint": self.generator_fingerprint,
             "pool_seed": self.pool_seed,
             "staging": self.staging,
+            "ranges": self.ranges,
         }
 
     def to_json(self) -> str:
@@ -79,11 +85,21 @@ class PoolParams:
             pool_seed=int(data["pool_seed"]),
             struct_version=int(data["struct_version"]),
             staging=dict(data["staging"]) if data.get("staging") is not None else None,
+            ranges=dict(data["ranges"]) if data.get("ranges") is not None else None,
         )
 
     def stage_rule(self) -> StageRule | None:
         """The stage rule of a staged curriculum's root pool, or None."""
         return StageRule.from_dict(self.staging) if self.staging is not None else None
+
+    def range_rule(self) -> RangeRule | None:
+        """The range rule of a range-expansion pool, or None."""
+        return RangeRule.from_dict(self.ranges) if self.ranges is not None else None
+
+    def initial_ranges(self) -> RangeState:
+        """The range record of a new pool (all zeros when the pool expands no range)."""
+        rule = self.range_rule()
+        return rule.initial_state() if rule is not None else RangeState()
 
     def mismatches(self, other: PoolParams) -> list[str]:
         """Human-readable differences (``field: pool=X, requested=Y``), ignoring the seed."""
@@ -205,6 +221,7 @@ class PoolState:
     labels: np.ndarray
     counters: dict[str, int]
     stage: StageState = field(default_factory=StageState)
+    ranges: RangeState | None = None  # None: the pool's initial range record
 
     def __post_init__(self) -> None:
         if self.rows.dtype != ROW_DTYPE or self.labels.dtype != LABEL_DTYPE:
@@ -273,16 +290,32 @@ class TaskMemoryBackend(ABC):
         """
 
     @abstractmethod
+    def range_state(self) -> RangeState:
+        """A consistent copy of the pool's range record (read without blocking writers)."""
+
+    @abstractmethod
+    def update_ranges(self, update: RangeUpdate) -> RangeState:
+        """Fold ``update`` into the range record atomically (spec: :mod:`backends.range_state`).
+
+        Returns the record after the update.
+
+        Raises:
+            BackendError: the pool is not a range-expansion pool.
+        """
+
+    @abstractmethod
     def end_epoch(self) -> dict[str, int]:
         """Reset the epoch counters atomically; returns their values before the reset."""
 
     @abstractmethod
     def export_state(self) -> PoolState:
-        """A consistent copy of everything the pool holds (rows, labels, counters, stage)."""
+        """A consistent copy of everything the pool holds (rows, labels, counters, stage and
+        range records)."""
 
     @abstractmethod
     def import_state(self, state: PoolState) -> None:
-        """Replace the pool's rows, labels, counters and stage record with ``state`` atomically."""
+        """Replace the pool's rows, labels, counters, stage and range records with ``state``
+        atomically (``state.ranges`` None: the range record starts anew from the rule)."""
 
     def reattach(self, params: PoolParams) -> bool:
         """Attach again after the pool was lost, creating it (with ``params``) if absent.

@@ -13,7 +13,7 @@ import numpy as np
 
 from curriculum.errors import ConfigError
 
-STRUCT_VERSION = 4
+STRUCT_VERSION = 5
 EMPTY_TASK = -1
 LABEL_NAME_BYTES = 128
 OVERFLOW_LABEL = "(other)"

@@ -69,13 +69,13 @@ def list_pools(client: redis.Redis, session: str | None = None) -> list[RedisPoo
     for name in names:
         keys = PoolKeys.of(name)
         pipe.hmget(keys.meta, list(_FIELDS))
-        for key in (keys.rows, keys.labels, keys.label_ids, keys.tokens):
+        for key in (keys.rows, keys.labels, keys.label_ids, keys.tokens, keys.ranges):
             pipe.hget(key, MARKER_FIELD)
         pipe.exists(*keys.as_list())
     replies = pipe.execute() if names else []
     infos = []
     for index, name in enumerate(names):
-        meta, *markers, existing = replies[6 * index : 6 * index + 6]
+        meta, *markers, existing = replies[7 * index : 7 * index + 7]
         values = dict(
             zip(_FIELDS, (_text(v) if v is not None else None for v in meta), strict=True)
         )

@@ -72,6 +72,7 @@ def attach_pool(
         ttl_ms,
         generator_json,
         token_window_ms,
+        msgpack.packb(params.initial_ranges().to_list()),
     )
     status = _text(reply[0])
     if status == "missing":

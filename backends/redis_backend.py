@@ -36,6 +36,7 @@ from backends.layout import (
     encode_label,
     label_totals,
 )
+from backends.range_state import RangeState
 from backends.redis_attach import attach_pool
 from backends.redis_connection import (
     CLUSTER_SCHEMES,
@@ -48,7 +49,14 @@ from backends.redis_errors import lost_error, translate_error
 from backends.redis_keys import REGISTRY_KEY, PoolKeys, session_keys
 from backends.redis_pool_info import eviction_warning
 from backends.redis_pool_state import RedisPoolStateOps
-from backends.redis_read import decode_labels, decode_rows, decode_snapshot, decode_stage, read_raw
+from backends.redis_read import (
+    decode_labels,
+    decode_ranges,
+    decode_rows,
+    decode_snapshot,
+    decode_stage,
+    read_raw,
+)
 from backends.redis_scripts import (
     LUA_DIR,
     SCRIPT_NAMES,
@@ -352,12 +360,15 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
 
     def snapshot(self) -> PoolSnapshot:
         """One MULTI/EXEC of the pool's hashes, decoded; label totals include live rows."""
-        snapshot, _ = self._read()
+        snapshot = self._read()[0]
         snapshot.labels = label_totals(snapshot.labels, snapshot.rows)
         return snapshot
 
-    def _read(self, *, with_stage: bool = False) -> tuple[PoolSnapshot, StageState | None]:
-        """The pool as stored (labels without their live rows), and its stage record if asked.
+    def _read(
+        self, *, with_stage: bool = False
+    ) -> tuple[PoolSnapshot, StageState | None, RangeState | None]:
+        """The pool as stored (labels without their live rows), and its stage and range records
+        if asked.
 
         Raises:
             PoolLostError: the pool is gone, was re-created, or lost some of its keys.
@@ -376,8 +387,10 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
         if damaged:
             raise self._lost(f"lost keys or holds keys of another pool ({', '.join(damaged)})")
         snapshot = decode_snapshot(raw, self.params.capacity)
-        stage = decode_stage(raw.meta.get(b"stage"), self.session_id) if with_stage else None
-        return snapshot, stage
+        if not with_stage:
+            return snapshot, None, None
+        stage = decode_stage(raw.meta.get(b"stage"), self.session_id)
+        return snapshot, stage, decode_ranges(raw.ranges[1], self.session_id)
 
     def close(self) -> None:
         """Close this process's connections; the pool stays."""

@@ -8,6 +8,7 @@ Keys of a session (all share the hash tag ``{session}``, so a pool lives in one 
     curriculum:{session}:labels     hash: label id -> msgpack array (LABEL_DTYPE order)
     curriculum:{session}:label_ids  hash: label name -> label id
     curriculum:{session}:tokens     hash: client id -> last write number, its time and reply
+    curriculum:{session}:ranges     hash: 'record' -> msgpack range record (backends/range_state.py)
     curriculum:sessions             set of session ids (the registry the inspection tools read)
 
 Every key of a pool carries the pool's incarnation (a token drawn when the pool was created):
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 
 REGISTRY_KEY = "curriculum:sessions"
 KEY_PREFIX = "curriculum:"
-KEY_PARTS = ("meta", "rows", "free", "labels", "label_ids", "tokens")
+KEY_PARTS = ("meta", "rows", "free", "labels", "label_ids", "tokens", "ranges")
 # Not valid UTF-8 (labels are UTF-8, slots and label ids are digits): never a real field.
 MARKER_FIELD = b"\xffincarnation"
 MARKER_SCORE = -1  # of the free set's marker member: ZPOPMIN-safe reads take scores >= 0
@@ -50,6 +51,7 @@ class PoolKeys:
     labels: str
     label_ids: str
     tokens: str
+    ranges: str
 
     @classmethod
     def of(cls, session_id: str) -> PoolKeys:
@@ -58,8 +60,16 @@ class PoolKeys:
         return cls(session_id, *(f"{prefix}:{part}" for part in KEY_PARTS))
 
     def as_list(self) -> list[str]:
-        """The keys in script order (KEYS[1] .. KEYS[6])."""
-        return [self.meta, self.rows, self.free, self.labels, self.label_ids, self.tokens]
+        """The keys in script order (KEYS[1] .. KEYS[7])."""
+        return [
+            self.meta,
+            self.rows,
+            self.free,
+            self.labels,
+            self.label_ids,
+            self.tokens,
+            self.ranges,
+        ]
 
 
 def session_of_key(key: str | bytes) -> str | None:

@@ -1,4 +1,5 @@
-"""Whole-pool operations of the Redis backend: the stage record and checkpoint export/import.
+"""Whole-pool operations of the Redis backend: the stage and range records, and checkpoint
+export/import.
 
 A mixin of :class:`~backends.redis_backend.RedisBackend` (it uses the backend's script calls,
 write ids and read path).
@@ -12,7 +13,9 @@ import msgpack
 
 from backends.base import PoolParams, PoolSnapshot, PoolState
 from backends.layout import COUNTER_NAMES, EMPTY_TASK, OVERFLOW_LABEL, decode_label
-from backends.redis_read import decode_stage
+from backends.range_state import RangeState, RangeUpdate
+from backends.redis_keys import MARKER_FIELD
+from backends.redis_read import decode_ranges, decode_stage
 from backends.stage_state import StageState, StageUpdate
 from curriculum.errors import BackendError, PoolLostError, PoolMismatchError
 
@@ -28,16 +31,17 @@ class RedisPoolStateOps:
     _pid: int
     _stage_seq: int
     _label_ids: dict[str, int]
+    _next_seq: int | None
 
     def _redis(self, *command: Any) -> Any: ...  # provided by the backend
     def _call(self, name: str, *args: Any) -> Any: ...
     def _write(self, name: str, *args: Any) -> Any: ...
     def _lost(self, what: str) -> PoolLostError: ...
     def _new_client_id(self) -> None: ...
-
-    _next_seq: int | None
-
-    def _read(self, *, with_stage: bool = False) -> tuple[PoolSnapshot, StageState | None]: ...
+    def _unnumbered(self) -> int: ...
+    def _read(
+        self, *, with_stage: bool = False
+    ) -> tuple[PoolSnapshot, StageState | None, RangeState | None]: ...
 
     def stage_state(self) -> StageState:
         """The stage record, read with one HGET."""
@@ -79,16 +83,43 @@ class RedisPoolStateOps:
         stage = int(ended)
         return decode_stage(packed, self.session_id), (None if stage < 0 else stage)
 
+    def range_state(self) -> RangeState:
+        """The range record, read with one HMGET (its key's incarnation checked)."""
+        marker, raw = self._redis("HMGET", self._keys[6], MARKER_FIELD, "record")
+        if _text(marker or b"") != self._incarnation:
+            raise self._lost("lost its range record or was re-created since this process attached")
+        return decode_ranges(raw, self.session_id)
+
+    def update_ranges(self, update: RangeUpdate) -> RangeState:
+        """Fold ``update`` into the range record in one script call.
+
+        Range updates are numbered apart from other writes (``<client>:g``): an update whose
+        write failed must be sent again, with its id, before any newer one.
+        """
+        rule = self.params.range_rule()
+        if rule is None:
+            raise BackendError(f"pool {self.session_id!r} is not a range-expansion pool")
+        if not update.write_id:
+            update.write_id = self._unnumbered()
+        entries = [[b, i, n, float(total)] for b, i, n, total in update.entries]
+        reply = self._call(
+            "update_ranges",
+            f"{self._client_id}:g",
+            update.write_id,
+            msgpack.packb(entries),  # sums travel as exact float64
+            msgpack.packb([rule.step, rule.buffer_size, len(rule.paths)]),
+            msgpack.packb([list(rule.grid), list(rule.initial_low), list(rule.initial_high)]),
+            repr(float(rule.widen_at)),
+            repr(float(rule.narrow_at)),
+        )
+        raw = reply if isinstance(reply, bytes) else str(reply).encode()
+        return decode_ranges(raw, self.session_id)
+
     def export_state(self) -> PoolState:
         """Everything in the pool, from one consistent snapshot."""
-        snap, stage = self._read(with_stage=True)
-        return PoolState(
-            params=self.params,
-            rows=snap.rows,
-            labels=snap.labels,
-            counters=snap.counters,
-            stage=stage,
-        )
+        snap, stage, ranges = self._read(with_stage=True)
+        assert stage is not None
+        return PoolState(self.params, snap.rows, snap.labels, snap.counters, stage, ranges)
 
     def import_state(self, state: PoolState) -> None:
         """Replace rows, label counters and counters in one script call."""
@@ -108,6 +139,7 @@ class RedisPoolStateOps:
             OVERFLOW_LABEL,
             self.params.label_capacity,
             msgpack.packb(state.stage.to_list()),
+            msgpack.packb((state.ranges or self.params.initial_ranges()).to_list()),
         )
         self._label_ids.clear()
         self._next_seq = None  # the state brings its own sequence counter

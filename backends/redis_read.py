@@ -25,6 +25,7 @@ from backends.layout import (
     decode_label,
     empty_rows,
 )
+from backends.range_state import RangeState
 from backends.redis_keys import MARKER_FIELD, MARKER_SCORE, PoolKeys, free_marker
 from backends.stage_state import StageState
 from curriculum.errors import PoolCorruptedError
@@ -46,6 +47,7 @@ class RawPool:
     tokens_marker: bytes | None
     free_marker_score: float | None
     free_slots: int
+    ranges: tuple[bytes | None, bytes | None] | list[bytes | None] = (None, None)  # marker, record
 
     @property
     def incarnation(self) -> str:
@@ -62,6 +64,7 @@ class RawPool:
             ("labels", self.labels.get(MARKER_FIELD)),
             ("label_ids", self.label_ids_marker),
             ("tokens", self.tokens_marker),
+            ("ranges", self.ranges[0]),
         )
         for name, marker in checks:
             if marker != inc:
@@ -84,8 +87,11 @@ def read_raw(client: redis.Redis, keys: PoolKeys, incarnation: str | None = None
     pipe.hget(keys.tokens, MARKER_FIELD)
     pipe.zscore(keys.free, free_marker(incarnation))
     pipe.zcount(keys.free, 0, "+inf")
-    meta, rows, labels, label_ids_marker, tokens_marker, score, free = pipe.execute()
-    return RawPool(keys, meta, rows, labels, label_ids_marker, tokens_marker, score, int(free))
+    pipe.hmget(keys.ranges, [MARKER_FIELD, "record"])
+    meta, rows, labels, label_ids_marker, tokens_marker, score, free, ranges = pipe.execute()
+    return RawPool(
+        keys, meta, rows, labels, label_ids_marker, tokens_marker, score, int(free), ranges
+    )
 
 
 def counters_of(meta: dict[bytes, bytes]) -> dict[str, int]:
@@ -113,6 +119,16 @@ def decode_stage(raw: bytes | None, session_id: str) -> StageState:
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise PoolCorruptedError(
             f"pool {session_id!r} has an unreadable stage record: {exc}"
+        ) from None
+
+
+def decode_ranges(raw: bytes | None, session_id: str) -> RangeState:
+    """The range record stored in the pool's ranges hash."""
+    try:
+        return RangeState.from_list(msgpack.unpackb(raw))
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise PoolCorruptedError(
+            f"pool {session_id!r} has an unreadable range record: {exc}"
         ) from None
 
 

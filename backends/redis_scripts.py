@@ -18,6 +18,7 @@ SCRIPT_NAMES = (
     "end_epoch",
     "import_state",
     "update_stage",
+    "update_ranges",
     "destroy",
 )
 # Scripts that run long on large pools (attach creates every free slot, import_state writes

@@ -44,6 +44,7 @@ from backends.layout import (
     encode_label,
     label_totals,
 )
+from backends.range_state import RangeState, RangeUpdate, apply_range_update
 from backends.shm_attach import open_segment
 from backends.shm_journal import _CRASH_AT, crash_point
 from backends.shm_records import (
@@ -68,6 +69,8 @@ from backends.shm_segment import (  # noqa: F401 - re-exported for tools and tes
     STAGE_DTYPE,
     SegmentFiles,
     detach,
+    range_from_record,
+    range_to_record,
     segment_path,
     segment_size,
     shm_dir,
@@ -205,11 +208,12 @@ class SharedMemoryBackend(TaskMemoryBackend):
         labels: np.ndarray | None = None,
         *,
         stage: bool = False,
+        ranges: bool = False,
     ) -> None:
         """Inside :meth:`_locked`: save what is about to change (all counters always), then
         open the seqlock. Call once, before the first change (a second call would replace the
         undo record)."""
-        self._journal.save(rows, labels, stage=stage)
+        self._journal.save(rows, labels, stage=stage, ranges=ranges)
         self._meta[META_INDEX["seqlock"]] += 1
 
     def _count(self, name: str, amount: int = 1) -> None:
@@ -312,6 +316,18 @@ class SharedMemoryBackend(TaskMemoryBackend):
             self._stage[()] = _stage_to_record(state)  # one copy of the whole record
             return state, ended
 
+    def update_ranges(self, update: RangeUpdate) -> RangeState:
+        """Fold ``update`` into the range record under the lock."""
+        rule = self.params.range_rule()
+        if rule is None:
+            raise BackendError(f"pool {self.session_id!r} is not a range-expansion pool")
+        with self._locked():
+            self._change(ranges=True)
+            state = range_from_record(self._pool.ranges.copy())
+            apply_range_update(state, update, rule)
+            self._pool.ranges[()] = range_to_record(state)  # one copy of the whole record
+            return state
+
     def end_epoch(self) -> dict[str, int]:
         """Reset the epoch counters; their values before the reset."""
         with self._locked():
@@ -327,6 +343,10 @@ class SharedMemoryBackend(TaskMemoryBackend):
     def stage_state(self) -> StageState:
         """The stage record, copied without the lock (retried when a write overlapped)."""
         return _stage_from_record(self._read_consistently(self._stage.copy)[1])
+
+    def range_state(self) -> RangeState:
+        """The range record, copied without the lock (retried when a write overlapped)."""
+        return range_from_record(self._read_consistently(self._pool.ranges.copy)[1])
 
     def snapshot(self) -> PoolSnapshot:
         """Copy the pool without the lock, retrying when a write overlapped the copy."""
@@ -368,9 +388,8 @@ class SharedMemoryBackend(TaskMemoryBackend):
         with self._locked():
             rows, labels, _, counters = self._copy()
             stage = _stage_from_record(self._stage.copy())
-        return PoolState(
-            params=self.params, rows=rows, labels=labels, counters=counters, stage=stage
-        )
+            ranges = range_from_record(self._pool.ranges.copy())
+        return PoolState(self.params, rows, labels, counters, stage, ranges)
 
     def import_state(self, state: PoolState) -> None:
         """Replace rows and counters; labels are merged by name so label ids never change."""
@@ -379,7 +398,8 @@ class SharedMemoryBackend(TaskMemoryBackend):
                 f"state has {len(state.rows)} slots, pool {self.session_id!r} has {len(self._rows)}"
             )
         with self._locked():
-            self._change(np.arange(len(self._rows)), np.arange(len(self._labels)), stage=True)
+            everything = np.arange(len(self._rows)), np.arange(len(self._labels))
+            self._change(*everything, stage=True, ranges=True)
             mapping = np.array(
                 [self._intern_locked(bytes(name)) for name in state.labels["name"]], dtype=np.int64
             )
@@ -401,6 +421,8 @@ class SharedMemoryBackend(TaskMemoryBackend):
                     self._counters[COUNTER_INDEX[name]] = int(state.counters.get(name, 0))
             self._counters[COUNTER_INDEX["num_active"]] = int((rows["task_id"] != EMPTY_TASK).sum())
             self._stage[()] = _stage_to_record(state.stage)
+            ranges = state.ranges or self.params.initial_ranges()
+            self._pool.ranges[()] = range_to_record(ranges)
 
     # -- lifetime -------------------------------------------------------------------------------
 

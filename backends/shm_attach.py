@@ -40,6 +40,8 @@ from backends.shm_segment import (
     OPEN_FLAGS,
     PARAMS_BYTES,
     PARAMS_OFFSET,
+    RANGE_DTYPE,
+    RANGE_OFFSET,
     ROWS_OFFSET,
     STAGE_DTYPE,
     STAGE_OFFSET,
@@ -49,6 +51,7 @@ from backends.shm_segment import (
     journal_offset,
     labels_offset,
     open_existing,
+    range_to_record,
     reserve_space,
     segment_path,
     segment_size,
@@ -93,6 +96,7 @@ def map_segment(files: SegmentFiles, capacity: int, label_capacity: int) -> Mapp
         ),
         counters=np.ndarray((len(COUNTER_NAMES),), np.int64, buffer=buf, offset=COUNTERS_OFFSET),
         stage=np.ndarray((), STAGE_DTYPE, buffer=buf, offset=STAGE_OFFSET),
+        ranges=np.ndarray((), RANGE_DTYPE, buffer=buf, offset=RANGE_OFFSET),
     )
     journal = Journal(
         buf,
@@ -101,6 +105,7 @@ def map_segment(files: SegmentFiles, capacity: int, label_capacity: int) -> Mapp
         pool.labels,
         pool.counters,
         pool.stage,
+        pool.ranges,
     )
     return MappedSegment(
         meta=np.ndarray((len(META),), np.int64, buffer=buf, offset=0),
@@ -195,6 +200,7 @@ def _initialise(files: SegmentFiles, params: PoolParams) -> OpenedSegment:
             reserve_space(files.fd, files.path, size)
             mapped = map_segment(files, params.capacity, params.label_capacity)
             mapped.pool.rows[:] = empty_rows(params.capacity)
+            mapped.pool.ranges[()] = range_to_record(params.initial_ranges())
             mapped.params_buf[: len(raw)] = np.frombuffer(raw, np.uint8)
             pid, start = process_identity()
             meta = {

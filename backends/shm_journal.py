@@ -1,12 +1,12 @@
 """The undo record that makes every /dev/shm write all or nothing, even when its writer dies.
 
 A write, holding the segment's lock, first copies everything it is about to change (the rows and
-labels it touches, all counters, the stage record when it changes it) into the journal area of
-the segment, then sets the journal's ``state`` word to 1, and only then changes the pool. Setting
-``state`` back to 0 is the write's commit point. The kernel releases the lock of a writer that
-dies; the next lock holder finds ``state == 1`` and copies the saved values back (roll back)
-before doing anything else. Rolling back is idempotent, so a process killed while rolling back
-leaves the work to the next one.
+labels it touches, all counters, the stage or range record when it changes it) into the journal
+area of the segment, then sets the journal's ``state`` word to 1, and only then changes the pool.
+Setting ``state`` back to 0 is the write's commit point. The kernel releases the lock of a
+writer that dies; the next lock holder finds ``state == 1`` and copies the saved values back
+(roll back) before doing anything else. Rolling back is idempotent, so a process killed while
+rolling back leaves the work to the next one.
 
 Readers never see a half write either: a write makes the seqlock odd after its undo record is
 saved and even again after its commit; a roll-back does the same. A reader that keeps finding the
@@ -27,11 +27,13 @@ import os
 import numpy as np
 
 from backends.layout import COUNTER_NAMES, LABEL_DTYPE, ROW_DTYPE
+from backends.range_state import RECORD_FIELDS as _RANGE_FIELDS
 from backends.stage_state import MAX_STAGES
 
-JOURNAL_HEADER = ("state", "n_rows", "n_labels", "has_stage")
+JOURNAL_HEADER = ("state", "n_rows", "n_labels", "has_stage", "has_ranges")
 COUNTER_SLOTS = 32  # room for COUNTER_NAMES to grow without moving the rest
 _STAGE_BYTES = 8 * (4 + 2 * MAX_STAGES)
+_RANGE_BYTES = 8 * _RANGE_FIELDS
 
 CRASH_POINTS = (
     "saving",  # the undo record is half written (state still 0)
@@ -58,7 +60,8 @@ def _align(offset: int) -> int:
 def _parts(capacity: int, label_capacity: int) -> dict[str, int]:
     """Offsets of the journal's parts from its start, and its total size (``end``)."""
     offsets = {"header": 0, "counters": 64, "stage": 64 + 8 * COUNTER_SLOTS}
-    offsets["row_index"] = _align(offsets["stage"] + _STAGE_BYTES)
+    offsets["ranges"] = _align(offsets["stage"] + _STAGE_BYTES)
+    offsets["row_index"] = _align(offsets["ranges"] + _RANGE_BYTES)
     offsets["rows"] = _align(offsets["row_index"] + 8 * capacity)
     offsets["label_index"] = _align(offsets["rows"] + ROW_DTYPE.itemsize * capacity)
     offsets["labels"] = _align(offsets["label_index"] + 8 * label_capacity)
@@ -82,14 +85,17 @@ class Journal:
         labels: np.ndarray,
         counters: np.ndarray,
         stage: np.ndarray,
+        ranges: np.ndarray,
     ) -> None:
         """Views of the journal at ``offset`` of ``buffer`` (the mapping), for these arrays."""
         capacity, label_capacity = len(rows), len(labels)
         parts = {k: offset + v for k, v in _parts(capacity, label_capacity).items()}
         self._rows, self._labels, self._counters, self._stage = rows, labels, counters, stage
+        self._ranges = ranges
         self._header = np.ndarray((len(JOURNAL_HEADER),), np.int64, buffer, parts["header"])
         self._saved_counters = np.ndarray((COUNTER_SLOTS,), np.int64, buffer, parts["counters"])
         self._saved_stage = np.ndarray((), stage.dtype, buffer, parts["stage"])
+        self._saved_ranges = np.ndarray((), ranges.dtype, buffer, parts["ranges"])
         self._row_index = np.ndarray((capacity,), np.int64, buffer, parts["row_index"])
         self._saved_rows = np.ndarray((capacity,), ROW_DTYPE, buffer, parts["rows"])
         self._label_index = np.ndarray((label_capacity,), np.int64, buffer, parts["label_index"])
@@ -106,9 +112,11 @@ class Journal:
         labels: np.ndarray | None = None,
         *,
         stage: bool = False,
+        ranges: bool = False,
     ) -> None:
         """Record the current values of the given distinct row and label indices (all counters
-        always; the stage record when ``stage``), then mark the record valid."""
+        always; the stage record when ``stage``, the range record when ``ranges``), then mark
+        the record valid."""
         header = self._header
         n_rows = 0 if rows is None else len(rows)
         n_labels = 0 if labels is None else len(labels)
@@ -121,7 +129,9 @@ class Journal:
         self._saved_counters[: len(COUNTER_NAMES)] = self._counters
         if stage:
             self._saved_stage[()] = self._stage
-        header[1:4] = (n_rows, n_labels, int(stage))
+        if ranges:
+            self._saved_ranges[()] = self._ranges
+        header[1:5] = (n_rows, n_labels, int(stage), int(ranges))
         if _CRASH_AT:
             crash_point("saving")
         header[0] = 1  # the record is valid from here on
@@ -135,7 +145,7 @@ class Journal:
     def roll_back(self) -> None:
         """Restore what the record saved and drop it (idempotent until it is dropped)."""
         header = self._header
-        n_rows, n_labels, has_stage = (int(v) for v in header[1:4])
+        n_rows, n_labels, has_stage, has_ranges = (int(v) for v in header[1:5])
         if n_rows:
             self._rows[self._row_index[:n_rows]] = self._saved_rows[:n_rows]
         if _CRASH_AT:
@@ -145,4 +155,6 @@ class Journal:
         self._counters[:] = self._saved_counters[: len(COUNTER_NAMES)]
         if has_stage:
             self._stage[()] = self._saved_stage
+        if has_ranges:
+            self._ranges[()] = self._saved_ranges
         header[0] = 0

@@ -31,12 +31,13 @@ _NO_BOOLS = np.empty(0, dtype=bool)
 
 @dataclass
 class PoolArrays:
-    """Views of a mapped pool: rows, labels, counters and the stage record."""
+    """Views of a mapped pool: rows, labels, counters, the stage and the range record."""
 
     rows: np.ndarray
     labels: np.ndarray
     counters: np.ndarray
     stage: np.ndarray
+    ranges: np.ndarray
 
     def count(self, name: str, amount: int = 1) -> None:
         """Add ``amount`` to a pool counter."""

@@ -5,7 +5,8 @@ Layout of the segment ``<shm_dir>/curriculum.<session>``::
     0       meta     int64[len(META)]        magic, layout, creator, seqlock, lock holder, ...
     256     counters int64[len(COUNTER_NAMES)]
     512     stage    STAGE_DTYPE: the staged curriculum's stage record
-    1024    params   UTF-8 JSON of PoolParams (at most PARAMS_BYTES)
+    1024    ranges   RANGE_DTYPE: range expansion's range record (backends.range_state)
+    2048    params   UTF-8 JSON of PoolParams (at most PARAMS_BYTES)
     16384   rows     ROW_DTYPE[capacity]
     ...     labels   LABEL_DTYPE[label_capacity]
     ...     journal  the undo record of the write in progress (see backends.shm_journal)
@@ -37,6 +38,7 @@ import numpy as np
 
 from backends.file_lock import FileLock, others_attached
 from backends.layout import LABEL_DTYPE, ROW_DTYPE
+from backends.range_state import MAX_AXES, MAX_BOUNDARIES, RangeState
 from backends.shm_journal import journal_size
 from backends.stage_state import MAX_STAGES
 from curriculum.errors import BackendError, PoolCorruptedError
@@ -65,8 +67,40 @@ STAGE_DTYPE = np.dtype(
         ("outcomes", np.int64, MAX_STAGES),
     ]
 )
-PARAMS_OFFSET = 1024
-PARAMS_BYTES = 15 * 1024
+RANGE_OFFSET = 1024
+RANGE_DTYPE = np.dtype(
+    [
+        ("counters", np.int64, 4),  # version, widened, narrowed, stale
+        ("low", np.int64, MAX_AXES),
+        ("high", np.int64, MAX_AXES),
+        ("counts", np.int64, MAX_BOUNDARIES),
+        ("sums", np.float64, MAX_BOUNDARIES),
+    ]
+)
+
+
+def range_from_record(record: np.ndarray) -> RangeState:
+    """The range record stored in a segment (a RANGE_DTYPE scalar array)."""
+    return RangeState(
+        *record["counters"].tolist(),
+        low=record["low"].tolist(),
+        high=record["high"].tolist(),
+        counts=record["counts"].tolist(),
+        sums=record["sums"].tolist(),
+    )
+
+
+def range_to_record(state: RangeState) -> np.ndarray:
+    """``state`` as one RANGE_DTYPE record (written with one copy)."""
+    record = np.zeros((), RANGE_DTYPE)
+    record["counters"] = (state.version, state.widened, state.narrowed, state.stale)
+    record["low"], record["high"] = state.low, state.high
+    record["counts"], record["sums"] = state.counts, state.sums
+    return record
+
+
+PARAMS_OFFSET = 2048
+PARAMS_BYTES = 14 * 1024
 HEADER_BYTES = PARAMS_OFFSET + PARAMS_BYTES
 ROWS_OFFSET = 16 * 1024
 SEGMENT_PREFIX = "curriculum."

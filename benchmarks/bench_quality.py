@@ -6,7 +6,8 @@ impossible and 10% trivial tasks), ``forgetting`` (competence decays when not pr
 ``prerequisites`` (a level learns only as far as the one below is mastered; partial transfer;
 25% impossible), ``noisy`` (continuous scores ``clip(p + 0.2 N(0, 1), 0, 1)`` over a pool of
 1,000 tasks, 40% impossible) and ``noisy-binarised`` (the same reporting 0/1), plus ``fast`` (the
-graded student learning 5x faster). Nothing in a student knows how a curriculum chooses.
+graded student learning 5x faster) and ``continuous`` (the graded student on a continuous
+difficulty ``Span``, for range expansion). Nothing in a student knows how a curriculum chooses.
 
 Every curriculum gets the same budget of episodes and the same student, over several seeds (the
 seed sets the pool's task ids, the sampling and the outcome draws). Rows:
@@ -18,6 +19,9 @@ seed sets the pool's task ids, the sampling and the outcome draws). Rows:
 - ``LP 2 / 4 processes``: the defaults, with 2 or 4 spawned worker processes sharing one pool
   and one student (its state in shared memory), each playing its share of the budget, at the
   default ``write_batch_size``;
+- ``ADR (range expansion)`` (the ``continuous`` student only): ``RangeExpansionConfig`` over
+  the difficulty axis from its easiest point, grid 19 (steps of 0.05), defaults otherwise;
+  ``ADR 2 processes``: the same with 2 spawned worker processes sharing the pool and its ranges;
 - ``Syllabus LP`` / ``Syllabus online LP`` when Syllabus is installed (``pip install
   syllabus-rl``): Syllabus's ``LearningProgress`` (with an evaluator that plays one free
   evaluation episode per task every pool-size training episodes) and ``OnlineLearningProgress``,
@@ -59,7 +63,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 from bench_core import report_goals
 from quality_runs import Row, Run, run_rows, syllabus_available
-from students import CURVE_POINTS, FAST, GRADED, NOISY, NOISY_BINARISED, STUDENTS, Student
+from students import (
+    CONTINUOUS,
+    CURVE_POINTS,
+    FAST,
+    GRADED,
+    NOISY,
+    NOISY_BINARISED,
+    STUDENTS,
+    Student,
+)
 
 from curriculum import LearningProgressConfig
 from curriculum.config import LEARNING_PROGRESS_PRESETS
@@ -67,6 +80,7 @@ from curriculum.simulation import IMPOSSIBLE, TRIVIAL
 
 PRESET_ROWS = [name for name in LEARNING_PROGRESS_PRESETS if name != "default"]  # default: LP row
 LP = "LP defaults"
+ADR = "ADR (range expansion)"
 MULTI = (2, 4)
 
 
@@ -173,6 +187,9 @@ def table(
 def student_rows(plan: Student, quick: bool, syllabus: bool) -> list[Row]:
     """The rows of a student's table."""
     rows = [Row("random (uniform)", "random"), Row(LP, "lp")]
+    if plan == CONTINUOUS:  # range expansion needs the Span axis of this student
+        adr = {"grid": 19}
+        return [*rows, Row(ADR, "adr", adr), Row("ADR 2 processes", "adr", adr, processes=2)]
     if plan in (NOISY_BINARISED, FAST):  # a comparison for another student: no extra rows
         return rows + ([] if quick else [Row(f"preset {n}", "lp", preset=n) for n in PRESET_ROWS])
     rows.append(Row("LP basic", "lp", lp={"use_bidirectional": False}))
@@ -185,12 +202,16 @@ def student_rows(plan: Student, quick: bool, syllabus: bool) -> list[Row]:
 
 def print_parity(summaries: dict[str, Summary]) -> None:
     """Multi-process rows as ratios to one process."""
-    one = summaries[LP]
-    for procs in MULTI:
-        multi = summaries.get(f"LP {procs} processes")
-        if multi is not None:
-            auc, final = multi.auc[0] / one.auc[0], multi.at[100][0] / one.at[100][0]
-            print(f"  {procs} processes / 1 process: AUC {auc:.3f}x, final mastery {final:.3f}x")
+    for kind, single in (("LP", LP), ("ADR", ADR)):
+        one = summaries.get(single)
+        for procs in MULTI:
+            multi = summaries.get(f"{kind} {procs} processes")
+            if one is not None and multi is not None:
+                auc, final = multi.auc[0] / one.auc[0], multi.at[100][0] / one.at[100][0]
+                print(
+                    f"  {kind} {procs} processes / 1 process: AUC {auc:.3f}x, "
+                    f"final mastery {final:.3f}x"
+                )
 
 
 def lp_rows(summaries: dict[str, Summary]) -> dict[str, Summary]:

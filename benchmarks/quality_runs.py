@@ -22,6 +22,7 @@ import numpy as np
 from students import Student
 
 from curriculum import Curriculum, CurriculumConfig, DiscreteRandomConfig, LearningProgressConfig
+from curriculum.config import AlgorithmConfig, RangeAxis, RangeExpansionConfig
 from curriculum.simulation import SimulatedStudent
 from curriculum.task_ids import derive_task_id
 
@@ -31,7 +32,7 @@ class Row:
     """One curriculum of the table: its name, algorithm and how many processes play."""
 
     name: str
-    kind: str  # "random", "lp", "syllabus", "syllabus-online"
+    kind: str  # "random", "lp", "adr", "syllabus", "syllabus-online"
     lp: dict[str, Any] = field(default_factory=dict)
     preset: str | None = None
     processes: int = 1
@@ -51,9 +52,12 @@ class Run:
 # -- one run ---------------------------------------------------------------------------------------
 
 
-def algorithm_config(row: Row, session: str) -> DiscreteRandomConfig | LearningProgressConfig:
+def algorithm_config(row: Row, session: str) -> AlgorithmConfig:
     if row.kind == "random":
         return DiscreteRandomConfig(session_id=session)
+    if row.kind == "adr":  # range expansion over the continuous student's difficulty
+        axes = {"difficulty": RangeAxis()}
+        return RangeExpansionConfig(session_id=session, axes=axes, **row.lp)
     if row.preset is not None:
         return LearningProgressConfig.preset(row.preset, session_id=session, **row.lp)
     return LearningProgressConfig(session_id=session, **row.lp)

@@ -20,15 +20,61 @@ learning at the edge of competence, transfer between neighbouring levels) on the
 
 ``fast`` (``learning_rate=0.005``, 8,000 episodes) is the graded student learning 5x faster: each
 task is mastered within a few tens of its own episodes.
+
+``continuous`` is the graded student on a continuous difficulty axis: its tasks set
+``difficulty`` from ``Span(0.05, 0.95)`` (no impossible or trivial tasks), and the student plays
+each at the nearest of its nine levels (:class:`ContinuousStudent`). Range expansion (ADR) needs
+such a Span axis; the graded student's difficulty is a list of nine values.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from curriculum.generators import TaskGeneratorSet
-from curriculum.simulation import SimulatedStudent, task_space
+import numpy as np
+
+from curriculum.generators import (
+    BucketedTaskGenerator,
+    SingleTaskGenerator,
+    Span,
+    TaskGeneratorConfig,
+)
+from curriculum.simulation import DIFFICULTIES, SimulatedStudent, task_space
+
+CONTINUOUS_SPAN = Span(0.05, 0.95)
+
+
+class ContinuousStudent(SimulatedStudent):
+    """The graded student on a continuous difficulty: a task of difficulty ``d`` plays as the
+    level whose 0.1-wide bin holds ``d`` (level 0.1 for [0.05, 0.15), ..., 0.9 up to 0.95)."""
+
+    @staticmethod
+    def level_task(env_cfg: dict[str, Any]) -> dict[str, Any]:
+        """The graded task of the level that ``env_cfg``'s difficulty falls in."""
+        index = math.floor((env_cfg["difficulty"] - CONTINUOUS_SPAN.low) / 0.1 + 1e-9)
+        level = DIFFICULTIES[min(max(index, 0), len(DIFFICULTIES) - 1)]
+        return {"label": "graded", "difficulty": level}
+
+    def success_probability(self, env_cfg: dict[str, Any]) -> float:
+        """Chance of success on the task ``env_cfg``."""
+        return super().success_probability(self.level_task(env_cfg))
+
+    def play(self, env_cfg: dict[str, Any], rng: np.random.Generator) -> float:
+        """Play one episode at the task's level."""
+        return super().play(self.level_task(env_cfg), rng)
+
+
+def continuous_space() -> BucketedTaskGenerator.Config:
+    """Graded tasks whose difficulty is a continuous Span value."""
+    return BucketedTaskGenerator.Config(
+        child_generator_config=SingleTaskGenerator.Config(
+            env={"label": "graded", "difficulty": 0.0}
+        ),
+        buckets={"difficulty": CONTINUOUS_SPAN},
+    )
+
 
 CURVE_POINTS = 100
 
@@ -44,10 +90,12 @@ class Student:
     impossible_share: float = 0.1
     trivial_share: float = 0.1
     options: dict[str, Any] = field(default_factory=dict)  # SimulatedStudent keyword arguments
+    continuous: bool = False  # difficulty from a Span (ContinuousStudent, continuous_space)
 
     def make(self, shared: bool = False) -> SimulatedStudent:
         """A fresh student that records its mastery every 1% of the budget."""
-        return SimulatedStudent(
+        kind = ContinuousStudent if self.continuous else SimulatedStudent
+        return kind(
             learning_rate=self.learning_rate,
             shared=shared,
             curve_every=self.budget // CURVE_POINTS,
@@ -55,8 +103,10 @@ class Student:
             **self.options,
         )
 
-    def tasks(self) -> TaskGeneratorSet.Config:
+    def tasks(self) -> TaskGeneratorConfig:
         """The task space of this student."""
+        if self.continuous:
+            return continuous_space()
         return task_space(self.impossible_share, self.trivial_share)
 
     def __hash__(self) -> int:
@@ -89,4 +139,15 @@ NOISY_BINARISED = Student(
     impossible_share=0.4,
 )
 
-STUDENTS = {s.name: s for s in (GRADED, FORGETTING, PREREQUISITES, NOISY, NOISY_BINARISED, FAST)}
+CONTINUOUS = Student(
+    "continuous",
+    learning_rate=0.001,
+    budget=40_000,
+    impossible_share=0.0,
+    trivial_share=0.0,
+    continuous=True,
+)
+
+STUDENTS = {
+    s.name: s for s in (GRADED, FORGETTING, PREREQUISITES, NOISY, NOISY_BINARISED, FAST, CONTINUOUS)
+}

@@ -21,6 +21,8 @@ _EXPORTS = {
     "CurriculumTask": "curriculum.task",
     "DiscreteRandomConfig": "curriculum.config",
     "LearningProgressConfig": "curriculum.config",
+    "RangeAxis": "curriculum.config",
+    "RangeExpansionConfig": "curriculum.config",
     "SingleTaskGenerator": "curriculum.generators",
     "Span": "curriculum.generators",
     "StagedCurriculum": "curriculum.staged",
@@ -38,6 +40,8 @@ __all__ = [
     "CurriculumTask",
     "DiscreteRandomConfig",
     "LearningProgressConfig",
+    "RangeAxis",
+    "RangeExpansionConfig",
     "SingleTaskGenerator",
     "Span",
     "StagedCurriculum",
@@ -47,7 +51,13 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from curriculum.config import CurriculumConfig, DiscreteRandomConfig, LearningProgressConfig
+    from curriculum.config import (
+        CurriculumConfig,
+        DiscreteRandomConfig,
+        LearningProgressConfig,
+        RangeAxis,
+        RangeExpansionConfig,
+    )
     from curriculum.curriculum import Curriculum
     from curriculum.env import CurriculumEnv
     from curriculum.generators import (

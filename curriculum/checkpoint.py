@@ -8,11 +8,14 @@ Format (``version`` 2)::
      "labels": {"name": [str], field: [value per label]},
      "counters": {name: int},
      "stage": StageState.to_dict() (the staged curriculum's record; zeros otherwise),
+     "ranges": RangeState.to_dict() (range expansion's record; absent in checkpoints of
+               layout version 4, which load with the pool's initial ranges),
      "rng": numpy bit-generator state with big integers as strings}
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -20,7 +23,15 @@ from typing import Any, TypeVar
 import numpy as np
 
 from backends.base import PoolParams, PoolState
-from backends.layout import COUNTER_NAMES, LABEL_DTYPE, ROW_DTYPE, decode_label, encode_label
+from backends.layout import (
+    COUNTER_NAMES,
+    LABEL_DTYPE,
+    ROW_DTYPE,
+    STRUCT_VERSION,
+    decode_label,
+    encode_label,
+)
+from backends.range_state import RangeState
 from backends.stage_state import MAX_STAGES, StageState
 from curriculum.ema import BASELINE_CAP
 from curriculum.errors import CheckpointError
@@ -30,6 +41,8 @@ T = TypeVar("T")
 STATE_FORMAT = "curriculum-state"
 STATE_VERSION = 2
 INT64_MAX = 2**63 - 1
+# Layout versions whose checkpoints load into this one (their plain data is a subset of it).
+READABLE_STRUCT_VERSIONS = (4, STRUCT_VERSION)
 
 
 def encode_state(pool: PoolState, rng: np.random.Generator) -> dict[str, Any]:
@@ -45,6 +58,7 @@ def encode_state(pool: PoolState, rng: np.random.Generator) -> dict[str, Any]:
         },
         "counters": {name: int(pool.counters[name]) for name in COUNTER_NAMES},
         "stage": pool.stage.to_dict(),
+        "ranges": None if pool.ranges is None else pool.ranges.to_dict(),
         "rng": _stringify_ints(rng.bit_generator.state),
     }
 
@@ -64,18 +78,21 @@ def decode_state(data: Any) -> tuple[PoolState, dict[str, Any]]:
             f"checkpoint version {version!r} is not supported (expected {STATE_VERSION})"
         )
     params = _section(data, "params", PoolParams.from_dict)
+    if params.struct_version in READABLE_STRUCT_VERSIONS:
+        params = dataclasses.replace(params, struct_version=STRUCT_VERSION)
     rows = _section(
         data, "rows", lambda v: _columns_to_array(v, ROW_DTYPE, params.capacity, "rows")
     )
     labels = _section(data, "labels", _decode_labels)
     counters = _section(data, "counters", _decode_counters)
     stage = _section(data, "stage", StageState.from_dict)
+    ranges = _section(data, "ranges", _decode_ranges) if data.get("ranges") is not None else None
     rng = _section(data, "rng", _unstringify_ints)
     _check_rows(rows, labels)
     _check_sequence(rows, counters)
     _check_labels(labels)
     _check_stage(stage)
-    state = PoolState(params=params, rows=rows, labels=labels, counters=counters, stage=stage)
+    state = PoolState(params, rows, labels, counters, stage, ranges)
     return state, rng
 
 
@@ -211,6 +228,16 @@ def _check_labels(labels: np.ndarray) -> None:
             raise CheckpointError(
                 f"checkpoint labels field {field!r} holds negative or non-finite values"
             )
+
+
+def _decode_ranges(section: Any) -> RangeState:
+    ranges = RangeState.from_dict(section)
+    counts = (ranges.version, ranges.widened, ranges.narrowed, ranges.stale, *ranges.counts)
+    if not all(0 <= c <= INT64_MAX for c in (*counts, *ranges.low, *ranges.high)):
+        raise CheckpointError("checkpoint range record holds negative or oversized counts")
+    if not all(math.isfinite(s) and s >= 0.0 for s in ranges.sums):
+        raise CheckpointError(f"checkpoint range sums {ranges.sums} must be finite and >= 0")
+    return ranges
 
 
 def _check_stage(stage: StageState) -> None:

@@ -15,6 +15,7 @@ from curriculum.ema import EmaParams
 from curriculum.errors import ConfigError
 from curriculum.frozen_model import FrozenModel
 from curriculum.generators import AnyTaskGeneratorConfig
+from curriculum.range_rule import range_rule
 from curriculum.redaction import redact_url
 
 if TYPE_CHECKING:
@@ -218,10 +219,70 @@ LEARNING_PROGRESS_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+class RangeAxis(FrozenModel):
+    """The initial range of one expanding axis: values inside its Span (snapped to the grid).
+
+    Attributes:
+        low: Lower end of the initial range; None: the Span's lower end.
+        high: Upper end of the initial range; None: equal to ``low`` (one value, ADR's start).
+    """
+
+    low: float | None = Field(default=None, allow_inf_nan=False)
+    high: float | None = Field(default=None, allow_inf_nan=False)
+
+
+class RangeExpansionConfig(PoolAlgorithmConfig):
+    """Range expansion (automatic domain randomisation, ADR: OpenAI et al. 2019, "Solving
+    Rubik's Cube with a Robot Hand").
+
+    Each expanding axis is a ``Span`` bucket of the (bucketed) task generator, cut into
+    ``grid`` points. Its range starts at the initial range and moves one ``step`` at a time: a
+    share ``boundary_prob`` of new tasks is placed at one bound (the other axes drawn uniformly
+    in their ranges); once ``buffer_size`` outcomes of one bound's tasks are in, their mean
+    score moves the bound out (``>= widen_at``, never past the Span) or in (``<= narrow_at``,
+    never inside the initial range). The ranges live in the pool (one record for every process
+    and host, changed atomically: :mod:`backends.range_state`); a task's axis values are encoded
+    in its id (:mod:`curriculum.range_ids`). Tasks are sampled uniformly (as ADR does) and
+    turned over fast, as ADR draws a fresh environment per episode: a task is evicted after
+    ``task_outcomes`` outcomes, and tasks outside the current range (or at a bound that moved)
+    first.
+
+    Attributes:
+        axes: Bucket path -> its initial range. Each path must name a ``Span`` bucket of a
+            ``BucketedTaskGeneratorConfig`` task generator (at most 8 axes).
+        grid: Points of each axis's grid over its Span (an integer Span with fewer values has
+            one point per value). Finer grids take more task-id bits.
+        step: Grid points a bound moves per decision.
+        boundary_prob: Share of new tasks placed at a bound (chosen uniformly among the bounds
+            that can still move).
+        buffer_size: Outcomes of one bound's tasks per decision (ADR's buffer size m).
+        widen_at: A bound whose buffer's mean score is at least this moves out.
+        narrow_at: A bound whose buffer's mean score is at most this moves in.
+        task_outcomes: Outcomes after which a task is evicted (a fresh one takes its slot).
+    """
+
+    type: Literal["range_expansion"] = "range_expansion"
+    axes: dict[str, RangeAxis] = Field(min_length=1, max_length=8)
+    grid: int = Field(default=21, ge=2, le=1 << 16)
+    step: int = Field(default=1, ge=1)
+    boundary_prob: float = Field(default=0.5, ge=0.0, le=1.0)
+    buffer_size: int = Field(default=20, ge=1, le=1 << 30)
+    widen_at: float = Field(default=0.8, ge=0.0, le=1.0)
+    narrow_at: float = Field(default=0.3, ge=0.0, le=1.0)
+    task_outcomes: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _check_thresholds(self) -> RangeExpansionConfig:
+        if self.narrow_at >= self.widen_at:
+            raise ValueError(f"narrow_at={self.narrow_at} must be below widen_at={self.widen_at}")
+        return self
+
+
 _EMA_DEFAULTS = LearningProgressConfig()
 
 AlgorithmConfig = Annotated[
-    DiscreteRandomConfig | LearningProgressConfig, Field(discriminator="type")
+    DiscreteRandomConfig | LearningProgressConfig | RangeExpansionConfig,
+    Field(discriminator="type"),
 ]
 
 
@@ -313,6 +374,8 @@ class CurriculumConfig(FrozenModel):
                 f"algorithm_config.num_active_tasks={declared} disagrees with "
                 f"num_active_tasks={self.num_active_tasks}"
             )
+        if isinstance(self.algorithm_config, RangeExpansionConfig):
+            range_rule(self.algorithm_config, self.task_generator)  # raises, naming the problem
         return self
 
     def make(self) -> Curriculum:

@@ -140,7 +140,12 @@ class Curriculum:
         session = self._ready()
         value = check_score(task_id, score, clip=self.config.clip_scores)
         count = check_steps(steps)
-        session.run(session.record_one, check_task_id(task_id), value, count, retry=False)
+        task_id = check_task_id(task_id)
+        if session.ranges is None:
+            session.run(session.record_one, task_id, value, count, retry=False)
+            return
+        with session.ranges.outcomes([task_id], [value]):
+            session.run(session.record_one, task_id, value, count, retry=False)
 
     def update_task_performance_batch(
         self,
@@ -158,7 +163,12 @@ class Curriculum:
         ids = check_task_ids(task_ids)
         values = check_scores(ids, scores, clip=self.config.clip_scores)
         total = sum_steps(steps, len(ids))
-        session.run(session.record, ids, values.tolist(), total, retry=False)
+        scores = values.tolist()
+        if session.ranges is None:
+            session.run(session.record, ids, scores, total, retry=False)
+            return
+        with session.ranges.outcomes(ids, scores):
+            session.run(session.record, ids, scores, total, retry=False)
 
     def check_scores(self, task_ids: list[int], scores: Sequence[float] | np.ndarray) -> np.ndarray:
         """The scores as they would be recorded (clipped when ``clip_scores``).
@@ -231,7 +241,10 @@ class Curriculum:
             stats = compute_stats(view, self._session.min_samples_for_lp)
             stats.update(slice_stats(view, self.config.slice_axes))
             self._stats_cache = (version, stats)
-        return dict(self._stats_cache[1])
+        stats = dict(self._stats_cache[1])
+        if self._session.ranges is not None:
+            stats.update(self._session.ranges.stats())
+        return stats
 
     def task_stats(self, task_id: int) -> dict[str, Any]:
         """One active task's statistics, learning progress and sampling probability.

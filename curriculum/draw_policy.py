@@ -27,7 +27,11 @@ logger = logging.getLogger("curriculum")
 def new_task_fields(session: PoolSession) -> tuple[int, int, int]:
     """Reserve the next task of the pool: ``(task_id, label_id, seq)``, its label interned."""
     seq = session.backend.reserve_sequence()
-    task_id = derive_task_id(session.backend.params.pool_seed, seq)
+    ranges = session.ranges  # range expansion encodes the task's axis values in its id
+    if ranges is None:
+        task_id = derive_task_id(session.backend.params.pool_seed, seq)
+    else:
+        task_id = ranges.new_task_id(seq)
     label = session.generator.generate(task_id).label
     if label == OVERFLOW_LABEL:
         raise ConfigError(

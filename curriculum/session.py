@@ -44,6 +44,8 @@ from curriculum.errors import (
 from curriculum.location import PoolLocation
 from curriculum.outage import TRANSIENT, OutageGuard
 from curriculum.pool_params import pool_params
+from curriculum.range_ids import make_generator
+from curriculum.range_session import range_tracker
 from curriculum.redis_options import redis_options
 from curriculum.task_registry import TaskRegistry
 from curriculum.view_cache import ViewCache
@@ -71,7 +73,7 @@ class PoolSession:
         self.config = config
         self.location = location
         self.staging = staging
-        self.generator = config.task_generator.create()
+        self.generator = make_generator(config)
         self.backend = open_backend(
             location.backend_url,
             location.session_id,
@@ -84,8 +86,10 @@ class PoolSession:
         algorithm = config.algorithm_config
         self.min_samples_for_lp = getattr(algorithm, "min_samples_for_lp", 1)
         refresh_after = max(config.write_batch_size, self.capacity // 8)
+        self.queue = WriteQueue()
+        self.ranges = range_tracker(self)  # range expansion's shared ranges, else None
         self.views = ViewCache(
-            make_algorithm(algorithm),
+            make_algorithm(algorithm, self.ranges),
             capacity=self.capacity,
             max_age_s=config.snapshot_max_age_s,
             refresh_after_outcomes=refresh_after,
@@ -94,7 +98,6 @@ class PoolSession:
             cost_factor=1.0 / config.refresh_cpu_share,
         )
         self.registry = TaskRegistry(self.capacity)
-        self.queue = WriteQueue()
         self._outcomes_per_write = config.write_batch_size
         self._samples_per_write = 4 * config.write_batch_size
         self._room = config.max_buffered_outcomes  # outcomes the queue may hold

@@ -1,11 +1,12 @@
 """This process's writes to one pool, in order, with the one retry path.
 
 Outcomes, sample counts and failures collect in an open :class:`~backends.base.WriteBatch`;
-stage-record updates of a staged curriculum queue behind it. Sealing a write gives it its write id
-(numbered here, and nowhere else, per process). A write leaves the queue only when the backend
-applied it. A write that failed stays at the head of the queue, with its id, and is sent again
-before anything newer: a backend that may already have applied it (a reply lost with its
-connection) recognises the id and does not apply it twice.
+stage-record updates of a staged curriculum and range-record updates of range expansion queue
+behind it. Sealing a write gives it its write id (numbered here, and nowhere else, per
+process). A write leaves the queue only when the backend applied it. A write that failed stays
+at the head of the queue, with its id, and is sent again before anything newer: a backend that
+may already have applied it (a reply lost with its connection) recognises the id and does not
+apply it twice.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from collections import deque
 from collections.abc import Callable
 
 from backends.base import RecordResult, TaskMemoryBackend, WriteBatch
+from backends.range_state import RangeState, RangeUpdate
 from backends.stage_state import StageState, StageUpdate, fold_scores
 
 StageListener = Callable[[StageState, "int | None"], None]
+RangeListener = Callable[[RangeState], None]
 
 
 class WriteQueue:
@@ -25,7 +28,8 @@ class WriteQueue:
 
     def __init__(self) -> None:
         self.open = WriteBatch()  # collecting; sealed into ``sealed`` by :meth:`flush`
-        self.sealed: deque[WriteBatch | StageUpdate] = deque()  # in send order; head may retry
+        # in send order; the head may be a retry
+        self.sealed: deque[WriteBatch | StageUpdate | RangeUpdate] = deque()
         self.opened_at: float | None = None  # monotonic time the open batch got its first entry
         self.retries = 0  # writes sent again after a failed attempt
         self._head_failed = False  # the head of ``sealed`` failed its last attempt
@@ -36,9 +40,12 @@ class WriteQueue:
         self.stage_steps: dict[int, int] = {}
         self.stage_smoothing = 0.0
         self.stage_count = 0  # outcomes in stage_scores
+        self.on_ranges: RangeListener | None = None
+        # range expansion's boundary outcomes by (boundary, grid index), folded at seal()
+        self.range_scores: dict[tuple[int, int], list[float]] = {}
 
     def __len__(self) -> int:
-        return len(self.open) + len(self.sealed) + len(self.stage_scores)
+        return len(self.open) + len(self.sealed) + len(self.stage_scores) + len(self.range_scores)
 
     @property
     def open_outcomes(self) -> int:
@@ -81,9 +88,22 @@ class WriteQueue:
         if not scores:
             del self.stage_scores[stage], self.stage_steps[stage]
 
+    def add_range_outcomes(self, entries: list[tuple[int, int, float]]) -> None:
+        """Queue ``(boundary, grid index, score)`` outcomes for the range record."""
+        for boundary, index, score in entries:
+            self.range_scores.setdefault((boundary, index), []).append(score)
+
+    def take_back_range_outcomes(self, entries: list[tuple[int, int, float]]) -> None:
+        """Undo the last :meth:`add_range_outcomes` of ``entries`` (their call raised)."""
+        for boundary, index, _ in reversed(entries):
+            scores = self.range_scores[boundary, index]
+            scores.pop()
+            if not scores:
+                del self.range_scores[boundary, index]
+
     def seal(self) -> None:
-        """Close the open batch and fold the stage outcomes: from now on they keep their place
-        and write ids."""
+        """Close the open batch and fold the stage and range outcomes: from now on they keep
+        their place and write ids."""
         self.opened_at = None
         if len(self.open):
             self.open.write_id = self._next_write_id()
@@ -95,6 +115,10 @@ class WriteQueue:
             update.write_id = self._next_write_id()
             self.sealed.append(update)
         self.stage_scores, self.stage_steps, self.stage_count = {}, {}, 0
+        if self.range_scores:
+            entries = [(b, i, len(s), sum(s)) for (b, i), s in self.range_scores.items()]
+            self.sealed.append(RangeUpdate(entries, self._next_write_id()))
+            self.range_scores = {}
 
     def _next_write_id(self) -> int:
         self._last_write_id += 1
@@ -114,6 +138,12 @@ class WriteQueue:
                 applied, late = applied + result.applied, late + result.late
                 self.sealed.popleft()
                 self._head_failed = False
+            elif isinstance(write, RangeUpdate):
+                ranges = backend.update_ranges(write)
+                self.sealed.popleft()
+                self._head_failed = False
+                if self.on_ranges is not None:
+                    self.on_ranges(ranges)
             else:
                 state, ended = backend.update_stage(write)
                 self.sealed.popleft()
@@ -136,6 +166,7 @@ class WriteQueue:
         self.open = WriteBatch()
         self.sealed.clear()
         self.stage_scores, self.stage_steps, self.stage_count = {}, {}, 0
+        self.range_scores = {}
         self.opened_at = None
         self._head_failed = False
         return dropped

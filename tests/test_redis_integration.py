@@ -96,7 +96,7 @@ def pool_contents(url: str, session_id: str) -> dict[str, Any]:
     """Every key of a pool, read raw (hashes as dicts, the free set with its scores)."""
     client = redis.Redis.from_url(url)
     try:
-        meta, rows, free, labels, label_ids, tokens = session_keys(session_id)
+        meta, rows, free, labels, label_ids, tokens, ranges = session_keys(session_id)
         return {
             "meta": client.hgetall(meta),
             "rows": client.hgetall(rows),
@@ -104,6 +104,7 @@ def pool_contents(url: str, session_id: str) -> dict[str, Any]:
             "labels": client.hgetall(labels),
             "label_ids": client.hgetall(label_ids),
             "tokens": client.hgetall(tokens),
+            "ranges": client.hgetall(ranges),
             "registered": bool(client.sismember(REGISTRY_KEY, session_id)),
         }
     finally:

@@ -16,7 +16,7 @@ import redis_support
 from conftest import make_config, nav_generator, unique_session
 
 from backends import redis_backend
-from backends.redis_keys import MARKER_FIELD, PoolKeys
+from backends.redis_keys import KEY_PARTS, MARKER_FIELD, PoolKeys
 from curriculum import Curriculum, Span
 from curriculum.errors import PoolMismatchError
 
@@ -54,7 +54,7 @@ def test_a_private_pool_expires_unless_used(url: str) -> None:
         assert all(ttl > 100_000 for ttl in _ttls(url, cur.session_id)), "not refreshed"
     finally:
         cur.close()  # the creator of a private pool removes it
-    assert _ttls(url, cur.session_id) == [-2] * 6
+    assert _ttls(url, cur.session_id) == [-2] * len(KEY_PARTS)
 
 
 def test_a_named_pool_does_not_expire(url: str) -> None:
@@ -62,7 +62,7 @@ def test_a_named_pool_does_not_expire(url: str) -> None:
     with Curriculum(config) as cur:
         _play(cur, 20)
         cur.flush()
-        assert _ttls(url, cur.session_id) == [-1] * 6
+        assert _ttls(url, cur.session_id) == [-1] * len(KEY_PARTS)
         cur.destroy()
 
 

@@ -1,7 +1,8 @@
 -- Helpers shared by the pool scripts; the loader puts this file in front of each script.
 -- ARGV (every script but attach): ..., then last the pool incarnation the client attached to.
 -- KEYS (every script): 1 meta hash, 2 rows hash (field = slot), 3 free-slot sorted set,
--- 4 labels hash (field = label id), 5 label ids hash (field = name), 6 write tokens hash.
+-- 4 labels hash (field = label id), 5 label ids hash (field = name), 6 write tokens hash,
+-- 7 range record hash (field 'record': backends/range_state.py RangeState.to_list, msgpack).
 -- A row is a msgpack array in backends/layout.py ROW_DTYPE order:
 --   1 task_id, 2 seq, 3 label_id, 4 n_outcomes, 5 n_samples, 6 n_success, 7 score_sum,
 --   8 baseline, 9 fast, 10 slow, 11 perf, 12 reward, 13 reward_sq, 14 n_failures
@@ -11,6 +12,7 @@
 --   9 failures
 -- Replies are strings: Lua numbers returned to a client are truncated to integers.
 local META, ROWS, FREE, LABELS, LABEL_IDS, TOKENS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local RANGES = KEYS[7]
 
 -- Every key of a pool carries its incarnation (backends/redis_keys.py): the meta hash in its field
 -- 'incarnation', the other hashes in the field MARK, the free set as the member MARK..incarnation
@@ -25,6 +27,7 @@ local function damaged_keys(incarnation)
   if redis.call('HGET', LABELS, MARK) ~= incarnation then bad[#bad + 1] = LABELS end
   if redis.call('HGET', LABEL_IDS, MARK) ~= incarnation then bad[#bad + 1] = LABEL_IDS end
   if redis.call('HGET', TOKENS, MARK) ~= incarnation then bad[#bad + 1] = TOKENS end
+  if redis.call('HGET', RANGES, MARK) ~= incarnation then bad[#bad + 1] = RANGES end
   if not redis.call('ZSCORE', FREE, MARK .. incarnation) then bad[#bad + 1] = FREE end
   return bad
 end
@@ -35,6 +38,7 @@ local function mark_keys(incarnation)
   redis.call('HSET', LABELS, MARK, incarnation)
   redis.call('HSET', LABEL_IDS, MARK, incarnation)
   redis.call('HSET', TOKENS, MARK, incarnation)
+  redis.call('HSET', RANGES, MARK, incarnation)
   redis.call('ZADD', FREE, -1, MARK .. incarnation)
 end
 
@@ -111,7 +115,7 @@ local function add_to_label(label_id, amounts)
 end
 
 -- Idempotent writes: a client numbers its writes, records ('<client id>:r'), stage updates
--- ('<client id>:s') and other writes ('<client id>:w') separately, and sends a failed write
+-- ('<client id>:s'), range updates ('<client id>:g') and other writes ('<client id>:w') separately, and sends a failed write
 -- again, with its number, before any newer one of its kind. A write whose number is the last one recorded for that key gets the
 -- reply recorded the first time instead of being applied twice.
 -- A token is '<write number>:<server time, ms>:<reply>'; attach prunes tokens older than the

@@ -6,7 +6,8 @@
 --       10 the initial stage record (msgpack, backends/stage_state.py StageState.to_list order),
 --       11 the incarnation of a pool created now (a token no other pool of the session had),
 --       12 who creates it ('host pid'), 13 time to live in ms of a pool created now (0: none),
---       14 the task generator's config (JSON), 15 how long write tokens are kept (ms)
+--       14 the task generator's config (JSON), 15 how long write tokens are kept (ms),
+--       16 the initial range record (msgpack, backends/range_state.py RangeState.to_list order)
 -- Returns: {'created', incarnation, why the old keys were replaced ('' if there were none)} |
 --          {'exists', stored params JSON, stored struct version, incarnation, created ms,
 --           creator, completed outcomes, generator JSON, now ms} | {'missing', why}
@@ -39,13 +40,13 @@ if stored[1] and stored[3] then
       stored[6] or '0', stored[7] or '', string.format('%.0f', now)}
   end
   why = 'it had lost or held foreign keys (' .. table.concat(bad, ', ') .. ')'
-elseif redis.call('EXISTS', META, ROWS, FREE, LABELS, LABEL_IDS, TOKENS) > 0 then
+elseif redis.call('EXISTS', META, ROWS, FREE, LABELS, LABEL_IDS, TOKENS, RANGES) > 0 then
   why = 'its meta hash was gone but other keys were left'
 end
 if ARGV[5] ~= '1' then
   return {'missing', why}
 end
-redis.call('DEL', META, ROWS, FREE, LABELS, LABEL_IDS, TOKENS)
+redis.call('DEL', META, ROWS, FREE, LABELS, LABEL_IDS, TOKENS, RANGES)
 redis.call('HSET', META, 'params', ARGV[1], 'capacity', ARGV[2], 'label_capacity', ARGV[3],
   'struct_version', ARGV[4], 'ema_timescale', ARGV[6], 'slow_timescale_factor', ARGV[7],
   'task_tracker_ema_alpha', ARGV[8], 'success_threshold', ARGV[9], 'version', 0,
@@ -56,6 +57,7 @@ redis.call('HSET', META, 'params', ARGV[1], 'capacity', ARGV[2], 'label_capacity
   'incarnation', ARGV[11], 'created_ms', string.format('%.0f', now), 'touched_ms',
   string.format('%.0f', now), 'creator', ARGV[12], 'ttl_ms', ARGV[13], 'generator', ARGV[14])
 mark_keys(ARGV[11])
+redis.call('HSET', RANGES, 'record', ARGV[16])
 local capacity = tonumber(ARGV[2])
 local chunk = {}
 for slot = 0, capacity - 1 do

@@ -4,7 +4,7 @@
 -- ARGV: 1 client id, 2 write number, 3 msgpack array of rows (one per slot; an empty slot is
 --       {-1}), 4 msgpack array of labels (LABEL_DTYPE order), 5 msgpack map of counters,
 --       6 overflow label name, 7 label capacity, 8 the stage record (msgpack, see
---       update_stage.lua)
+--       update_stage.lua), 9 the range record (msgpack, see update_ranges.lua)
 -- Errors: NOPOOL when the pool does not exist.
 -- Returns: 'ok'
 local missing = missing_pool()
@@ -60,5 +60,6 @@ for name, value in pairs(counters) do
   end
 end
 redis.call('HSET', META, 'num_active', active, 'stage', ARGV[8])
+redis.call('HSET', RANGES, 'record', ARGV[9])
 count('version', 1)
 return remember(ARGV[1], ARGV[2], 'ok')

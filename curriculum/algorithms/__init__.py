@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from curriculum.algorithms.base import CurriculumAlgorithm, PoolView
 from curriculum.algorithms.discrete_random import DiscreteRandomAlgorithm
 from curriculum.algorithms.learning_progress import LearningProgressAlgorithm
+from curriculum.algorithms.range_expansion import RangeExpansionAlgorithm
 
 if TYPE_CHECKING:
     from curriculum.config import AlgorithmConfig
 
 
-def make_algorithm(config: AlgorithmConfig) -> CurriculumAlgorithm:
-    """The algorithm a config describes (by its ``type``)."""
+def make_algorithm(config: AlgorithmConfig, ranges: Any = None) -> CurriculumAlgorithm:
+    """The algorithm a config describes (by its ``type``); range expansion scores against
+    ``ranges`` (the session's :class:`~curriculum.range_session.RangeTracker`)."""
     if config.type == "learning_progress":
         return LearningProgressAlgorithm(config)
+    if config.type == "range_expansion":
+        return RangeExpansionAlgorithm(config, ranges)
     return DiscreteRandomAlgorithm()
 
 
@@ -24,5 +28,6 @@ __all__ = [
     "DiscreteRandomAlgorithm",
     "LearningProgressAlgorithm",
     "PoolView",
+    "RangeExpansionAlgorithm",
     "make_algorithm",
 ]
