@@ -72,6 +72,7 @@ def attach_pool(
         ttl_ms,
         generator_json,
         token_window_ms,
+        repr(params.ema.priority_ema_alpha),
     )
     status = _text(reply[0])
     if status == "missing":

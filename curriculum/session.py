@@ -240,7 +240,7 @@ class PoolSession:
         placed = try_create(self) if self.views.maybe_free_slots else None
         if placed is None:
             view = self.view()
-            if self.views.evictions:
+            if self.views.evictions and view.wants_eviction(self.rng):
                 placed = try_evict_and_replace(self, view)
             if placed is None:
                 slot = view.sample_slot(self.rng)

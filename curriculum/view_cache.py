@@ -114,6 +114,7 @@ class ViewCache:
         if broken:
             first = set(broken)
             view.eviction_order = broken + [s for s in view.eviction_order if s not in first]
+            view.forced_evictions = len(broken)
         return view
 
     def invalidate(self) -> None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from curriculum.algorithms.base import CurriculumAlgorithm, PoolView
 from curriculum.algorithms.discrete_random import DiscreteRandomAlgorithm
 from curriculum.algorithms.learning_progress import LearningProgressAlgorithm
+from curriculum.algorithms.prioritized_replay import PrioritizedReplayAlgorithm
 
 if TYPE_CHECKING:
     from curriculum.config import AlgorithmConfig
@@ -16,6 +17,8 @@ def make_algorithm(config: AlgorithmConfig) -> CurriculumAlgorithm:
     """The algorithm a config describes (by its ``type``)."""
     if config.type == "learning_progress":
         return LearningProgressAlgorithm(config)
+    if config.type == "prioritized_level_replay":
+        return PrioritizedReplayAlgorithm(config)
     return DiscreteRandomAlgorithm()
 
 
@@ -24,5 +27,6 @@ __all__ = [
     "DiscreteRandomAlgorithm",
     "LearningProgressAlgorithm",
     "PoolView",
+    "PrioritizedReplayAlgorithm",
     "make_algorithm",
 ]
