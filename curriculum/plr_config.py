@@ -43,9 +43,12 @@ class PrioritizedLevelReplayConfig(PoolAlgorithmConfig):
             (0.3 is common with few levels).
         replay_prob: Probability that a draw replays a seen task; ``1 - replay_prob`` is the
             share of episodes on unseen (new) tasks. Default 0.5, as in Robust PLR.
-        min_presentations_for_eviction: Outcomes a task needs before it may be evicted (its
-            score is an estimate from this many episodes at least). Default 5: a learnability
-            of 0 after one or two outcomes says little.
+        min_presentations_for_eviction: Outcomes a task needs before it may be evicted. Default
+            1, as in PLR (a new level is kept only if its first score beats the lowest one).
+            Larger values judge tasks on more episodes, but an explore draw that finds no
+            unseen task and no evictable one replays instead: with a small pool and a
+            concentrated replay (small ``temperature``) the explore share then falls below
+            ``1 - replay_prob`` (``plr/num_evictable`` shows it).
         score_ema_alpha: Rate at which a task's reported priorities are folded into its
             priority: PLR keeps the newest score, which is 1.0 (the default).
     """
@@ -55,7 +58,7 @@ class PrioritizedLevelReplayConfig(PoolAlgorithmConfig):
     temperature: float = Field(default=0.1, gt=0.0, le=100.0, allow_inf_nan=False)
     staleness_coef: float = Field(default=0.1, ge=0.0, le=1.0)
     replay_prob: float = Field(default=0.5, ge=0.0, le=1.0)
-    min_presentations_for_eviction: int = Field(default=5, ge=1)
+    min_presentations_for_eviction: int = Field(default=1, ge=1)
     score_ema_alpha: float = Field(default=1.0, gt=0.0, le=1.0)
 
     def uses_priorities(self) -> bool:

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("curriculum")
 T = TypeVar("T")
+Priorities = list[float] | None
 
 
 class PoolSession:
@@ -283,7 +284,9 @@ class PoolSession:
             "and was not handed out by this curriculum"
         )
 
-    def record_one(self, task_id: int, score: float, steps: int) -> None:
+    def record_one(
+        self, task_id: int, score: float, steps: int, priority: float | None = None
+    ) -> None:
         """Queue one outcome (validated by the caller); written when the batch is due."""
         queue = self.queue
         batch = queue.open
@@ -296,7 +299,7 @@ class PoolSession:
             return
         if queue.opened_at is None:
             queue.opened_at = time.monotonic()
-        batch.add_outcome(slot, task_id, label_id, score, steps)
+        batch.add_outcome(slot, task_id, label_id, score, steps, priority)
         self.registry.ended(task_id)
         views = self.views
         views.outcomes_since += 1
@@ -307,18 +310,23 @@ class PoolSession:
         ):
             self.flush_if_due(force=True)
 
-    def record(self, task_ids: list[int], scores: list[float], steps: int) -> None:
+    def record(
+        self, task_ids: list[int], scores: list[float], steps: int, priorities: Priorities = None
+    ) -> None:
         """Queue outcomes (validated by the caller) and write them with the queue now."""
         self._check_room(len(task_ids))
         locations = [self.locate(task_id) for task_id in task_ids]
         self.queue.touch()
         batch = self.queue.open
         kept = 0
-        for task_id, (slot, label_id), score in zip(task_ids, locations, scores, strict=True):
+        given = priorities or [None] * len(task_ids)
+        for task_id, (slot, label_id), score, priority in zip(
+            task_ids, locations, scores, given, strict=True
+        ):
             if slot < 0:  # a task of a lost pool
                 self.dropped_outcomes += 1
                 continue
-            batch.add_outcome(slot, task_id, label_id, score, 0)
+            batch.add_outcome(slot, task_id, label_id, score, 0, priority)
             self.registry.ended(task_id)
             kept += 1
         batch.steps += steps if kept == len(task_ids) else round(steps * kept / len(task_ids))

@@ -33,7 +33,13 @@ from curriculum.errors import (
 )
 from curriculum.location import PoolLocation
 from curriculum.task import CurriculumTask
-from curriculum.validation import check_scores, check_steps, check_task_id, sum_steps
+from curriculum.validation import (
+    check_priority,
+    check_scores,
+    check_steps,
+    check_task_id,
+    sum_steps,
+)
 
 if TYPE_CHECKING:
     from curriculum.staged_config import StagedCurriculumConfig
@@ -208,11 +214,15 @@ class StagedCurriculum:
             raise ConfigError(f"stage {stage} is outside [0, {len(self._stages)})")
         return stage
 
-    def update_task_performance(self, task_id: int, score: float, *, steps: int = 1) -> None:
-        """Record an episode's score (and length in steps) for the stage its task came from.
+    def update_task_performance(
+        self, task_id: int, score: float, *, steps: int = 1, priority: float | None = None
+    ) -> None:
+        """Record an episode's score (and length in steps, and its priority: see
+        :meth:`Curriculum.update_task_performance`) for the stage its task came from.
 
         Raises:
-            ScoreError: the score is not in [0, 1] (unless clipped) or ``steps`` is not an int >= 0.
+            ScoreError: the score is not in [0, 1] (unless clipped), ``steps`` is not an int
+                >= 0, or ``priority`` is not a finite real of magnitude at most 1e30.
             UnknownTaskError: the task is in no stage's pool and was not handed out here.
         """
         self._check_open()
@@ -221,8 +231,10 @@ class StagedCurriculum:
         curriculum = self._stage(index)
         value = curriculum.check_score(task_id, score)
         count = check_steps(steps)
+        if priority is not None:
+            priority = check_priority(task_id, priority)
         with self._stage_outcomes(index, [value], count):
-            curriculum.update_task_performance(task_id, value, steps=count)
+            curriculum.update_task_performance(task_id, value, steps=count, priority=priority)
 
     def update_task_performance_batch(
         self,
