@@ -15,6 +15,10 @@ seed sets the pool's task ids, the sampling and the outcome draws). Rows:
   baseline; its final mastery (mean over seeds) is the target;
 - ``LP defaults``: ``LearningProgressConfig()``; ``LP basic``: ``use_bidirectional=False``;
 - ``preset <name>``: every other ``LearningProgressConfig.preset(name)``;
+- ``PLR learnability``: ``PrioritizedLevelReplayConfig()`` (rank prioritisation of ``p (1 - p)``
+  of each task's performance EMA); ``PLR priority (gain)``: ``score_function="priority"`` with
+  each episode's priority the gain in the student's success probability on the task (a
+  stand-in for the value loss a real learner would report);
 - ``LP 2 / 4 processes``: the defaults, with 2 or 4 spawned worker processes sharing one pool
   and one student (its state in shared memory), each playing its share of the budget, at the
   default ``write_batch_size``;
@@ -67,6 +71,10 @@ from curriculum.simulation import IMPOSSIBLE, TRIVIAL
 
 PRESET_ROWS = [name for name in LEARNING_PROGRESS_PRESETS if name != "default"]  # default: LP row
 LP = "LP defaults"
+PLR_ROWS = [  # Prioritized Level Replay, default settings
+    Row("PLR learnability", "plr"),
+    Row("PLR priority (gain)", "plr", {"score_function": "priority"}),
+]
 MULTI = (2, 4)
 
 
@@ -172,7 +180,7 @@ def table(
 
 def student_rows(plan: Student, quick: bool, syllabus: bool) -> list[Row]:
     """The rows of a student's table."""
-    rows = [Row("random (uniform)", "random"), Row(LP, "lp")]
+    rows = [Row("random (uniform)", "random"), Row(LP, "lp"), *PLR_ROWS]
     if plan in (NOISY_BINARISED, FAST):  # a comparison for another student: no extra rows
         return rows + ([] if quick else [Row(f"preset {n}", "lp", preset=n) for n in PRESET_ROWS])
     rows.append(Row("LP basic", "lp", lp={"use_bidirectional": False}))
