@@ -21,6 +21,7 @@ _EXPORTS = {
     "CurriculumTask": "curriculum.task",
     "DiscreteRandomConfig": "curriculum.config",
     "LearningProgressConfig": "curriculum.config",
+    "PrioritizedLevelReplayConfig": "curriculum.plr_config",
     "SingleTaskGenerator": "curriculum.generators",
     "Span": "curriculum.generators",
     "StagedCurriculum": "curriculum.staged",
@@ -38,6 +39,7 @@ __all__ = [
     "CurriculumTask",
     "DiscreteRandomConfig",
     "LearningProgressConfig",
+    "PrioritizedLevelReplayConfig",
     "SingleTaskGenerator",
     "Span",
     "StagedCurriculum",
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
         TaskGenerator,
         TaskGeneratorSet,
     )
+    from curriculum.plr_config import PrioritizedLevelReplayConfig
     from curriculum.staged import StagedCurriculum
     from curriculum.staged_config import CurriculumStage, StagedCurriculumConfig
     from curriculum.task import CurriculumTask

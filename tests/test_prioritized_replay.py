@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from conftest import _backend, nav_generator, remove_pool, unique_session
@@ -20,7 +21,7 @@ from workers import open_handle, run_workers
 from backends.base import PoolSnapshot, WriteBatch
 from backends.layout import LAYOUT_5_FIELDS, STRUCT_VERSION, empty_rows
 from backends.shared_memory import META_INDEX, segment_path
-from curriculum import Curriculum, CurriculumConfig, LearningProgressConfig
+from curriculum import Curriculum, CurriculumConfig, CurriculumEnv, LearningProgressConfig
 from curriculum.algorithm_config import DEFAULT_EMA
 from curriculum.algorithms import make_algorithm
 from curriculum.algorithms.prioritized_replay import (
@@ -385,9 +386,9 @@ def test_a_checkpoint_of_the_previous_layout_loads_with_the_new_fields_defaulted
         target.load_state(state)
 
 
-def test_a_pool_of_the_previous_layout_is_refused_with_the_fix(url: str | None) -> None:
-    if url == "fakeredis://":
-        pytest.skip("the same code path as a real Redis")
+@pytest.mark.parametrize("where", ["shm", "redis"])
+def test_a_pool_of_the_previous_layout_is_refused_with_the_fix(where: str, request) -> None:
+    url = None if where == "shm" else request.getfixturevalue("redis_url")
     config = plr_config(url)
     session = config.algorithm_config.session_id
     with Curriculum(config) as cur:
@@ -406,3 +407,38 @@ def test_a_pool_of_the_previous_layout_is_refused_with_the_fix(url: str | None) 
             os.close(fd)
         cur.destroy()
     remove_pool(session, url)
+
+
+class PriorityEnv(gym.Env):
+    """One-step episodes whose terminal info carries a score and a priority."""
+
+    observation_space = gym.spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, priority: Any) -> None:
+        self.priority = priority
+
+    def set_task(self, cfg: dict[str, Any]) -> None:
+        pass
+
+    def reset(self, *, seed: int | None = None, options: Any = None) -> tuple[Any, dict]:
+        return np.zeros(1, dtype=np.float32), {}
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        info = {"score": 0.5, "priority": self.priority}
+        return np.zeros(1, dtype=np.float32), 1.0, True, False, info
+
+
+def test_curriculum_env_reports_the_terminal_info_priority() -> None:
+    with Curriculum(plr_config(score_function="priority", write_batch_size=1)) as cur:
+        env = CurriculumEnv(PriorityEnv(7.25), cur)
+        for _ in range(3):
+            env.reset()
+            env.step(0)
+        rows = cur.backend.snapshot().rows
+        assert int(rows["n_priorities"].sum()) == 3
+        assert set(rows["priority"][rows["n_priorities"] > 0].tolist()) == {7.25}
+        bad = CurriculumEnv(PriorityEnv(float("nan")), cur)
+        bad.reset()
+        with pytest.raises(ScoreError, match="priority nan"):
+            bad.step(0)
