@@ -211,7 +211,15 @@ def _check_rows(rows: np.ndarray, labels: np.ndarray) -> None:
             f"checkpoint task {int(live['task_id'][bad][0])} names label "
             f"{int(live['label_id'][bad][0])}, but the checkpoint has {len(labels)} labels"
         )
-    for field in ("seq", "n_outcomes", "n_samples", "n_success", "n_failures", "n_priorities"):
+    for field in (
+        "seq",
+        "n_outcomes",
+        "n_samples",
+        "n_success",
+        "n_failures",
+        "last_sampled",
+        "n_priorities",
+    ):
         if (live[field] < 0).any():
             raise CheckpointError(f"checkpoint rows field {field!r} holds negative counts")
     ranges = {
