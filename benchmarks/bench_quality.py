@@ -62,6 +62,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from bench_core import report_goals
+from harness import Goal
 from quality_runs import Row, Run, run_rows, syllabus_available
 from students import CURVE_POINTS, FAST, GRADED, NOISY, NOISY_BINARISED, STUDENTS, Student
 
@@ -372,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = student_rows(plan, args.quick, use_syllabus)
         results[name], _ = table(f"{index}. {describe(plan)}", rows, seeds, plan)
         print_parity(results[name])
-    return report_goals(goals(results), started, lossless=True)
+    met = [Goal(text, ok) for text, ok in goals(results)]
+    return report_goals(met, started, lossless=True)
 
 
 if __name__ == "__main__":
