@@ -85,6 +85,7 @@ class PoolSession:
         algorithm = config.algorithm_config
         self.min_samples_for_lp = getattr(algorithm, "min_samples_for_lp", 1)
         refresh_after = max(config.write_batch_size, self.capacity // 8)
+        self.registry = TaskRegistry(self.capacity)
         self.views = ViewCache(
             make_algorithm(algorithm),
             capacity=self.capacity,
@@ -92,8 +93,8 @@ class PoolSession:
             refresh_after_outcomes=refresh_after,
             max_task_failures=config.max_task_failures,
             by_time=not config.deterministic,
+            running=self.registry.running,
         )
-        self.registry = TaskRegistry(self.capacity)
         self.queue = WriteQueue()
         self._outcomes_per_write = config.write_batch_size
         self._samples_per_write = 4 * config.write_batch_size

@@ -21,6 +21,7 @@ shared pool within 1% of one process without it.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from backends.base import PoolSnapshot
 from curriculum.algorithms import CurriculumAlgorithm, PoolView
@@ -44,6 +45,7 @@ class ViewCache:
         refresh_after_outcomes: int,
         max_task_failures: int,
         by_time: bool = True,
+        running: Mapping[int, int] | None = None,
     ) -> None:
         self.algorithm = algorithm
         self.capacity = capacity
@@ -51,6 +53,7 @@ class ViewCache:
         self.refresh_after_outcomes = refresh_after_outcomes
         self.max_task_failures = max_task_failures
         self.by_time = by_time
+        self.running = running if running is not None else {}  # given to every view installed
         self.view: PoolView | None = None
         # the view's eviction candidates not yet tried, most evictable LAST (popped from the end)
         self.evictions: list[int] = []
@@ -80,6 +83,7 @@ class ViewCache:
         """Take ``view`` (None: the pool did not change) as the current one; the refresh that
         made it (or found the pool unchanged) cost ``cost_s``."""
         if view is not None:
+            view.running = self.running
             self.view = view
             self.evictions = view.eviction_order[::-1]
             if self.by_time:

@@ -135,6 +135,23 @@ def test_draws_explore_each_unseen_task_once_then_evict_the_lowest_scoring() -> 
     assert view._pending is False  # a draw that did not ask for an eviction replays
 
 
+def test_a_new_task_this_process_is_playing_is_not_explored_again() -> None:
+    rows = pool_rows([0.5, 0.0, 0.0], [3, 0, 0], [0, 0, 0])  # task ids = slots
+    algorithm = make_algorithm(PrioritizedLevelReplayConfig(replay_prob=0.0))
+    rng = np.random.default_rng(1)
+    view = algorithm.view(snapshot_of(rows, 3))
+    view.running = {1: 1, 2: 1}  # both unseen tasks are in play here
+    assert view.wants_eviction(rng)  # every draw explores, and no unseen task is free
+    view = algorithm.view(snapshot_of(rows, 3))
+    view.running = {1: 1}
+    assert not view.wants_eviction(rng)
+    assert view.sample_slot(rng) == 2
+    assert view.wants_eviction(rng)
+    view = algorithm.view(snapshot_of(rows, 3))
+    view.running = {1: 1}
+    assert [view.sample_slot(rng) for _ in range(3)] == [2, 0, 0]  # then replay
+
+
 def test_without_seen_tasks_every_draw_explores() -> None:
     view = make_algorithm(PrioritizedLevelReplayConfig()).view(
         snapshot_of(pool_rows([0.0] * 3, [0] * 3, [0] * 3), 0)

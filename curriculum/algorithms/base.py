@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,6 +29,8 @@ class PoolView:
         eviction_order: Slots that may be evicted, most evictable first.
         forced_evictions: How many of the first ``eviction_order`` slots must go whatever the
             algorithm's draw rule (tasks whose env config keeps failing).
+        running: Task id -> episodes this process started and has not reported (the session's
+            own record, shared by reference when the view is installed).
     """
 
     snapshot: PoolSnapshot
@@ -36,6 +39,7 @@ class PoolView:
     raw_scores: np.ndarray
     eviction_order: list[int] = field(default_factory=list)
     forced_evictions: int = 0
+    running: Mapping[int, int] = field(default_factory=dict)
     _cdf: list[float] | None = None  # cumulative probabilities, as floats for bisect
     _slots: list[int] | None = None  # ``active`` as ints
 

@@ -3,10 +3,10 @@
 The rule (see :class:`~curriculum.plr_config.PrioritizedLevelReplayConfig`): a task is *seen*
 once the pool holds a score for it (an outcome; a priority with ``score_function="priority"``).
 Each draw explores with probability ``1 - replay_prob``: it plays an unseen task of the view
-(each at most once per view, so one process does not replay a new task before its score
-arrives), or, when the view has none left, evicts the lowest-scoring evictable task and plays
-the new task created in its slot. Otherwise it replays a seen task with
-``P = (1 - rho) P_S + rho P_C``.
+(each at most once per view, and none that this process is still playing: one process does not
+play a new task again before its first score arrives), or, when the view has none left, evicts
+the lowest-scoring evictable task and plays the new task created in its slot. Otherwise it
+replays a seen task with ``P = (1 - rho) P_S + rho P_C``.
 
 Across processes: each process decides per draw from its own view, so the pool-wide share of
 episodes on unseen tasks is ``1 - replay_prob`` too; two processes may explore the same unseen
@@ -117,11 +117,19 @@ class ReplayView(PoolView):
             self.forced_evictions -= 1
             return True
         explore = bool(rng.random() < self.explore_prob)
-        if explore and not self.unseen:
+        if explore and not self._unseen_left():
             self._pending = None
             return True
         self._pending = explore
         return False
+
+    def _unseen_left(self) -> bool:
+        """Whether an unseen task this process is not playing is left (drops the ones it is
+        playing from the end of the list; the others are skipped when drawn)."""
+        unseen, task_ids = self.unseen, self.snapshot.rows["task_id"]
+        while unseen and int(task_ids[unseen[-1]]) in self.running:
+            unseen.pop()
+        return bool(unseen)
 
     def sample_slot(self, rng: np.random.Generator) -> int:
         """An unseen task (explore) or a seen one by replay probability."""
@@ -129,11 +137,14 @@ class ReplayView(PoolView):
         self._pending = None
         if explore is None:
             explore = bool(rng.random() < self.explore_prob)
-        if explore and self.unseen:
-            unseen = self.unseen
-            i = int(rng.integers(len(unseen)))
-            unseen[i], unseen[-1] = unseen[-1], unseen[i]
-            return unseen.pop()
+        if explore:
+            unseen, running, task_ids = self.unseen, self.running, self.snapshot.rows["task_id"]
+            while unseen:
+                i = int(rng.integers(len(unseen)))
+                unseen[i], unseen[-1] = unseen[-1], unseen[i]
+                slot = unseen.pop()
+                if int(task_ids[slot]) not in running:  # not one this process is playing
+                    return slot
         if self._replay_cdf is None:
             self.prepare_sampling()
         cdf, slots = self._replay_cdf, self._replay_slots
