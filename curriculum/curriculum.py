@@ -14,7 +14,7 @@ import numpy as np
 
 from backends.base import TaskMemoryBackend
 from curriculum.checkpoint import decode_state, encode_state
-from curriculum.errors import CheckpointError, PoolClosedError, ScoreError, UnknownTaskError
+from curriculum.errors import CheckpointError, PoolClosedError, UnknownTaskError
 from curriculum.location import PoolLocation
 from curriculum.outage import TRANSIENT
 from curriculum.pool_params import pool_params
@@ -24,6 +24,7 @@ from curriculum.slices import slice_stats
 from curriculum.stats import compute_stats, task_figures
 from curriculum.task import CurriculumTask
 from curriculum.validation import (
+    check_priorities,
     check_priority,
     check_score,
     check_scores,
@@ -172,12 +173,7 @@ class Curriculum:
         ids = check_task_ids(task_ids)
         values = check_scores(ids, scores, clip=self.config.clip_scores)
         total = sum_steps(steps, len(ids))
-        checked = None
-        if priorities is not None:
-            given = list(priorities)
-            if len(given) != len(ids):
-                raise ScoreError(f"{len(ids)} task ids but {len(given)} priorities")
-            checked = [check_priority(t, p) for t, p in zip(ids, given, strict=True)]
+        checked = check_priorities(ids, priorities)
         note_priority(self.config.algorithm_config, checked is not None)
         session.run(session.record, ids, values.tolist(), total, checked, retry=False)
 

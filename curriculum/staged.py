@@ -34,6 +34,7 @@ from curriculum.errors import (
 from curriculum.location import PoolLocation
 from curriculum.task import CurriculumTask
 from curriculum.validation import (
+    check_priorities,
     check_priority,
     check_scores,
     check_steps,
@@ -242,10 +243,13 @@ class StagedCurriculum:
         scores: Sequence[float] | np.ndarray,
         *,
         steps: Sequence[int] | np.ndarray | None = None,
+        priorities: Sequence[float] | np.ndarray | None = None,
     ) -> None:
-        """Record many outcomes; every score is validated before anything is recorded."""
+        """Record many outcomes (and their priorities, if given); every value is validated
+        before anything is recorded."""
         self._check_open()
         ids = [check_task_id(t) for t in task_ids]
+        given = check_priorities(ids, priorities)
         score_list = list(scores)
         step_list = [1] * len(ids) if steps is None else list(steps)
         sum_steps(np.asarray(step_list), len(ids))  # validates
@@ -265,7 +269,10 @@ class StagedCurriculum:
             group_steps = [step_list[p] for p in positions]
             with self._stage_outcomes(index, values.tolist(), int(sum(group_steps))):
                 self._stage(index).update_task_performance_batch(
-                    [ids[p] for p in positions], values, steps=group_steps
+                    [ids[p] for p in positions],
+                    values,
+                    steps=group_steps,
+                    priorities=None if given is None else [given[p] for p in positions],
                 )
 
     @contextlib.contextmanager

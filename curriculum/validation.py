@@ -39,6 +39,7 @@ def _say_clipped(task_id: object, score: object) -> None:
 __all__ = [
     "MAX_EPISODE_STEPS",
     "check_number",
+    "check_priorities",
     "check_priority",
     "check_score",
     "check_scores",
@@ -139,6 +140,22 @@ def check_priority(task_id: object, priority: object) -> float:
             "(scale it down: only the order of priorities counts for rank prioritisation)"
         )
     return value
+
+
+def check_priorities(
+    task_ids: list[int], priorities: Sequence[float] | np.ndarray | None
+) -> list[float] | None:
+    """One checked priority per task id (see :func:`check_priority`), or None when none came.
+
+    Raises:
+        ScoreError: the first bad priority, naming its task; or a length mismatch.
+    """
+    if priorities is None:
+        return None
+    given = priorities.tolist() if isinstance(priorities, np.ndarray) else list(priorities)
+    if len(given) != len(task_ids):
+        raise ScoreError(f"{len(task_ids)} task ids but {len(given)} priorities")
+    return [check_priority(t, p) for t, p in zip(task_ids, given, strict=True)]
 
 
 def check_steps(steps: object) -> int:

@@ -16,12 +16,19 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from conftest import _backend, nav_generator, remove_pool, unique_session
+from test_staged import stage, staged_config
 from workers import open_handle, run_workers
 
 from backends.base import PoolSnapshot, WriteBatch
 from backends.layout import LAYOUT_5_FIELDS, STRUCT_VERSION, empty_rows
 from backends.shared_memory import META_INDEX, segment_path
-from curriculum import Curriculum, CurriculumConfig, CurriculumEnv, LearningProgressConfig
+from curriculum import (
+    Curriculum,
+    CurriculumConfig,
+    CurriculumEnv,
+    LearningProgressConfig,
+    StagedCurriculum,
+)
 from curriculum.algorithm_config import DEFAULT_EMA
 from curriculum.algorithms import make_algorithm
 from curriculum.algorithms.prioritized_replay import (
@@ -459,3 +466,31 @@ def test_curriculum_env_reports_the_terminal_info_priority() -> None:
         bad.reset()
         with pytest.raises(ScoreError, match="priority nan"):
             bad.step(0)
+
+
+def test_staged_curricula_pass_priorities_to_their_stage_pools() -> None:
+    plr = PrioritizedLevelReplayConfig(score_function="priority")
+    config = staged_config(
+        stages=[stage("easy", algorithm_config=plr), stage("hard", algorithm_config=plr)]
+    )
+    with StagedCurriculum(config) as cur:
+        task = cur.get_task()
+        cur.update_task_performance(task.task_id, 0.5, priority=3.0)
+        other = cur.get_task()
+        cur.update_task_performance_batch(
+            [task.task_id, other.task_id], [0.5, 0.5], priorities=[1.0, 2.0]
+        )
+        with pytest.raises(ScoreError, match="priority inf"):
+            cur.update_task_performance_batch([task.task_id], [0.5], priorities=[float("inf")])
+        with pytest.raises(ScoreError, match="1 task ids but 0 priorities"):
+            cur.update_task_performance_batch([task.task_id], [0.5], priorities=[])
+        cur.flush()
+        counts = {}
+        for index in range(2):
+            rows = cur._stage(index).backend.snapshot().rows
+            for row in rows[rows["n_priorities"] > 0]:
+                counts[int(row["task_id"])] = (int(row["n_priorities"]), float(row["priority"]))
+        cur.destroy()
+    expected = {task.task_id: (2, 1.0)}
+    expected[other.task_id] = (1, 2.0) if other.task_id != task.task_id else (3, 2.0)
+    assert counts == expected
