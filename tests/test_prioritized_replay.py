@@ -40,6 +40,7 @@ from curriculum.algorithms.prioritized_replay import (
 from curriculum.config import AlgorithmConfig
 from curriculum.errors import ConfigError, PoolMismatchError, ScoreError
 from curriculum.plr_config import PrioritizedLevelReplayConfig
+from curriculum.view_cache import ViewCache
 
 STATS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "stats.md"
 
@@ -157,6 +158,20 @@ def test_a_new_task_this_process_is_playing_is_not_explored_again() -> None:
     view = algorithm.view(snapshot_of(rows, 3))
     view.running = {1: 1}
     assert [view.sample_slot(rng) for _ in range(3)] == [2, 0, 0]  # then replay
+
+
+def test_a_task_whose_config_keeps_failing_is_evicted_even_on_replay_draws() -> None:
+    rows = pool_rows([0.5, 0.4, 0.3], [3, 3, 3], [0, 0, 0])
+    rows["n_failures"][2] = 3
+    algorithm = make_algorithm(PrioritizedLevelReplayConfig(replay_prob=1.0))
+    views = ViewCache(
+        algorithm, capacity=3, max_age_s=1.0, refresh_after_outcomes=8, max_task_failures=3
+    )
+    view = views.score(snapshot_of(rows, 3))
+    assert view.explore_prob == 0.0 and view.eviction_order[0] == 2
+    rng = np.random.default_rng(0)
+    assert view.wants_eviction(rng)  # the broken task goes first
+    assert not any(view.wants_eviction(rng) for _ in range(50))  # then replay only
 
 
 def test_without_seen_tasks_every_draw_explores() -> None:
