@@ -18,7 +18,8 @@ seed sets the pool's task ids, the sampling and the outcome draws). Rows:
 - ``PLR learnability``: ``PrioritizedLevelReplayConfig()`` (rank prioritisation of ``p (1 - p)``
   of each task's performance EMA); ``PLR priority (gain)``: ``score_function="priority"`` with
   each episode's priority the gain in the student's success probability on the task (a
-  stand-in for the value loss a real learner would report);
+  stand-in for the value loss a real learner would report); ``PLR learnability 4 processes``:
+  the same with 4 worker processes sharing the pool;
 - ``LP 2 / 4 processes``: the defaults, with 2 or 4 spawned worker processes sharing one pool
   and one student (its state in shared memory), each playing its share of the budget, at the
   default ``write_batch_size``;
@@ -189,7 +190,8 @@ def student_rows(plan: Student, quick: bool, syllabus: bool) -> list[Row]:
         rows += [Row(f"preset {name}", "lp", preset=name) for name in PRESET_ROWS]
     if syllabus:
         rows += [Row("Syllabus LP", "syllabus"), Row("Syllabus online LP", "syllabus-online")]
-    return rows + [Row(f"LP {n} processes", "lp", processes=n) for n in MULTI]
+    rows += [Row(f"LP {n} processes", "lp", processes=n) for n in MULTI]
+    return [*rows, Row("PLR learnability 4 processes", "plr", processes=4)]
 
 
 def print_parity(summaries: dict[str, Summary]) -> None:
