@@ -45,9 +45,9 @@ from curriculum.view_cache import ViewCache
 STATS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "stats.md"
 
 
-@pytest.fixture(params=["shm", "fakeredis", "redis"])
+@pytest.fixture(params=["shm", "fakeredis", "redis", "cluster"])
 def url(request: pytest.FixtureRequest) -> Iterator[str | None]:
-    """Where the test's pool lives: /dev/shm (None), fakeredis or a real Redis."""
+    """Where the test's pool lives: /dev/shm (None), fakeredis, a real Redis or Cluster."""
     yield from _backend(request)
 
 
