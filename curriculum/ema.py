@@ -13,7 +13,8 @@ Spec, for one outcome ``s`` in [0, 1] on a task with ``n`` earlier outcomes, wit
 A priority ``q`` reported with an outcome (Prioritized Level Replay's per-episode score), with
 ``c = priority_ema_alpha``, applied right after that outcome's update: on the task's first
 priority, or when ``c == 1``, ``priority = q``; later ``priority += c (q - priority)``; always
-``n_priorities += 1``. Outcomes without a priority leave both alone.
+``n_priorities += 1``. Outcomes without a priority leave both alone; an outcome whose task was
+evicted meanwhile (late) credits its label, and its priority is dropped with the task.
 
 :func:`apply_outcomes` is the reference implementation (vectorised over distinct rows); the Redis
 backend's Lua script implements the same spec and a parity test compares both, field by field.

@@ -379,8 +379,8 @@ def _played(url: str | None = None, **fields: Any) -> Curriculum:
     return cur
 
 
-def test_checkpoints_keep_staleness_and_priorities() -> None:
-    with _played() as source:
+def test_checkpoints_keep_staleness_and_priorities(url: str | None) -> None:
+    with _played(url) as source:
         state = json.loads(json.dumps(source.get_state()))
         before = source.backend.snapshot()
         config = source.config.model_copy(
@@ -393,6 +393,7 @@ def test_checkpoints_keep_staleness_and_priorities() -> None:
     with Curriculum(config) as target:
         target.load_state(state)
         after = target.backend.snapshot()
+        target.destroy()
     assert (before.rows["n_priorities"] > 0).any()
     for field in LAYOUT_5_FIELDS:
         assert np.array_equal(before.rows[field], after.rows[field]), field
