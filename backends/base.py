@@ -147,6 +147,8 @@ class WriteBatch:
     ``write_id`` is given by the backend on the first attempt (0 until then); a batch sent again
     after a failed write keeps it, so the backend can recognise a write it already applied.
     ``steps`` is the environment steps of the batch's episodes, added to the pool's step counters.
+    ``priority_positions`` / ``priority_values``: the outcomes (by position in the outcome lists)
+    that carry a priority, and its value (see :mod:`curriculum.ema`).
     """
 
     write_id: int = 0
@@ -162,14 +164,26 @@ class WriteBatch:
     failure_slots: list[int] = field(default_factory=list)
     failure_task_ids: list[int] = field(default_factory=list)
     failure_labels: list[int] = field(default_factory=list)
+    priority_positions: list[int] = field(default_factory=list)
+    priority_values: list[float] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.outcome_slots) + len(self.sample_slots) + len(self.failure_slots)
 
     def add_outcome(
-        self, slot: int, task_id: int, label_id: int, score: float, steps: int = 1
+        self,
+        slot: int,
+        task_id: int,
+        label_id: int,
+        score: float,
+        steps: int = 1,
+        priority: float | None = None,
     ) -> None:
-        """Queue one outcome of an episode that took ``steps`` environment steps."""
+        """Queue one outcome of an episode that took ``steps`` environment steps (and its
+        finite ``priority``, if any)."""
+        if priority is not None:
+            self.priority_positions.append(len(self.outcome_slots))
+            self.priority_values.append(priority)
         self.steps += steps
         self.outcome_slots.append(slot)
         self.outcome_task_ids.append(task_id)

@@ -34,6 +34,12 @@ ROW_DTYPE = np.dtype(
         ("reward", np.float64),
         ("reward_sq", np.float64),
         ("n_failures", np.int64),  # times the task's env config failed to build or apply
+        # (layout 5) the pool's num_scheduled right after the write that carried this task's
+        # latest sample count (at its creation: num_scheduled then); staleness is the
+        # difference to num_scheduled now
+        ("last_sampled", np.int64),
+        ("priority", np.float64),  # EMA of the user-reported priorities (0 before the first)
+        ("n_priorities", np.int64),  # priorities reported for this task
     ]
 )
 
@@ -108,6 +114,10 @@ EPOCH_COUNTERS = (
     "epoch_failures",
     "epoch_steps",
 )
+
+
+# Fields added by layout 5, and their values in rows of a checkpoint written by layout 4.
+LAYOUT_5_FIELDS = ("last_sampled", "priority", "n_priorities")
 
 
 def empty_rows(capacity: int) -> np.ndarray:

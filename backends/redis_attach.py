@@ -73,6 +73,7 @@ def attach_pool(
         generator_json,
         token_window_ms,
         msgpack.packb(params.initial_ranges().to_list()),
+        repr(params.ema.priority_ema_alpha),
     )
     status = _text(reply[0])
     if status == "missing":

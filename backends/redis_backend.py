@@ -346,7 +346,10 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
             for entry in zip(slots, task_ids, labels, strict=True):
                 data.extend(entry)
         data.append(batch.steps)
-        blob = msgpack.packb(data)  # scores travel as exact float64
+        data.append(len(batch.priority_positions))
+        for entry in zip(batch.priority_positions, batch.priority_values, strict=True):
+            data.extend((entry[0], float(entry[1])))
+        blob = msgpack.packb(data)  # scores and priorities travel as exact float64
         if not batch.write_id:
             batch.write_id = self._unnumbered()
         args = (f"{self._client_id}:r", batch.write_id, blob)

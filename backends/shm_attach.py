@@ -267,7 +267,9 @@ def _attach(
             if version != STRUCT_VERSION:
                 raise PoolMismatchError(
                     f"pool {session_id!r} uses layout version {version}, this library writes "
-                    f"{STRUCT_VERSION}"
+                    f"{STRUCT_VERSION}: choose another session_id, or let the processes of the "
+                    "other library version finish (the last one removes the pool; "
+                    "`curriculum shm clean` removes one nobody uses)"
                 )
             capacity = int(head[META_INDEX["capacity"]])
             label_capacity = int(head[META_INDEX["label_capacity"]])

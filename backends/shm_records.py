@@ -21,7 +21,7 @@ from backends.layout import (
     fold_row_into_label,
 )
 from backends.shm_journal import _CRASH_AT, crash_point
-from curriculum.ema import EmaParams, apply_outcomes
+from curriculum.ema import EmaParams, apply_outcomes, apply_priorities
 
 COUNTER_INDEX = {name: i for i, name in enumerate(COUNTER_NAMES)}
 OVERFLOW = OVERFLOW_LABEL.encode()
@@ -86,6 +86,7 @@ def write_new_task(pool: PoolArrays, slot: int, task_id: int, label_id: int, seq
     row["task_id"] = task_id
     row["seq"] = seq
     row["label_id"] = label_id
+    row["last_sampled"] = pool.counter("num_scheduled")
     pool.rows[slot] = row[0]
     if label_id >= 0:
         pool.labels["created"][label_id] += 1
@@ -122,6 +123,7 @@ class PreparedBatch:
     task_ids: np.ndarray
     labels: np.ndarray
     scores: np.ndarray
+    priorities: np.ndarray | None  # per outcome, NaN where none came; None: no priorities
     rounds: list[np.ndarray]
     sample_slots: np.ndarray
     sample_task_ids: np.ndarray
@@ -138,11 +140,16 @@ class PreparedBatch:
         def ints(values: list[int]) -> np.ndarray:
             return np.asarray(values, dtype=np.int64) if values else _NO_INTS
 
+        priorities = None
+        if batch.priority_positions:
+            priorities = np.full(len(batch.outcome_slots), np.nan)
+            priorities[ints(batch.priority_positions)] = batch.priority_values
         return cls(
             slots=ints(batch.outcome_slots),
             task_ids=ints(batch.outcome_task_ids),
             labels=ints(batch.outcome_labels),
             scores=np.asarray(batch.outcome_scores, dtype=np.float64),
+            priorities=priorities,
             rounds=rounds,
             sample_slots=ints(batch.sample_slots),
             sample_task_ids=ints(batch.sample_task_ids),
@@ -207,6 +214,8 @@ def apply_batch(
         row_index = slots[chosen]
         updated = pool.rows[row_index]  # fancy indexing: a copy
         apply_outcomes(updated, scores[chosen], ema)
+        if batch.priorities is not None:
+            apply_priorities(updated, batch.priorities[chosen], ema)
         pool.rows[row_index] = updated  # whole records, one copy each
         if _CRASH_AT and number == len(batch.rounds) // 2:
             crash_point("applying")
@@ -235,6 +244,8 @@ def apply_batch(
             np.add.at(pool.labels[label_field], gone[gone >= 0], 1)
             pool.count(f"num_{counter}", len(event_slots))
             pool.count(f"epoch_{counter}", len(event_slots))
+            if counter == "scheduled":  # staleness: the count right after this write
+                pool.rows["last_sampled"][event_slots[mask]] = pool.counter("num_scheduled")
     pool.count("num_steps", batch.steps)
     pool.count("epoch_steps", batch.steps)
     if _CRASH_AT:

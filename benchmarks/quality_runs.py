@@ -23,6 +23,7 @@ from students import Student
 
 from curriculum import Curriculum, CurriculumConfig, DiscreteRandomConfig, LearningProgressConfig
 from curriculum.config import AlgorithmConfig, RangeAxis, RangeExpansionConfig
+from curriculum.plr_config import PrioritizedLevelReplayConfig
 from curriculum.simulation import SimulatedStudent
 from curriculum.task_ids import derive_task_id
 
@@ -32,8 +33,8 @@ class Row:
     """One curriculum of the table: its name, algorithm and how many processes play."""
 
     name: str
-    kind: str  # "random", "lp", "adr", "syllabus", "syllabus-online"
-    lp: dict[str, Any] = field(default_factory=dict)
+    kind: str  # "random", "lp", "plr", "adr", "syllabus", "syllabus-online"
+    lp: dict[str, Any] = field(default_factory=dict)  # the algorithm config's fields
     preset: str | None = None
     processes: int = 1
 
@@ -55,6 +56,8 @@ class Run:
 def algorithm_config(row: Row, session: str) -> AlgorithmConfig:
     if row.kind == "random":
         return DiscreteRandomConfig(session_id=session)
+    if row.kind == "plr":
+        return PrioritizedLevelReplayConfig(session_id=session, **row.lp)
     if row.kind == "adr":  # range expansion over the continuous student's difficulty
         axes = {"difficulty": RangeAxis()}
         return RangeExpansionConfig(session_id=session, axes=axes, **row.lp)
@@ -75,11 +78,21 @@ def curriculum_config(row: Row, seed: int, plan: Student) -> CurriculumConfig:
 
 
 def play(curriculum: Curriculum, student: SimulatedStudent, episodes: int, seed: Any) -> None:
-    """The training loop: ask for a task, play it, report the score."""
+    """The training loop: ask for a task, play it, report the score (and, for PLR scoring
+    by priority, the episode's gain in the student's success probability on the task: the
+    simulated students have no value loss)."""
     rng = np.random.default_rng(seed)
+    gains = curriculum.config.algorithm_config.uses_priorities()
     for _ in range(episodes):
         task = curriculum.get_task()
-        curriculum.update_task_performance(task.task_id, student.play(task.get_env_cfg(), rng))
+        env_cfg = task.get_env_cfg()
+        if not gains:
+            curriculum.update_task_performance(task.task_id, student.play(env_cfg, rng))
+            continue
+        before = student.success_probability(env_cfg)
+        score = student.play(env_cfg, rng)
+        gain = student.success_probability(env_cfg) - before
+        curriculum.update_task_performance(task.task_id, score, priority=gain)
 
 
 def worker(curriculum: Curriculum, student: SimulatedStudent, episodes: int, seed: Any) -> None:

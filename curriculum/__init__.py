@@ -23,6 +23,7 @@ _EXPORTS = {
     "LearningProgressConfig": "curriculum.config",
     "RangeAxis": "curriculum.config",
     "RangeExpansionConfig": "curriculum.config",
+    "PrioritizedLevelReplayConfig": "curriculum.plr_config",
     "SingleTaskGenerator": "curriculum.generators",
     "Span": "curriculum.generators",
     "StagedCurriculum": "curriculum.staged",
@@ -40,6 +41,7 @@ __all__ = [
     "CurriculumTask",
     "DiscreteRandomConfig",
     "LearningProgressConfig",
+    "PrioritizedLevelReplayConfig",
     "RangeAxis",
     "RangeExpansionConfig",
     "SingleTaskGenerator",
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
         TaskGenerator,
         TaskGeneratorSet,
     )
+    from curriculum.plr_config import PrioritizedLevelReplayConfig
     from curriculum.staged import StagedCurriculum
     from curriculum.staged_config import CurriculumStage, StagedCurriculumConfig
     from curriculum.task import CurriculumTask

@@ -11,6 +11,10 @@ Format (``version`` 2)::
      "ranges": RangeState.to_dict() (range expansion's record; absent in checkpoints of
                layout version 4, which load with the pool's initial ranges),
      "rng": numpy bit-generator state with big integers as strings}
+
+A checkpoint written by layout 4 (``params.struct_version`` 4: rows without ``last_sampled``,
+``priority`` and ``n_priorities``) loads with those fields defaulted: ``last_sampled`` = the
+checkpoint's ``num_scheduled`` (no task stale), no priority.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from backends.base import PoolParams, PoolState
 from backends.layout import (
     COUNTER_NAMES,
     LABEL_DTYPE,
+    LAYOUT_5_FIELDS,
     ROW_DTYPE,
     STRUCT_VERSION,
     decode_label,
@@ -78,13 +83,22 @@ def decode_state(data: Any) -> tuple[PoolState, dict[str, Any]]:
             f"checkpoint version {version!r} is not supported (expected {STATE_VERSION})"
         )
     params = _section(data, "params", PoolParams.from_dict)
-    if params.struct_version in READABLE_STRUCT_VERSIONS:
-        params = dataclasses.replace(params, struct_version=STRUCT_VERSION)
+    counters = _section(data, "counters", _decode_counters)
+    if params.struct_version not in READABLE_STRUCT_VERSIONS:
+        raise CheckpointError(
+            f"checkpoint rows use layout version {params.struct_version}; this library reads "
+            f"4 and {STRUCT_VERSION}"
+        )
+    old_layout = params.struct_version == 4
+    params = dataclasses.replace(params, struct_version=STRUCT_VERSION)
     rows = _section(
-        data, "rows", lambda v: _columns_to_array(v, ROW_DTYPE, params.capacity, "rows")
+        data,
+        "rows",
+        lambda v: _columns_to_array(
+            _upgraded_rows(v, counters) if old_layout else v, ROW_DTYPE, params.capacity, "rows"
+        ),
     )
     labels = _section(data, "labels", _decode_labels)
-    counters = _section(data, "counters", _decode_counters)
     stage = _section(data, "stage", StageState.from_dict)
     ranges = _section(data, "ranges", _decode_ranges) if data.get("ranges") is not None else None
     rng = _section(data, "rng", _unstringify_ints)
@@ -108,6 +122,20 @@ def _section(data: dict[str, Any], name: str, decode: Callable[[Any], T]) -> T:
         raise CheckpointError(
             f"checkpoint section {name!r} is damaged: {type(exc).__name__}: {exc}"
         ) from None
+
+
+def _upgraded_rows(section: Any, counters: dict[str, int]) -> dict[str, Any]:
+    """Layout-4 row columns with the layout-5 fields added (see the module docstring)."""
+    columns = dict(section)
+    length = len(columns["task_id"])
+    defaults = {
+        "last_sampled": counters["num_scheduled"],
+        "priority": 0.0,
+        "n_priorities": 0,
+    }
+    for name in LAYOUT_5_FIELDS:
+        columns.setdefault(name, [defaults[name]] * length)
+    return columns
 
 
 def _decode_labels(section: Any) -> np.ndarray:
@@ -166,7 +194,16 @@ def _columns_to_array(
 
 
 def _check_rows(rows: np.ndarray, labels: np.ndarray) -> None:
-    for field in ("baseline", "fast", "slow", "perf", "reward", "reward_sq", "score_sum"):
+    for field in (
+        "baseline",
+        "fast",
+        "slow",
+        "perf",
+        "reward",
+        "reward_sq",
+        "score_sum",
+        "priority",
+    ):
         if not np.isfinite(rows[field]).all():
             raise CheckpointError(f"checkpoint rows field {field!r} holds non-finite values")
     if (rows["task_id"] >= 2**53).any() or (rows["task_id"] < -1).any():
@@ -181,7 +218,15 @@ def _check_rows(rows: np.ndarray, labels: np.ndarray) -> None:
             f"checkpoint task {int(live['task_id'][bad][0])} names label "
             f"{int(live['label_id'][bad][0])}, but the checkpoint has {len(labels)} labels"
         )
-    for field in ("seq", "n_outcomes", "n_samples", "n_success", "n_failures"):
+    for field in (
+        "seq",
+        "n_outcomes",
+        "n_samples",
+        "n_success",
+        "n_failures",
+        "last_sampled",
+        "n_priorities",
+    ):
         if (live[field] < 0).any():
             raise CheckpointError(f"checkpoint rows field {field!r} holds negative counts")
     ranges = {

@@ -6,73 +6,24 @@ from JSON on another host), never live clients or locks.
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from curriculum.ema import EmaParams
+from curriculum.algorithm_config import (  # noqa: F401 - re-exported
+    DEFAULT_EMA,
+    EMA_FIELDS,
+    SESSION_ID_PATTERN,
+    PoolAlgorithmConfig,
+)
 from curriculum.errors import ConfigError
 from curriculum.frozen_model import FrozenModel
 from curriculum.generators import AnyTaskGeneratorConfig
+from curriculum.plr_config import PrioritizedLevelReplayConfig
 from curriculum.range_rule import range_rule
-from curriculum.redaction import redact_url
 
 if TYPE_CHECKING:
     from curriculum.curriculum import Curriculum
-
-# The statistics' timescales: part of every pool (its EmaParams), whatever the algorithm.
-EMA_FIELDS = (
-    "ema_timescale",
-    "slow_timescale_factor",
-    "task_tracker_ema_alpha",
-    "success_threshold",
-)
-
-SESSION_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # use fullmatch
-
-
-class PoolAlgorithmConfig(FrozenModel):
-    """Fields every algorithm shares: where its pool lives and how large it is.
-
-    Attributes:
-        session_id: Name of the shared pool. Every process (and host) that uses the same
-            ``session_id`` (and backend) shares one pool. ``None`` gives this curriculum a private
-            pool with a generated name, still shared with the workers it is pickled into.
-        backend_url: ``None`` keeps the pool in /dev/shm on this host (no server needed);
-            ``redis://...`` URLs select the Redis backend.
-        num_active_tasks: Pool size. ``None`` takes ``CurriculumConfig.num_active_tasks``; when set
-            it must agree with it.
-    """
-
-    session_id: str | None = None
-    backend_url: str | None = None
-    num_active_tasks: int | None = Field(default=None, gt=0)
-
-    @model_validator(mode="after")
-    def _check_session(self) -> PoolAlgorithmConfig:
-        if self.session_id is not None and not SESSION_ID_PATTERN.fullmatch(self.session_id):
-            raise ValueError(
-                f"session_id {self.session_id!r} must be 1-100 characters of letters, digits, "
-                "'.', '_' or '-', starting with a letter or digit"
-            )
-        return self
-
-    def __repr_args__(self) -> Any:
-        for name, value in super().__repr_args__():
-            yield name, (redact_url(value) if name == "backend_url" and value else value)
-
-    def algorithm_params(self) -> dict[str, Any]:
-        """The fields that define the algorithm's behaviour, except where its pool lives and the
-        statistics' timescales (those are the pool's :meth:`ema_params`, stored once)."""
-        return self.model_dump(
-            exclude={"session_id", "backend_url", "num_active_tasks", *EMA_FIELDS}
-        )
-
-    def ema_params(self) -> EmaParams:
-        """The timescales of the pool's statistics (the defaults when the algorithm has none)."""
-        source = self if all(hasattr(self, name) for name in EMA_FIELDS) else _EMA_DEFAULTS
-        return EmaParams(**{name: getattr(source, name) for name in EMA_FIELDS})
 
 
 class DiscreteRandomConfig(PoolAlgorithmConfig):
@@ -278,10 +229,12 @@ class RangeExpansionConfig(PoolAlgorithmConfig):
         return self
 
 
-_EMA_DEFAULTS = LearningProgressConfig()
 
 AlgorithmConfig = Annotated[
-    DiscreteRandomConfig | LearningProgressConfig | RangeExpansionConfig,
+    DiscreteRandomConfig
+    | LearningProgressConfig
+    | PrioritizedLevelReplayConfig
+    | RangeExpansionConfig,
     Field(discriminator="type"),
 ]
 

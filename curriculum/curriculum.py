@@ -18,11 +18,14 @@ from curriculum.errors import CheckpointError, PoolClosedError, UnknownTaskError
 from curriculum.location import PoolLocation
 from curriculum.outage import TRANSIENT
 from curriculum.pool_params import pool_params
+from curriculum.priority_notes import note_priority
 from curriculum.session import PoolSession
 from curriculum.slices import slice_stats
 from curriculum.stats import compute_stats, task_figures
 from curriculum.task import CurriculumTask
 from curriculum.validation import (
+    check_priorities,
+    check_priority,
     check_score,
     check_scores,
     check_steps,
@@ -124,15 +127,22 @@ class Curriculum:
         """
         return CurriculumTask(check_task_id(task_id), -1, self._session.generator)
 
-    def update_task_performance(self, task_id: int, score: float, *, steps: int = 1) -> None:
+    def update_task_performance(
+        self, task_id: int, score: float, *, steps: int = 1, priority: float | None = None
+    ) -> None:
         """Record the score (in [0, 1]) of an episode played on ``task_id``.
 
         ``steps`` is the episode's length in environment steps (counted in ``num_steps``, and
         the clock of a staged curriculum's "time" criterion); without it an episode counts 1.
+        ``priority`` is the episode's Prioritized Level Replay score (e.g. its mean absolute
+        GAE or a regret estimate; any finite real), read by
+        ``PrioritizedLevelReplayConfig(score_function="priority")``; other algorithms store it
+        and say once that it steers nothing.
 
         Raises:
             ScoreError: the score is not a real number, is not finite, or lies outside [0, 1]
-                (unless ``clip_scores``), or ``steps`` is not an int in [0, 2**40].
+                (unless ``clip_scores``), ``steps`` is not an int in [0, 2**40], or
+                ``priority`` is not a finite real of magnitude at most 1e30.
             UnknownTaskError: the task is not active and was not handed out by this curriculum.
             BackendUnavailableError: ``max_buffered_outcomes`` are already queued during an
                 outage (this outcome is not recorded).
@@ -141,11 +151,14 @@ class Curriculum:
         value = check_score(task_id, score, clip=self.config.clip_scores)
         count = check_steps(steps)
         task_id = check_task_id(task_id)
+        if priority is not None:
+            priority = check_priority(task_id, priority)
+        note_priority(self.config.algorithm_config, priority is not None)
         if session.ranges is None:
-            session.run(session.record_one, task_id, value, count, retry=False)
+            session.run(session.record_one, task_id, value, count, priority, retry=False)
             return
         with session.ranges.outcomes([task_id], [value]):
-            session.run(session.record_one, task_id, value, count, retry=False)
+            session.run(session.record_one, task_id, value, count, priority, retry=False)
 
     def update_task_performance_batch(
         self,
@@ -153,22 +166,26 @@ class Curriculum:
         scores: Sequence[float] | np.ndarray,
         *,
         steps: Sequence[int] | np.ndarray | None = None,
+        priorities: Sequence[float] | np.ndarray | None = None,
     ) -> None:
         """Record many outcomes at once, written under one lock acquisition (with the queue).
 
-        ``steps`` gives each episode's length (default 1 each). Every score is validated before
-        anything is recorded: one bad score records nothing.
+        ``steps`` gives each episode's length (default 1 each), ``priorities`` each episode's
+        priority (see :meth:`update_task_performance`). Every value is validated before
+        anything is recorded: one bad score or priority records nothing.
         """
         session = self._ready()
         ids = check_task_ids(task_ids)
         values = check_scores(ids, scores, clip=self.config.clip_scores)
         total = sum_steps(steps, len(ids))
+        checked = check_priorities(ids, priorities)
+        note_priority(self.config.algorithm_config, checked is not None)
         scores = values.tolist()
         if session.ranges is None:
-            session.run(session.record, ids, scores, total, retry=False)
+            session.run(session.record, ids, scores, total, checked, retry=False)
             return
         with session.ranges.outcomes(ids, scores):
-            session.run(session.record, ids, scores, total, retry=False)
+            session.run(session.record, ids, scores, total, checked, retry=False)
 
     def check_scores(self, task_ids: list[int], scores: Sequence[float] | np.ndarray) -> np.ndarray:
         """The scores as they would be recorded (clipped when ``clip_scores``).

@@ -10,6 +10,12 @@ Spec, for one outcome ``s`` in [0, 1] on a task with ``n`` earlier outcomes, wit
   ``reward += b (s - reward)``, ``reward_sq += b (s * s - reward_sq)``;
 - always: ``n += 1``, ``score_sum += s``, ``n_success += (s >= success_threshold)``.
 
+A priority ``q`` reported with an outcome (Prioritized Level Replay's per-episode score), with
+``c = priority_ema_alpha``, applied right after that outcome's update: on the task's first
+priority, or when ``c == 1``, ``priority = q``; later ``priority += c (q - priority)``; always
+``n_priorities += 1``. Outcomes without a priority leave both alone; an outcome whose task was
+evicted meanwhile (late) credits its label, and its priority is dropped with the task.
+
 :func:`apply_outcomes` is the reference implementation (vectorised over distinct rows); the Redis
 backend's Lua script implements the same spec and a parity test compares both, field by field.
 """
@@ -32,6 +38,7 @@ class EmaParams:
     slow_timescale_factor: float
     task_tracker_ema_alpha: float
     success_threshold: float
+    priority_ema_alpha: float = 1.0  # pools and checkpoints before layout 5 had none: 1.0
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-data form."""
@@ -64,6 +71,27 @@ def apply_outcomes(rows: np.ndarray, scores: np.ndarray, params: EmaParams) -> N
     rows["n_outcomes"] += 1
     rows["score_sum"] += s
     rows["n_success"] += s >= params.success_threshold
+
+
+def apply_priorities(rows: np.ndarray, priorities: np.ndarray, params: EmaParams) -> None:
+    """Fold one priority into each of ``rows`` in place (NaN: the outcome carried none).
+
+    Args:
+        rows: Structured array (each row at most once) with ``priority`` and ``n_priorities``.
+        priorities: One finite priority or NaN per row.
+        params: Its ``priority_ema_alpha`` is the EMA rate (1.0 replaces).
+    """
+    q = np.asarray(priorities, dtype=np.float64)
+    given = ~np.isnan(q)
+    if not given.any():
+        return
+    c = params.priority_ema_alpha
+    old = rows["priority"]
+    replace = given & ((rows["n_priorities"] == 0) | (c == 1.0))
+    with np.errstate(invalid="ignore"):
+        folded = np.where(replace, q, np.where(given, old + c * (q - old), old))
+    rows["priority"] = folded
+    rows["n_priorities"] += given
 
 
 def rounds(slots: np.ndarray) -> list[np.ndarray]:

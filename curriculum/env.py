@@ -92,7 +92,8 @@ returns (:mod:`curriculum.env_episode`). The score is ``score_fn(info, episode_r
 [0, 1] raises ``ScoreError`` naming the fixes, or, with ``out_of_range="clip"``, is clipped with
 one warning per process (:mod:`curriculum.env_scores`). Each score is reported with the episode's
 length in environment steps (the pool's ``num_steps``, and the clock of a staged curriculum's
-"time" criterion).
+"time" criterion), and with ``info["priority"]`` of the terminal step when present (Prioritized
+Level Replay's per-episode score, see ``Curriculum.update_task_performance``).
 
 The terminal info
 -----------------
@@ -130,7 +131,13 @@ import numpy as np
 
 from curriculum.curriculum import Curriculum
 from curriculum.env_episode import EpisodeReturns
-from curriculum.env_info import INFO_KEY, INFO_KEYS, task_id_option, terminal_info
+from curriculum.env_info import (
+    INFO_KEY,
+    INFO_KEYS,
+    PRIORITY_KEY,
+    task_id_option,
+    terminal_info,
+)
 from curriculum.env_scores import OutOfRange, Scorer
 from curriculum.env_tasks import (
     EnvFactory,
@@ -385,7 +392,9 @@ class CurriculumEnv(gym.Wrapper):
         self._in_episode = False  # from here on, nothing is reported for this episode again
         score = self._scorer.score(info, self._episode.mean_return, self.task_id)
         if self._report:
-            self.curriculum.update_task_performance(self.task_id, score, steps=self._episode.steps)
+            self.curriculum.update_task_performance(
+                self.task_id, score, steps=self._episode.steps, priority=info.get(PRIORITY_KEY)
+            )
             self.reported_episodes += 1
         info = dict(info)
         info[INFO_KEY] = terminal_info(

@@ -21,6 +21,10 @@ from curriculum import forks
 INFO_KEY = "curriculum"
 """The key of the terminal step's info under which the wrapper puts its dict."""
 
+PRIORITY_KEY = "priority"
+"""The key of the terminal step's info whose value (if present) is reported as the episode's
+priority (Prioritized Level Replay's score)."""
+
 LABEL_FIGURES = (
     "completions",
     "samples",

@@ -39,10 +39,12 @@ from backends.redis_connection import connect, summarise
 from backends.redis_keys import REGISTRY_KEY, PoolKeys
 from backends.redis_read import decode_snapshot, read_raw
 from backends.stage_state import StageState
-from curriculum.algorithms.base import PoolView
+from curriculum.algorithms.base import CurriculumAlgorithm, PoolView
 from curriculum.algorithms.learning_progress import LearningProgressAlgorithm
+from curriculum.algorithms.prioritized_replay import PrioritizedReplayAlgorithm
 from curriculum.config import SESSION_ID_PATTERN, LearningProgressConfig
 from curriculum.errors import ConfigError, CurriculumError
+from curriculum.plr_config import PrioritizedLevelReplayConfig
 from curriculum.redaction import redact_text, redact_url
 from curriculum.stats import compute_stats
 
@@ -115,6 +117,16 @@ def lp_config(algorithm: Mapping[str, Any]) -> LearningProgressConfig:
         return LearningProgressConfig.model_construct(**known)
 
 
+def _algorithm(algorithm: Any, config: LearningProgressConfig) -> CurriculumAlgorithm:
+    """What scores the pool: its own Prioritized Level Replay settings, else learning progress
+    with ``config``."""
+    if isinstance(algorithm, dict) and algorithm.get("type") == "prioritized_level_replay":
+        names = PrioritizedLevelReplayConfig.model_fields
+        known = {k: v for k, v in algorithm.items() if k in names and k not in _NOT_SCORING}
+        return PrioritizedReplayAlgorithm(PrioritizedLevelReplayConfig.model_construct(**known))
+    return LearningProgressAlgorithm(config)
+
+
 def check_session(session: str) -> None:
     """Refuse a session id the library could not have created (it would name other keys)."""
     if not SESSION_ID_PATTERN.fullmatch(session):
@@ -162,7 +174,7 @@ def read_pool(client: redis.Redis, session: str, url: str = "") -> PoolReading:
         stored.counters,
     )
     free = raw.free_slots
-    view = LearningProgressAlgorithm(config).view(snapshot)
+    view = _algorithm(algorithm, config).view(snapshot)
     stage = None
     if params.get("staging") and stage_raw is not None:
         with contextlib.suppress(ValueError, TypeError, msgpack.UnpackException):

@@ -35,12 +35,7 @@ from curriculum import forks
 from curriculum.algorithms import PoolView, make_algorithm
 from curriculum.background import BACKGROUND_MIN_TASKS, BACKGROUND_REFRESH_S, ViewRefresher
 from curriculum.draw_policy import try_create, try_evict_and_replace
-from curriculum.errors import (
-    BackendError,
-    BackendUnavailableError,
-    PoolLostError,
-    UnknownTaskError,
-)
+from curriculum.errors import BackendError, BackendUnavailableError, PoolLostError, UnknownTaskError
 from curriculum.location import PoolLocation
 from curriculum.outage import TRANSIENT, OutageGuard
 from curriculum.pool_params import pool_params
@@ -56,6 +51,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("curriculum")
 T = TypeVar("T")
+Priorities = list[float] | None
 
 
 class PoolSession:
@@ -88,6 +84,7 @@ class PoolSession:
         refresh_after = max(config.write_batch_size, self.capacity // 8)
         self.queue = WriteQueue()
         self.ranges = range_tracker(self)  # range expansion's shared ranges, else None
+        self.registry = TaskRegistry(self.capacity)
         self.views = ViewCache(
             make_algorithm(algorithm, self.ranges),
             capacity=self.capacity,
@@ -96,8 +93,8 @@ class PoolSession:
             max_task_failures=config.max_task_failures,
             by_time=not config.deterministic,
             cost_factor=1.0 / config.refresh_cpu_share,
+            running=self.registry.running,
         )
-        self.registry = TaskRegistry(self.capacity)
         self._outcomes_per_write = config.write_batch_size
         self._samples_per_write = 4 * config.write_batch_size
         self._room = config.max_buffered_outcomes  # outcomes the queue may hold
@@ -244,7 +241,7 @@ class PoolSession:
         placed = try_create(self) if self.views.maybe_free_slots else None
         if placed is None:
             view = self.view()
-            if self.views.evictions:
+            if self.views.evictions and view.wants_eviction(self.rng):
                 placed = try_evict_and_replace(self, view)
             if placed is None:
                 slot = view.sample_slot(self.rng)
@@ -287,7 +284,9 @@ class PoolSession:
             "and was not handed out by this curriculum"
         )
 
-    def record_one(self, task_id: int, score: float, steps: int) -> None:
+    def record_one(
+        self, task_id: int, score: float, steps: int, priority: float | None = None
+    ) -> None:
         """Queue one outcome (validated by the caller); written when the batch is due."""
         queue = self.queue
         batch = queue.open
@@ -300,7 +299,7 @@ class PoolSession:
             return
         if queue.opened_at is None:
             queue.opened_at = time.monotonic()
-        batch.add_outcome(slot, task_id, label_id, score, steps)
+        batch.add_outcome(slot, task_id, label_id, score, steps, priority)
         self.registry.ended(task_id)
         views = self.views
         views.outcomes_since += 1
@@ -311,18 +310,23 @@ class PoolSession:
         ):
             self.flush_if_due(force=True)
 
-    def record(self, task_ids: list[int], scores: list[float], steps: int) -> None:
+    def record(
+        self, task_ids: list[int], scores: list[float], steps: int, priorities: Priorities = None
+    ) -> None:
         """Queue outcomes (validated by the caller) and write them with the queue now."""
         self._check_room(len(task_ids))
         locations = [self.locate(task_id) for task_id in task_ids]
         self.queue.touch()
         batch = self.queue.open
         kept = 0
-        for task_id, (slot, label_id), score in zip(task_ids, locations, scores, strict=True):
+        given = priorities or [None] * len(task_ids)
+        for task_id, (slot, label_id), score, priority in zip(
+            task_ids, locations, scores, given, strict=True
+        ):
             if slot < 0:  # a task of a lost pool
                 self.dropped_outcomes += 1
                 continue
-            batch.add_outcome(slot, task_id, label_id, score, 0)
+            batch.add_outcome(slot, task_id, label_id, score, 0, priority)
             self.registry.ended(task_id)
             kept += 1
         batch.steps += steps if kept == len(task_ids) else round(steps * kept / len(task_ids))

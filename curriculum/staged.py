@@ -33,7 +33,14 @@ from curriculum.errors import (
 )
 from curriculum.location import PoolLocation
 from curriculum.task import CurriculumTask
-from curriculum.validation import check_scores, check_steps, check_task_id, sum_steps
+from curriculum.validation import (
+    check_priorities,
+    check_priority,
+    check_scores,
+    check_steps,
+    check_task_id,
+    sum_steps,
+)
 
 if TYPE_CHECKING:
     from curriculum.staged_config import StagedCurriculumConfig
@@ -208,11 +215,15 @@ class StagedCurriculum:
             raise ConfigError(f"stage {stage} is outside [0, {len(self._stages)})")
         return stage
 
-    def update_task_performance(self, task_id: int, score: float, *, steps: int = 1) -> None:
-        """Record an episode's score (and length in steps) for the stage its task came from.
+    def update_task_performance(
+        self, task_id: int, score: float, *, steps: int = 1, priority: float | None = None
+    ) -> None:
+        """Record an episode's score (and length in steps, and its priority: see
+        :meth:`Curriculum.update_task_performance`) for the stage its task came from.
 
         Raises:
-            ScoreError: the score is not in [0, 1] (unless clipped) or ``steps`` is not an int >= 0.
+            ScoreError: the score is not in [0, 1] (unless clipped), ``steps`` is not an int
+                >= 0, or ``priority`` is not a finite real of magnitude at most 1e30.
             UnknownTaskError: the task is in no stage's pool and was not handed out here.
         """
         self._check_open()
@@ -221,8 +232,10 @@ class StagedCurriculum:
         curriculum = self._stage(index)
         value = curriculum.check_score(task_id, score)
         count = check_steps(steps)
+        if priority is not None:
+            priority = check_priority(task_id, priority)
         with self._stage_outcomes(index, [value], count):
-            curriculum.update_task_performance(task_id, value, steps=count)
+            curriculum.update_task_performance(task_id, value, steps=count, priority=priority)
 
     def update_task_performance_batch(
         self,
@@ -230,10 +243,13 @@ class StagedCurriculum:
         scores: Sequence[float] | np.ndarray,
         *,
         steps: Sequence[int] | np.ndarray | None = None,
+        priorities: Sequence[float] | np.ndarray | None = None,
     ) -> None:
-        """Record many outcomes; every score is validated before anything is recorded."""
+        """Record many outcomes (and their priorities, if given); every value is validated
+        before anything is recorded."""
         self._check_open()
         ids = [check_task_id(t) for t in task_ids]
+        given = check_priorities(ids, priorities)
         score_list = list(scores)
         step_list = [1] * len(ids) if steps is None else list(steps)
         sum_steps(np.asarray(step_list), len(ids))  # validates
@@ -253,7 +269,10 @@ class StagedCurriculum:
             group_steps = [step_list[p] for p in positions]
             with self._stage_outcomes(index, values.tolist(), int(sum(group_steps))):
                 self._stage(index).update_task_performance_batch(
-                    [ids[p] for p in positions], values, steps=group_steps
+                    [ids[p] for p in positions],
+                    values,
+                    steps=group_steps,
+                    priorities=None if given is None else [given[p] for p in positions],
                 )
 
     @contextlib.contextmanager

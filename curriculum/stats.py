@@ -20,6 +20,7 @@ Keys (stable; ``<label>`` is a task label such as ``nav|difficulty:0.5``):
 - ``label/<label>/completions``, ``samples``, ``evictions``, ``failures``, ``created``,
   ``active_tasks``, ``mean_lp`` (over the label's active tasks), ``mean_reward`` (over all its
   outcomes), ``success_rate``
+- ``plr/...``: Prioritized Level Replay's figures (that algorithm only; see docs/stats.md)
 - ``slice/<axis>/<value>/...``: slice analysis by bucket axis (see :mod:`curriculum.slices`)
 - ``health/...``: this process's writes (added by ``Curriculum.stats``; see
   :meth:`curriculum.session.PoolSession.health`)
@@ -83,6 +84,7 @@ def compute_stats(view: PoolView, min_samples_for_lp: int) -> dict[str, float]:
     for name in ("created", "evicted", "completed", "scheduled", "failures", "steps"):
         stats[f"epoch/num_{name}"] = float(counters[f"epoch_{name}"])
     stats.update(_summary("lp", raw))
+    stats.update(view.extra_stats())
     warm = rows["n_outcomes"] >= min_samples_for_lp
     stats["lp/num_zero"] = float(np.count_nonzero(warm & (raw <= ZERO_LP)))
     stats["lp/num_warm"] = float(np.count_nonzero(warm))

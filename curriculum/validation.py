@@ -18,6 +18,7 @@ from curriculum.errors import ScoreError
 from curriculum.task_ids import MAX_TASK_ID, check_task_id
 
 MAX_EPISODE_STEPS = 2**40  # far beyond any episode; keeps every step counter exact in int64
+MAX_PRIORITY = 1e30  # far beyond any value loss or regret; keeps every priority EMA finite
 
 logger = logging.getLogger("curriculum")
 _clip_said = False  # clip_scores=True clipped a score in this process, and a warning said so
@@ -38,6 +39,8 @@ def _say_clipped(task_id: object, score: object) -> None:
 __all__ = [
     "MAX_EPISODE_STEPS",
     "check_number",
+    "check_priorities",
+    "check_priority",
     "check_score",
     "check_scores",
     "check_steps",
@@ -121,6 +124,38 @@ def check_scores(
         i = int(np.flatnonzero(outside)[0])
         _say_clipped(task_ids[i], float(values[i]))
     return np.clip(values, 0.0, 1.0)
+
+
+def check_priority(task_id: object, priority: object) -> float:
+    """``priority`` as the float that would be recorded.
+
+    Raises:
+        ScoreError: the priority is not a real number (a bool, a string, an object), is not
+            finite, or its magnitude is above ``MAX_PRIORITY`` (1e30).
+    """
+    value = check_number(priority, f"priority {priority!r:.60} for task {task_id}")
+    if abs(value) > MAX_PRIORITY:
+        raise ScoreError(
+            f"priority {priority!r} for task {task_id} is beyond +-{MAX_PRIORITY:g} "
+            "(scale it down: only the order of priorities counts for rank prioritisation)"
+        )
+    return value
+
+
+def check_priorities(
+    task_ids: list[int], priorities: Sequence[float] | np.ndarray | None
+) -> list[float] | None:
+    """One checked priority per task id (see :func:`check_priority`), or None when none came.
+
+    Raises:
+        ScoreError: the first bad priority, naming its task; or a length mismatch.
+    """
+    if priorities is None:
+        return None
+    given = priorities.tolist() if isinstance(priorities, np.ndarray) else list(priorities)
+    if len(given) != len(task_ids):
+        raise ScoreError(f"{len(task_ids)} task ids but {len(given)} priorities")
+    return [check_priority(t, p) for t, p in zip(task_ids, given, strict=True)]
 
 
 def check_steps(steps: object) -> int:

@@ -27,6 +27,7 @@ shared pool within 1% of one process without it.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 
 from backends.base import PoolSnapshot
 from curriculum.algorithms import CurriculumAlgorithm, PoolView
@@ -51,6 +52,7 @@ class ViewCache:
         max_task_failures: int,
         by_time: bool = True,
         cost_factor: float = REFRESH_COST_FACTOR,
+        running: Mapping[int, int] | None = None,
     ) -> None:
         self.algorithm = algorithm
         self.capacity = capacity
@@ -59,6 +61,7 @@ class ViewCache:
         self.max_task_failures = max_task_failures
         self.by_time = by_time
         self.cost_factor = cost_factor
+        self.running = running if running is not None else {}  # given to every view installed
         self.view: PoolView | None = None
         # the view's eviction candidates not yet tried, most evictable LAST (popped from the end)
         self.evictions: list[int] = []
@@ -94,6 +97,7 @@ class ViewCache:
         """Take ``view`` (None: the pool did not change) as the current one; the refresh that
         made it (or found the pool unchanged) took ``cost_s`` of CPU time."""
         if view is not None:
+            view.running = self.running
             self.view = view
             self.evictions = view.eviction_order[::-1]
             if self.by_time:
@@ -129,6 +133,7 @@ class ViewCache:
         if broken:
             first = set(broken)
             view.eviction_order = broken + [s for s in view.eviction_order if s not in first]
+            view.forced_evictions = len(broken)
         return view
 
     def invalidate(self) -> None:

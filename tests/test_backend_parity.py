@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -30,6 +31,10 @@ pytestmark = pytest.mark.filterwarnings("error")
 def _open(url: str | None, session: str, staging: dict | None = None) -> TaskMemoryBackend:
     config = make_config(num_active_tasks=12, lp_session_id=session, lp_backend_url=url)
     params = pool_params(config, staging)
+    # priorities folded by an EMA (not replaced), so the parity covers the whole update
+    params = dataclasses.replace(
+        params, ema=dataclasses.replace(params.ema, priority_ema_alpha=0.3)
+    )
     return open_backend(url, session, params, create=True, lock_timeout_s=5.0)
 
 
@@ -51,7 +56,11 @@ def _drive(backend: TaskMemoryBackend, seed: int) -> list[tuple[int, int, int]]:
             score = (
                 special[int(rng.integers(0, len(special)))] if rng.random() < 0.3 else rng.random()
             )
-            batch.add_outcome(slot, task_id, label, float(score), int(rng.integers(0, 1000)))
+            priority = None
+            if rng.random() < 0.4:  # value-loss-like priorities: any sign, any magnitude
+                priority = float(rng.normal() * 10.0 ** rng.integers(-3, 4))
+            steps = int(rng.integers(0, 1000))
+            batch.add_outcome(slot, task_id, label, float(score), steps, priority=priority)
             if rng.random() < 0.5:
                 batch.add_sample(slot, task_id, label)
             if rng.random() < 0.05:
@@ -65,7 +74,7 @@ def _drive(backend: TaskMemoryBackend, seed: int) -> list[tuple[int, int, int]]:
             assert not backend.replace_task(slot, old_id, 7, label, backend.reserve_sequence())
             tasks[index] = (slot, new_id, label)
             late = WriteBatch()
-            late.add_outcome(slot, old_id, label, 0.5)
+            late.add_outcome(slot, old_id, label, 0.5, priority=2.5)
             late.add_sample(slot, old_id, label)
             late.add_failure(slot, old_id, label)
             assert backend.record(late).late == 1
@@ -86,6 +95,9 @@ def test_lua_scripts_match_the_numpy_reference_field_by_field(redis_kind, reques
     try:
         assert _drive(shm, seed=11) == _drive(remote, seed=11)
         a, b = shm.snapshot(), remote.snapshot()
+        live = a.rows["task_id"] >= 0
+        assert (a.rows["n_priorities"][live] > 1).any()  # EMAs of priorities were compared
+        assert len(set(a.rows["last_sampled"][live].tolist())) > 2  # so were staleness marks
         for field in ROW_DTYPE.names:
             assert np.array_equal(a.rows[field], b.rows[field]), field  # bit-exact floats
             assert b.rows[field].dtype == ROW_DTYPE[field]

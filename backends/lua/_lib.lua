@@ -5,7 +5,8 @@
 -- 7 range record hash (field 'record': backends/range_state.py RangeState.to_list, msgpack).
 -- A row is a msgpack array in backends/layout.py ROW_DTYPE order:
 --   1 task_id, 2 seq, 3 label_id, 4 n_outcomes, 5 n_samples, 6 n_success, 7 score_sum,
---   8 baseline, 9 fast, 10 slow, 11 perf, 12 reward, 13 reward_sq, 14 n_failures
+--   8 baseline, 9 fast, 10 slow, 11 perf, 12 reward, 13 reward_sq, 14 n_failures,
+--   15 last_sampled, 16 priority, 17 n_priorities
 -- A label is a msgpack array in LABEL_DTYPE order; it stores only what is no longer in a row
 -- (evicted tasks' counters, late outcomes): readers add the live rows (layout.label_totals).
 --   1 name, 2 created, 3 evicted, 4 completions, 5 samples, 6 successes, 7 late, 8 score_sum,
@@ -79,17 +80,19 @@ local function missing_pool()
   return nil
 end
 
-local function new_row(task_id, label_id, seq)
-  return {task_id, seq, label_id, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0}
+-- A new task's row; ``last_sampled`` is the pool's num_scheduled now.
+local function new_row(task_id, label_id, seq, last_sampled)
+  return {task_id, seq, label_id, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0, last_sampled,
+    0.0, 0}
 end
 
--- The row in ``slot`` (nil when free). Bytes that are not a row of 14 numbers stop the script
+-- The row in ``slot`` (nil when free). Bytes that are not a row of 17 numbers stop the script
 -- (before it wrote anything: scripts read every row they need first) with CORRUPT.
 local function get_row(slot)
   local raw = redis.call('HGET', ROWS, slot)
   if not raw then return nil end
   local ok, row = pcall(cmsgpack.unpack, raw)
-  if not ok or type(row) ~= 'table' or #row ~= 14 or type(row[1]) ~= 'number' then
+  if not ok or type(row) ~= 'table' or #row ~= 17 or type(row[1]) ~= 'number' then
     error({err = 'CORRUPT ' .. ROWS .. ' slot ' .. slot .. ' does not hold a row'})
   end
   return row
@@ -146,7 +149,8 @@ local function reserve_next(flag)
 end
 
 local function new_task(slot, task_id, label_id, seq)
-  put_row(slot, new_row(task_id, label_id, seq))
+  local scheduled = tonumber(redis.call('HGET', META, 'num_scheduled')) or 0
+  put_row(slot, new_row(task_id, label_id, seq, scheduled))
   if label_id >= 0 then add_to_label(label_id, {[2] = 1}) end
   count('num_created', 1)
   count('epoch_created', 1)

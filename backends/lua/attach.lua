@@ -7,7 +7,8 @@
 --       11 the incarnation of a pool created now (a token no other pool of the session had),
 --       12 who creates it ('host pid'), 13 time to live in ms of a pool created now (0: none),
 --       14 the task generator's config (JSON), 15 how long write tokens are kept (ms),
---       16 the initial range record (msgpack, backends/range_state.py RangeState.to_list order)
+--       16 the initial range record (msgpack, backends/range_state.py RangeState.to_list order),
+--       17 priority_ema_alpha
 -- Returns: {'created', incarnation, why the old keys were replaced ('' if there were none)} |
 --          {'exists', stored params JSON, stored struct version, incarnation, created ms,
 --           creator, completed outcomes, generator JSON, now ms} | {'missing', why}
@@ -49,7 +50,8 @@ end
 redis.call('DEL', META, ROWS, FREE, LABELS, LABEL_IDS, TOKENS, RANGES)
 redis.call('HSET', META, 'params', ARGV[1], 'capacity', ARGV[2], 'label_capacity', ARGV[3],
   'struct_version', ARGV[4], 'ema_timescale', ARGV[6], 'slow_timescale_factor', ARGV[7],
-  'task_tracker_ema_alpha', ARGV[8], 'success_threshold', ARGV[9], 'version', 0,
+  'task_tracker_ema_alpha', ARGV[8], 'success_threshold', ARGV[9],
+  'priority_ema_alpha', ARGV[17], 'version', 0,
   'next_seq', 0, 'num_created', 0, 'num_evicted', 0, 'num_completed', 0, 'num_scheduled', 0,
   'num_late_outcomes', 0, 'num_active', 0, 'num_labels', 0, 'epoch', 0, 'epoch_created', 0,
   'epoch_evicted', 0, 'epoch_completed', 0, 'epoch_scheduled', 0, 'num_failures', 0,

@@ -6,7 +6,10 @@
 -- ARGV: 1 client id, 2 write number, 3 the batch as one msgpack array: outcome count N, then
 --       N x (slot, task id, label id, score), then sample count M, then M x (slot, task id,
 --       label id), then failure count F, then F x (slot, task id, label id), then the
---       environment steps of the N episodes
+--       environment steps of the N episodes, then priority count P, then P x (outcome index
+--       from 0, priority)
+-- A priority is folded into its outcome's row right after that outcome (curriculum/ema.py).
+-- The rows of live samples get last_sampled = num_scheduled after this write.
 -- Errors: NOPOOL when the pool does not exist (nothing is written then).
 -- Returns: 'applied:late'
 local missing = missing_pool()
@@ -18,12 +21,13 @@ local COUNTERS = {'version', 'num_completed', 'epoch_completed', 'num_late_outco
   'num_scheduled', 'epoch_scheduled', 'num_failures', 'epoch_failures', 'num_steps',
   'epoch_steps'}
 local meta = redis.call('HMGET', META, 'capacity', 'ema_timescale', 'slow_timescale_factor',
-  'task_tracker_ema_alpha', 'success_threshold', unpack(COUNTERS))
+  'task_tracker_ema_alpha', 'success_threshold', 'priority_ema_alpha', unpack(COUNTERS))
 if not meta[1] then
   return redis.error_reply('NOPOOL the pool does not exist')
 end
 local a, k, b, threshold = tonumber(meta[2]), tonumber(meta[3]), tonumber(meta[4]),
   tonumber(meta[5])
+local c = tonumber(meta[6])
 local slow_rate = a * k
 local rows, dirty, labels = {}, {}, {}
 
@@ -47,6 +51,14 @@ end
 
 local data = cmsgpack.unpack(ARGV[3])
 local n = data[1]
+local m0 = data[2 + 4 * n]
+local f0 = data[3 + 4 * n + 3 * m0]
+local priorities = {}
+local p_base = 5 + 4 * n + 3 * m0 + 3 * f0
+for j = 0, (data[p_base] or 0) - 1 do
+  priorities[data[p_base + 1 + 2 * j]] = data[p_base + 2 + 2 * j]
+end
+local scheduled_after = (tonumber(meta[11]) or 0) + m0
 local applied = 0
 for i = 0, n - 1 do
   local slot, task_id = data[2 + 4 * i], data[3 + 4 * i]
@@ -72,6 +84,15 @@ for i = 0, n - 1 do
     row[4] = row[4] + 1
     row[7] = row[7] + s
     if s >= threshold then row[6] = row[6] + 1 end
+    local q = priorities[i]
+    if q ~= nil then
+      if row[17] == 0 or c == 1.0 then
+        row[16] = q
+      else
+        row[16] = row[16] + c * (q - row[16])
+      end
+      row[17] = row[17] + 1
+    end
     dirty[slot] = true
     applied = applied + 1
   end
@@ -94,6 +115,7 @@ local function count_events(base, row_field, label_field)
     local row = row_of(slot)
     if row and row[1] == task_id then
       row[row_field] = row[row_field] + 1
+      if row_field == 5 then row[15] = scheduled_after end
       dirty[slot] = true
     elseif label_id >= 0 then
       local amounts = label_amounts(label_id)
@@ -112,7 +134,7 @@ local added = {1, n, n, n - applied, m, m, f, f, steps, steps}
 local updates = {}
 for i, name in ipairs(COUNTERS) do
   updates[#updates + 1] = name
-  updates[#updates + 1] = string.format('%.0f', (tonumber(meta[5 + i]) or 0) + added[i])
+  updates[#updates + 1] = string.format('%.0f', (tonumber(meta[6 + i]) or 0) + added[i])
 end
 redis.call('HSET', META, unpack(updates))
 return remember(ARGV[1], ARGV[2], applied .. ':' .. (n - applied))

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from curriculum.algorithms.base import CurriculumAlgorithm, PoolView
 from curriculum.algorithms.discrete_random import DiscreteRandomAlgorithm
 from curriculum.algorithms.learning_progress import LearningProgressAlgorithm
+from curriculum.algorithms.prioritized_replay import PrioritizedReplayAlgorithm
 from curriculum.algorithms.range_expansion import RangeExpansionAlgorithm
 
 if TYPE_CHECKING:
@@ -20,6 +21,8 @@ def make_algorithm(config: AlgorithmConfig, ranges: Any = None) -> CurriculumAlg
         return LearningProgressAlgorithm(config)
     if config.type == "range_expansion":
         return RangeExpansionAlgorithm(config, ranges)
+    if config.type == "prioritized_level_replay":
+        return PrioritizedReplayAlgorithm(config)
     return DiscreteRandomAlgorithm()
 
 
@@ -28,6 +31,7 @@ __all__ = [
     "DiscreteRandomAlgorithm",
     "LearningProgressAlgorithm",
     "PoolView",
+    "PrioritizedReplayAlgorithm",
     "RangeExpansionAlgorithm",
     "make_algorithm",
 ]

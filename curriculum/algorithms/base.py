@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +27,10 @@ class PoolView:
         probabilities: Sampling probability per active slot (sums to 1).
         raw_scores: The algorithm's raw score per active slot (learning progress, or 0).
         eviction_order: Slots that may be evicted, most evictable first.
+        forced_evictions: How many of the first ``eviction_order`` slots must go whatever the
+            algorithm's draw rule (tasks whose env config keeps failing).
+        running: Task id -> episodes this process started and has not reported (the session's
+            own record, shared by reference when the view is installed).
     """
 
     snapshot: PoolSnapshot
@@ -33,6 +38,8 @@ class PoolView:
     probabilities: np.ndarray
     raw_scores: np.ndarray
     eviction_order: list[int] = field(default_factory=list)
+    forced_evictions: int = 0
+    running: Mapping[int, int] = field(default_factory=dict)
     _cdf: list[float] | None = None  # cumulative probabilities, as floats for bisect
     _slots: list[int] | None = None  # ``active`` as ints
 
@@ -53,6 +60,15 @@ class PoolView:
         position = bisect.bisect_right(cdf, rng.random() * cdf[-1])
         return slots[min(position, len(slots) - 1)]
 
+    def wants_eviction(self, rng: np.random.Generator) -> bool:
+        """Whether this draw should evict the next eviction candidate and play the new task
+        (asked only while candidates remain). By default: always."""
+        return True
+
+    def extra_stats(self) -> dict[str, float]:
+        """The algorithm's own stats keys (none by default)."""
+        return {}
+
     def place_new_task(self, slot: int, task_id: int, label_id: int, seq: int) -> None:
         """Show a task this process just put into ``slot``, until the view is refreshed.
 
@@ -61,6 +77,7 @@ class PoolView:
         """
         row = empty_rows(1)
         row["task_id"], row["label_id"], row["seq"] = task_id, label_id, seq
+        row["last_sampled"] = self.snapshot.counters.get("num_scheduled", 0)
         self.snapshot.rows[slot] = row[0]
         position = int(np.searchsorted(self.active, slot))
         if position < len(self.active) and self.active[position] == slot:

@@ -14,7 +14,8 @@
 -- The score is curriculum.algorithms.learning_progress.raw_learning_progress, with
 -- use_bidirectional, progress_smoothing and performance_bonus_weight from the pool's stored
 -- params (meta field `params`, key `algorithm`; LearningProgressConfig defaults when absent, as
--- for discrete_random pools). Decodes every row: O(pool size) while the server waits.
+-- for discrete_random and prioritized_level_replay pools: `curriculum inspect` shows a PLR
+-- pool's own scores). Decodes every row: O(pool size) while the server waits.
 -- Errors: 'NOPOOL ...' when the session has no pool.
 local META, ROWS, LABELS = KEYS[1], KEYS[2], KEYS[4]
 local N = tonumber(ARGV[1] or '') or 10
