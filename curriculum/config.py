@@ -229,7 +229,6 @@ class RangeExpansionConfig(PoolAlgorithmConfig):
         return self
 
 
-
 AlgorithmConfig = Annotated[
     DiscreteRandomConfig
     | LearningProgressConfig

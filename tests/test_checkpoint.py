@@ -90,6 +90,7 @@ def test_round_trip_after_a_multi_process_run(process_backend_url) -> None:
     config = make_config(
         num_active_tasks=16,
         lp_min_presentations_for_eviction=5,
+        lp_eviction_confidence=0.0,  # random scores: evict by score alone, so tasks get evicted
         lp_backend_url=process_backend_url,
         refresh_cpu_share=1.0,  # short fast runs: refresh by outcome count, so tasks get evicted
     )

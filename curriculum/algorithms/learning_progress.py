@@ -100,13 +100,6 @@ def raw_learning_progress(
             total = signal + (config.noise_discount * noise) ** 2
             with np.errstate(divide="ignore", invalid="ignore"):
                 lp = np.where(total > 0, lp * signal / total, 0.0)
-        import os as _os  # EXPERIMENT
-        _c = float(_os.environ.get("CSHRINK", "0"))
-        if _c:
-            if noise is None:
-                noise = noise_learning_progress(rows, config)
-            cont = rows["reward"] - rows["reward_sq"] > 1e-9
-            lp = np.where(cont, np.maximum(lp - _c * noise, 0.0), lp)
     else:
         lp = np.maximum(rows["reward_sq"] - rows["reward"] ** 2, 0.0)
     if config.performance_bonus_weight:
