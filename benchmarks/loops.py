@@ -67,6 +67,25 @@ class CurriculumDriver:
 
 
 BASELINE = "baseline"  # the name of the in-process loop in the process measurements
+PING = "redis ping"  # the name of the Redis round-trip loop in the process measurements
+
+
+class RedisPinger:
+    """One PING and its reply per loop: what a second process adds to a client's round trips to
+    one Redis server on this machine (the server shares the cores with the clients)."""
+
+    def __init__(self, url: str) -> None:
+        """A client of the Redis at ``url``."""
+        import redis
+
+        self.client = redis.Redis.from_url(url)
+        self.client.ping()
+
+    def play(self, count: int) -> None:
+        """``count`` round trips."""
+        ping = self.client.ping
+        for _ in range(count):
+            ping()
 
 
 @dataclass(frozen=True)
@@ -85,6 +104,7 @@ def _process_rounds(
     configs: dict[str, CurriculumConfig],
     baseline: LearningProgressConfig | None,
     plan: ProcessPlan,
+    ping_url: str | None,
     barrier: object,
 ) -> list[tuple[int, str, int, float, float, int]]:
     """One worker's phases: (round, loop, processes, start, end, loops played)."""
@@ -96,6 +116,8 @@ def _process_rounds(
     if baseline is not None:
         impl = warm_baseline(plan.num_tasks, baseline, 200 + index, plan.baseline_kind)
         players[BASELINE] = BaselineDriver(impl, 300 + index).play
+    if ping_url is not None:
+        players[PING] = RedisPinger(ping_url).play
     for play in players.values():
         play(plan.warm_loops)
     spans = []
@@ -120,11 +142,12 @@ def process_worker(
     configs: dict[str, CurriculumConfig],
     baseline: LearningProgressConfig | None,
     plan: ProcessPlan,
+    ping_url: str | None,
     barrier: object,
     queue: object,
 ) -> None:
     """A spawned worker: attaches to each pool by session id and plays its phases."""
-    report_to(queue, lambda: _process_rounds(index, configs, baseline, plan, barrier))
+    report_to(queue, lambda: _process_rounds(index, configs, baseline, plan, ping_url, barrier))
 
 
 ProcessRates = dict[tuple[str, int], list[float | None]]  # (loop, processes) -> loops/s per round
@@ -134,15 +157,17 @@ def measure_processes(
     configs: dict[str, CurriculumConfig],
     baseline: LearningProgressConfig | None,
     plan: ProcessPlan,
+    ping_url: str | None = None,
 ) -> tuple[ProcessRates, str | None]:
     """Loops/s of 1 process and of 2 processes together on each pool (created, warmed and
     destroyed here), and of the in-process baseline in 1 and 2 independent processes (what the
-    machine gives a second process) when ``baseline`` is given. Every phase starts at a barrier;
-    a 2-process phase runs from the first start to the last end."""
+    machine gives a second process) when ``baseline`` is given, and of PING round trips to the
+    Redis at ``ping_url`` (what the machine gives a second Redis client) when given. Every phase
+    starts at a barrier; a 2-process phase runs from the first start to the last end."""
     with contextlib.ExitStack() as stack:
         for config in configs.values():
             fill_and_warm(stack.enter_context(open_pool(config)), seed=7)
-        args = [(i, configs, baseline, plan) for i in range(2)]
+        args = [(i, configs, baseline, plan, ping_url) for i in range(2)]
         results, errors = spawn_workers(process_worker, args, timeout_s=600)
     if errors:
         return {}, "; ".join(errors)
