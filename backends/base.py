@@ -288,6 +288,20 @@ class TaskMemoryBackend(ABC):
         that may already have applied it (a reply lost with its connection) applies it once.
         """
 
+    # record_send() / record_receive(): a batch sent without waiting for its reply
+    can_send_ahead: bool = False
+
+    def record_send(self, batch: WriteBatch) -> None:
+        """Send ``batch`` (as :meth:`record` would apply it) without waiting for the reply;
+        :meth:`record_receive` reads it. Only when :attr:`can_send_ahead`."""
+        raise NotImplementedError
+
+    def record_receive(self) -> RecordResult:
+        """The reply of the batch :meth:`record_send` sent (waiting for it). Raises as
+        :meth:`record` does; the batch may or may not have been applied then (its write id
+        makes sending it again safe)."""
+        raise NotImplementedError
+
     @abstractmethod
     def stage_state(self) -> StageState:
         """A consistent copy of the pool's stage record (read without blocking writers)."""

@@ -19,7 +19,6 @@ import secrets
 import time
 from typing import Any
 
-import msgpack
 import redis
 from redis.cluster import RedisCluster
 
@@ -64,6 +63,7 @@ from backends.redis_scripts import (
     load_script,
     register_scripts,
 )
+from backends.redis_send_ahead import SentWrite, encode_batch
 from backends.stage_state import StageState
 from curriculum import forks
 from curriculum.errors import (
@@ -130,6 +130,7 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
         self._slow_client: redis.Redis | None = None  # for scripts that run long on big pools
         self._cluster = isinstance(self._client, RedisCluster)
         self._scripts = register_scripts(self._client)
+        self._sent = SentWrite(self._client)  # a batch sent ahead of its reply
         self._new_client_id()
         forks.on_fork_in_child(self, RedisBackend._after_fork)
         self._closed = False
@@ -175,6 +176,7 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
         self._check_open()
         self._label_ids.clear()
         self._next_seq = None  # reserved in the lost pool
+        self._sent.close()  # a reply still unread belongs to the lost pool
         self._new_client_id()
         self._attach(params, create=True)
         if self.created:
@@ -248,6 +250,7 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
         its parent reserved to the parent."""
         self._new_client_id()
         self._next_seq = None
+        self._sent.forget()
 
     def _unnumbered(self) -> int:
         """A write id for a bare backend call (tools, tests): the session numbers its own."""
@@ -325,36 +328,45 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
         failure (a reply lost with its connection) gets the first reply instead of being
         applied twice.
         """
+        args = self._record_args(batch)
+        return _record_result(self._call("record", *args))
+
+    def _record_args(self, batch: WriteBatch) -> tuple[Any, ...]:
+        """The record script's arguments for ``batch`` (numbered here if it has no write id)."""
         capacity = self.params.capacity
         for slots in (batch.outcome_slots, batch.sample_slots, batch.failure_slots):
             if slots and (min(slots) < 0 or max(slots) >= capacity):
                 raise BackendError(f"batch names slots outside the pool: {slots}")
-        data: list[Any] = [len(batch.outcome_slots)]
-        for entry in zip(
-            batch.outcome_slots,
-            batch.outcome_task_ids,
-            batch.outcome_labels,
-            batch.outcome_scores,
-            strict=True,
-        ):
-            data.extend(entry)
-        for slots, task_ids, labels in (
-            (batch.sample_slots, batch.sample_task_ids, batch.sample_labels),
-            (batch.failure_slots, batch.failure_task_ids, batch.failure_labels),
-        ):
-            data.append(len(slots))
-            for entry in zip(slots, task_ids, labels, strict=True):
-                data.extend(entry)
-        data.append(batch.steps)
-        data.append(len(batch.priority_positions))
-        for entry in zip(batch.priority_positions, batch.priority_values, strict=True):
-            data.extend((entry[0], float(entry[1])))
-        blob = msgpack.packb(data)  # scores and priorities travel as exact float64
         if not batch.write_id:
             batch.write_id = self._unnumbered()
-        args = (f"{self._client_id}:r", batch.write_id, blob)
-        applied, late = _text(self._call("record", *args)).split(":")
-        return RecordResult(applied=int(applied), late=int(late))
+        return (f"{self._client_id}:r", batch.write_id, encode_batch(batch))
+
+    @property
+    def can_send_ahead(self) -> bool:  # type: ignore[override]
+        """Batches may be sent without waiting for their reply (not on a Redis Cluster)."""
+        return not self._cluster
+
+    def record_send(self, batch: WriteBatch) -> None:
+        """Send ``batch`` on the write connection; :meth:`record_receive` reads the reply."""
+        self._check_open()
+        args = (*self._record_args(batch), self._incarnation)
+        try:
+            self._sent.send(self._scripts["record"], self._keys, args)
+        except redis.RedisError as exc:
+            raise self._error(exc) from None
+        self._sent.batch = batch
+
+    def record_receive(self) -> RecordResult:
+        """The reply of the batch :meth:`record_send` sent; a script the server no longer
+        has (flushed) is loaded and the batch sent again, with its write id."""
+        batch = self._sent.batch
+        assert batch is not None, "no batch was sent ahead"
+        try:
+            return _record_result(self._sent.receive())
+        except redis.exceptions.NoScriptError:
+            return self.record(batch)
+        except redis.RedisError as exc:
+            raise self._error(exc) from None
 
     def end_epoch(self) -> dict[str, int]:
         """Reset the epoch counters; their values before the reset."""
@@ -400,6 +412,7 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
         if self._closed:
             return
         self._closed = True
+        self._sent.close()
         self._client.close()
         if self._slow_client is not None:
             self._slow_client.close()
@@ -413,6 +426,11 @@ class RedisBackend(RedisPoolStateOps, TaskMemoryBackend):
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _record_result(reply: Any) -> RecordResult:
+    applied, late = _text(reply).split(":")
+    return RecordResult(applied=int(applied), late=int(late))
 
 
 __all__ = [

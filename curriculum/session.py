@@ -98,6 +98,8 @@ class PoolSession:
         self._outcomes_per_write = config.write_batch_size
         self._samples_per_write = 4 * config.write_batch_size
         self._room = config.max_buffered_outcomes  # outcomes the queue may hold
+        # raise modes want the error from the call whose write failed: no write sent ahead
+        self._wait_for_writes = "raise" in (config.on_backend_unavailable, config.on_pool_lost)
         self.outage = OutageGuard(
             str(location),
             buffer=config.on_backend_unavailable == "buffer",
@@ -372,16 +374,16 @@ class PoolSession:
         if self.outage.active():
             return
         try:
-            self._write()
+            self._write(wait=self._wait_for_writes)
         except TRANSIENT as exc:
             with contextlib.suppress(BackendError):  # raise mode: the next call that needs
                 self.outage.failed(exc)  # the server raises; this outcome stays queued
         else:
             self.outage.reachable()
 
-    def _write(self) -> RecordResult:
+    def _write(self, *, wait: bool = True) -> RecordResult:
         try:
-            result = self.queue.flush(self.backend)
+            result = self.queue.flush(self.backend, wait=wait)
         except (*TRANSIENT, PoolLostError):
             raise  # kept and sent again, or dropped with the lost pool by recover()
         except BackendError:  # refused for good (a corrupted pool): never sent again

@@ -7,6 +7,11 @@ process). A write leaves the queue only when the backend applied it. A write tha
 at the head of the queue, with its id, and is sent again before anything newer: a backend that
 may already have applied it (a reply lost with its connection) recognises the id and does not
 apply it twice.
+
+On a backend that can (Redis), the hot path's write of a lone batch is sent ahead: the queue does
+not wait for its reply, and reads it before it sends anything else or when asked to wait
+(``flush(wait=True)``, the default). Until its reply is read, the batch stays at the head of the
+queue and counts as pending.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ class WriteQueue:
         self.opened_at: float | None = None  # monotonic time the open batch got its first entry
         self.retries = 0  # writes sent again after a failed attempt
         self._head_failed = False  # the head of ``sealed`` failed its last attempt
+        self.in_flight = False  # the head of ``sealed`` was sent ahead; its reply is unread
         self._last_write_id = 0  # write ids are numbered here, once, when a write is sealed
         self.on_stage: StageListener | None = None
         # a staged curriculum's outcomes per stage, folded into one stage update each at seal()
@@ -124,15 +130,37 @@ class WriteQueue:
         self._last_write_id += 1
         return self._last_write_id
 
-    def flush(self, backend: TaskMemoryBackend) -> RecordResult:
-        """Send every queued write, oldest first; stops at (and raises) the first failure."""
+    def flush(self, backend: TaskMemoryBackend, *, wait: bool = True) -> RecordResult:
+        """Send every queued write, oldest first; stops at (and raises) the first failure.
+
+        ``wait=False`` sends the last batch ahead when the backend can and nothing else is
+        queued before it (its reply is read by the next flush)."""
         self.seal()
         applied = late = 0
+        if self.in_flight:
+            self.in_flight = False
+            self._head_failed = True  # until its reply says it was applied
+            result = backend.record_receive()
+            applied, late = result.applied, result.late
+            self.sealed.popleft()
+            self._head_failed = False
         while self.sealed:
             write = self.sealed[0]
             if self._head_failed:
                 self.retries += 1
+            ahead = (
+                not wait
+                and not self._head_failed
+                and len(self.sealed) == 1
+                and isinstance(write, WriteBatch)
+                and backend.can_send_ahead
+            )
             self._head_failed = True
+            if ahead:
+                backend.record_send(write)  # type: ignore[arg-type]
+                self.in_flight = True
+                self._head_failed = False
+                break
             if isinstance(write, WriteBatch):
                 result = backend.record(write)
                 applied, late = applied + result.applied, late + result.late
@@ -157,7 +185,7 @@ class WriteQueue:
         if not self.sealed:
             return 0
         head = self.sealed.popleft()
-        self._head_failed = False
+        self._head_failed = self.in_flight = False
         return len(head.outcome_slots) if isinstance(head, WriteBatch) else 0
 
     def discard(self) -> int:
@@ -168,5 +196,5 @@ class WriteQueue:
         self.stage_scores, self.stage_steps, self.stage_count = {}, {}, 0
         self.range_scores = {}
         self.opened_at = None
-        self._head_failed = False
+        self._head_failed = self.in_flight = False
         return dropped

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from conftest import make_config
 
@@ -24,20 +26,43 @@ def _completed(curriculum: Curriculum) -> float:
 
 
 def _fail_next_record(curriculum: Curriculum, monkeypatch, *, applied: bool) -> None:
-    """The next record script call fails as a lost connection would: after the server ran it
-    (``applied``) or before it reached the server."""
+    """The next record write fails as a lost connection would: after the server ran it
+    (``applied``) or before it reached the server; whether it was sent waiting for its reply
+    (a script call) or ahead of it (the hot path's lone batch)."""
     backend = curriculum.backend
-    real_call = backend._call
+    real = {name: getattr(backend, name) for name in ("_call", "record_send", "record_receive")}
+    failed: list[bool] = []
+
+    def once() -> bool:
+        if failed:
+            return False
+        failed.append(True)
+        for name, method in real.items():
+            monkeypatch.setattr(backend, name, method)
+        return True
 
     def call(name, *args):  # type: ignore[no-untyped-def]
-        if name != "record":
-            return real_call(name, *args)
-        monkeypatch.setattr(backend, "_call", real_call)  # once
+        if name != "record" or not once():
+            return real["_call"](name, *args)
         if applied:
-            real_call(name, *args)  # the server ran the script, the reply never came
+            real["_call"](name, *args)  # the server ran the script, the reply never came
         raise BackendUnavailableError("Redis connection lost")
 
+    def send(batch):  # type: ignore[no-untyped-def]
+        if applied:
+            return real["record_send"](batch)  # fails when its reply is read
+        once()
+        raise BackendUnavailableError("Redis connection lost")
+
+    def receive():  # type: ignore[no-untyped-def]
+        reply = real["record_receive"]()
+        if once():
+            raise BackendUnavailableError("Redis connection lost")  # the reply never came
+        return reply
+
     monkeypatch.setattr(backend, "_call", call)
+    monkeypatch.setattr(backend, "record_send", send)
+    monkeypatch.setattr(backend, "record_receive", receive)
 
 
 @pytest.mark.parametrize("applied", [True, False], ids=["reply-lost", "not-sent"])
@@ -48,7 +73,11 @@ def test_a_failed_write_is_sent_again_and_counts_once(immediate, monkeypatch, ap
     _fail_next_record(immediate, monkeypatch, applied=applied)
     immediate.update_task_performance(task.task_id, 0.25)  # fails: stays queued, no raise
     assert immediate.health()["health/pending_outcomes"] == 1
-    assert _completed(immediate) == 2  # stats() writes the queue first: sent again, once
+    for _ in range(2):  # a write sent ahead of its reply fails when the reply is read
+        with contextlib.suppress(BackendUnavailableError):
+            immediate.flush()  # sent again, once
+    assert immediate.health()["health/pending_outcomes"] == 0
+    assert _completed(immediate) == 2
     assert immediate.backend.snapshot().rows["n_outcomes"][task.slot] == 2
     assert immediate.health()["health/write_retries"] == 1
 

@@ -120,15 +120,15 @@ def test_a_write_that_times_out_never_makes_the_call_raise_nor_counts_twice(curr
     task = curriculum.get_task()
     backend = curriculum.backend
     stuck = _StuckLock(backend)
-    real_record = backend.record
-    backend.record = stuck.record  # type: ignore[method-assign]
+    real_record, real_send = backend.record, backend.record_send
+    backend.record = backend.record_send = stuck.record  # type: ignore[method-assign]
     try:
         curriculum.update_task_performance(task.task_id, 1.0)  # does not raise: queued
         assert stuck.calls == 1
         assert curriculum.health()["health/pending_outcomes"] == 1
         assert curriculum.health()["health/outages"] == 1
     finally:
-        backend.record = real_record  # type: ignore[method-assign]
+        backend.record, backend.record_send = real_record, real_send  # type: ignore[method-assign]
     curriculum.flush()
     stats = curriculum.stats()
     assert stats["curriculum/num_completed"] == 1  # written exactly once
@@ -139,15 +139,15 @@ def test_a_full_outage_buffer_refuses_the_outcome_and_keeps_the_rest(curricula) 
     curriculum = curricula(write_batch_size=1, max_buffered_outcomes=2)
     task = curriculum.get_task()
     backend = curriculum.backend
-    real_record = backend.record
-    backend.record = _StuckLock(backend).record  # type: ignore[method-assign]
+    real_record, real_send = backend.record, backend.record_send
+    backend.record = backend.record_send = _StuckLock(backend).record  # type: ignore[method-assign]
     try:
         curriculum.update_task_performance(task.task_id, 1.0)
         curriculum.update_task_performance(task.task_id, 1.0)
         with pytest.raises(BackendUnavailableError, match="were not recorded"):
             curriculum.update_task_performance(task.task_id, 1.0)
     finally:
-        backend.record = real_record  # type: ignore[method-assign]
+        backend.record, backend.record_send = real_record, real_send  # type: ignore[method-assign]
     curriculum.flush()
     assert curriculum.stats()["curriculum/num_completed"] == 2
 
