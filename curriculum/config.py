@@ -276,12 +276,13 @@ class CurriculumConfig(FrozenModel):
             sampling from the current view meanwhile, so that ``get_task`` never waits for a
             whole re-read and re-score. Off: every refresh runs inside the call that needs it.
             Deterministic mode never refreshes in the background.
-        refresh_cpu_share: The largest share of a process's CPU time that re-reading and
-            re-scoring the pool may take: a view lives at least ``1 / refresh_cpu_share`` times
-            what a refresh costs, whatever else asks for a refresh. Default 0.1. It binds only
-            for loops far faster than real environments (tens of thousands of episodes a
-            second per process); 1 lets such loops refresh after every
-            ``max(write_batch_size, num_active_tasks // 8)`` outcomes.
+        refresh_cpu_share: Pools of 512 slots or more: the largest share of a process's CPU
+            time that re-reading and re-scoring the pool may take (a view lives at least
+            ``1 / refresh_cpu_share`` times what a refresh costs, whatever else asks for a
+            refresh). Default 0.1. It binds only for loops far faster than real environments
+            (tens of thousands of episodes a second per process); 1 lets such loops refresh
+            after every ``max(write_batch_size, num_active_tasks // 8)`` outcomes. Smaller
+            pools refresh cheaply and have no such bound.
         on_pool_lost: When the pool vanished (destroyed, or Redis restarted without
             persistence) or was re-created by another process: ``"recreate"`` attaches to it
             anew (creating it empty from this config), drops the writes meant for the lost pool

@@ -43,7 +43,7 @@ from curriculum.range_ids import make_generator
 from curriculum.range_session import range_tracker
 from curriculum.redis_options import redis_options
 from curriculum.task_registry import TaskRegistry
-from curriculum.view_cache import ViewCache
+from curriculum.view_cache import ViewCache, refresh_cost_factor
 from curriculum.write_queue import WriteQueue
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ class PoolSession:
             refresh_after_outcomes=refresh_after,
             max_task_failures=config.max_task_failures,
             by_time=not config.deterministic,
-            cost_factor=1.0 / config.refresh_cpu_share,
+            cost_factor=refresh_cost_factor(config, self.capacity),
             running=self.registry.running,
         )
         self._outcomes_per_write = config.write_batch_size

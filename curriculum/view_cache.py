@@ -3,14 +3,14 @@
 By default (``refresh="time"``) the view is recomputed when the pool's version moved and either
 the view is older than ``snapshot_max_age_s`` or this process alone wrote
 ``max(write_batch_size, capacity // 8)`` outcomes since: a fast loop in one process sees its own
-progress quickly, and a large pool is not re-scored after every batch. Either way the view lives
-at least ``cost_factor`` (``1 / refresh_cpu_share``, default 10) times the CPU time a refresh
-takes (in the thread that made it; the smaller of the last two, so that a one-off slow refresh
-does not hold a view), so that refreshing takes at most about a tenth of a process's CPU however
-fast its loop runs: a loop of
-tens of thousands of episodes a second on a pool slow to read (Redis, 1,000 tasks: ~4 ms of CPU
-a refresh) would otherwise spend a third of a core re-reading it, and two such processes would
-add little to one.
+progress quickly, and a large pool is not re-scored after every batch. Either way the view of a
+pool of 512 slots or more lives at least ``cost_factor`` (``1 / refresh_cpu_share``, default 10)
+times the CPU time a refresh takes (in the thread that made it; the smaller of the last two, so
+that a one-off slow refresh does not hold a view), so that refreshing takes at most about a tenth
+of a process's CPU however fast its loop runs: a loop of tens of thousands of episodes a second
+on a pool slow to read (Redis, 1,000 tasks: ~4 ms of CPU a refresh) would otherwise spend a third
+of a core re-reading it, and two such processes would add little to one. Smaller pools refresh
+cheaply and have no such bound.
 
 With ``refresh="outcomes"`` (deterministic mode) the clock plays no part: the view is recomputed
 after every ``max(write_batch_size, capacity // 8)`` outcomes this process recorded, so one
@@ -28,15 +28,27 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from backends.base import PoolSnapshot
 from curriculum.algorithms import CurriculumAlgorithm, PoolView
+from curriculum.background import BACKGROUND_MIN_TASKS
+
+if TYPE_CHECKING:
+    from curriculum.config import CurriculumConfig
 
 # A view lives at least this many times what a refresh costs, by default (so that refreshing
 # takes at most about a tenth of a process's CPU time): 1 / CurriculumConfig.refresh_cpu_share.
 REFRESH_COST_FACTOR = 10.0
 # The largest writers estimate (a process the machine starves sees the pool run away).
 MAX_WRITERS = 16.0
+
+
+def refresh_cost_factor(config: CurriculumConfig, capacity: int) -> float:
+    """How many times its refresh cost a view lives at least: ``1 / refresh_cpu_share`` for a
+    pool of ``BACKGROUND_MIN_TASKS`` slots or more, none (0) for a smaller one, whose refresh
+    is cheap."""
+    return 1.0 / config.refresh_cpu_share if capacity >= BACKGROUND_MIN_TASKS else 0.0
 
 
 class ViewCache:

@@ -357,3 +357,12 @@ def test_a_view_lives_at_least_ten_times_its_refresh_cost_by_either_rule() -> No
 def test_refresh_cpu_share_out_of_range_is_refused(share: float) -> None:
     with pytest.raises(ValueError, match="refresh_cpu_share"):
         make_config(refresh_cpu_share=share)
+
+
+def test_only_large_pools_bound_their_refresh_cpu() -> None:
+    from curriculum.view_cache import refresh_cost_factor
+
+    assert refresh_cost_factor(make_config(num_active_tasks=511), 511) == 0.0
+    assert refresh_cost_factor(make_config(num_active_tasks=512), 512) == 10.0
+    config = make_config(num_active_tasks=1024, refresh_cpu_share=0.25)
+    assert refresh_cost_factor(config, 1024) == 4.0
