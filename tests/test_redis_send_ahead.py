@@ -126,5 +126,7 @@ def test_a_pool_lost_with_a_write_in_flight_is_recreated_cleanly(url: str) -> No
         stats = curriculum.stats()
         dropped = stats["health/dropped_outcomes"]
         assert 1 <= dropped <= 2  # the write sent to the lost pool, and one queued behind it
-        assert stats["curriculum/num_completed"] + dropped == 25
+        # every outcome since the loss is in the new pool or counted as dropped; the last write
+        # sent before the loss may have reached the server after it (then it is dropped too)
+        assert 25 <= stats["curriculum/num_completed"] + dropped <= 26
         curriculum.destroy()
