@@ -91,7 +91,7 @@ def try_evict_and_replace(session: PoolSession, view: PoolView) -> tuple[int, in
             if session.backend.replace_task(slot, old_task, task_id, label_id, seq):
                 session.registry.remember(task_id, slot, label_id)
                 view.place_new_task(slot, task_id, label_id, seq)
-                session.refresher.note_placed(slot, EMPTY_TASK, task_id, label_id, seq)
+                session.refresher.note_placed(slot, old_task, task_id, label_id, seq)
                 return task_id, slot, label_id
     except TRANSIENT as exc:
         session.outage.failed(exc)

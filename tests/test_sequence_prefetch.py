@@ -202,3 +202,26 @@ def test_a_task_placed_during_a_background_refresh_shows_by_what_it_replaced() -
             assert 0 not in views.evictions
     finally:
         remove_pool(config.algorithm_config.session_id)
+
+
+def test_an_eviction_tells_the_refresher_which_task_it_replaced() -> None:
+    config = _evicting_config(None)
+    try:
+        with Curriculum(config) as curriculum:
+            session = curriculum._session
+            placed: list[tuple[int, int, int]] = []
+            holder: dict[int, int] = {}  # slot -> task id, as this process placed them
+            note = session.refresher.note_placed
+
+            def noted(slot: int, replaced: int, task_id: int, label_id: int, seq: int) -> None:
+                placed.append((slot, replaced, holder.get(slot, EMPTY_TASK)))
+                holder[slot] = task_id
+                note(slot, replaced, task_id, label_id, seq)
+
+            session.refresher.note_placed = noted  # type: ignore[method-assign]
+            _play(curriculum, 400)
+            assert curriculum.stats()["curriculum/num_evicted"] >= 10
+            # one process: the task a placement replaced is the one it placed there before
+            assert [replaced for _, replaced, _ in placed] == [held for _, _, held in placed]
+    finally:
+        remove_pool(config.algorithm_config.session_id)
