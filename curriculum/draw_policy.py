@@ -84,7 +84,7 @@ def try_evict_and_replace(session: PoolSession, view: PoolView) -> tuple[int, in
     try:
         while evictions:
             slot = evictions.pop()
-            if slot in session.queue.open.outcome_slots or session.queue.sealed:
+            if slot in session.queue.pending_slots():
                 session.flush()  # this process's outcomes for the candidate count before it goes
             old_task = view.task_id(slot)
             task_id, label_id, seq = new_task_fields(session)
