@@ -300,8 +300,9 @@ def goals(results: dict[str, dict[str, Summary]]) -> list[tuple[str, bool]]:
 
 REFERENCE = LEARNING_PROGRESS_PRESETS["reference"]
 TUNED = {key: LearningProgressConfig.model_fields[key].default for key in REFERENCE}
-# The noise-aware eviction, off (as before it existed).
-NOISE_OFF = {"eviction_confidence": 0.0}
+# The noise-aware eviction and flat labels, off (as before they existed).
+NOISE_OFF = {"eviction_confidence": 0.0, "flat_label_min_tasks": 0}
+FLAT_OFF = {"flat_label_min_tasks": 0}
 
 
 def tuning_ablation_rows() -> list[Row]:
@@ -325,11 +326,13 @@ def tuning_ablation_rows() -> list[Row]:
 
 
 def noise_ablation_rows() -> list[Row]:
-    """The noise-aware eviction (off: the previous defaults; on: the defaults) and the opt-in
-    label priors and noise discount on top of the defaults."""
+    """The noise-aware eviction and flat labels (both off: the defaults before them; each off in
+    turn), and the opt-in label priors and noise discount on top of the defaults."""
     return [
         Row("random (uniform)", "random"),
-        Row("previous defaults (eviction confidence 0)", "lp", {"eviction_confidence": 0.0}),
+        Row("before (eviction confidence 0, no flat labels)", "lp", dict(NOISE_OFF)),
+        Row("defaults - eviction confidence", "lp", {"eviction_confidence": 0.0}),
+        Row("defaults - flat labels", "lp", dict(FLAT_OFF)),
         Row(LP, "lp"),
         Row("defaults + label priors 0.05", "lp", {"dead_label_rate": 0.05}),
         Row("defaults + noise discount 1", "lp", {"noise_discount": 1.0}),

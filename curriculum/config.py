@@ -104,6 +104,15 @@ class LearningProgressConfig(PoolAlgorithmConfig):
             dead until then): see BENCHMARKS.md. 0 (the default) disables it.
         dead_task_outcomes: Outcomes after which a dead task is evicted ahead of the percentile
             rule (with ``dead_label_rate``).
+        flat_label_min_tasks: Flat labels (bidirectional scoring, continuous scores only): when
+            a label has at least this many warm tasks with continuous scores and, pooled over
+            them, their learning progress is no more than outcome noise would give them
+            (:mod:`curriculum.algorithms.flat_labels`), they are sampled as if their progress
+            were 0, like binary tasks that never succeeded. With continuous scores an impossible
+            task's noise otherwise looks like slow progress: on the noisy student 39% of the
+            episodes went to impossible tasks, about 10% with this rule, for the same AUC (see
+            BENCHMARKS.md). Eviction is unchanged; tasks with 0/1 scores are never affected.
+            0 disables it. Default 8.
     """
 
     type: Literal["learning_progress"] = "learning_progress"
@@ -126,6 +135,7 @@ class LearningProgressConfig(PoolAlgorithmConfig):
     eviction_confidence: float = Field(default=1.0, ge=0.0, allow_inf_nan=False)
     dead_label_rate: float = Field(default=0.0, ge=0.0, lt=0.5)
     dead_task_outcomes: int = Field(default=3, ge=1)
+    flat_label_min_tasks: int = Field(default=8, ge=0, le=1_000_000)
 
     @classmethod
     def preset(cls, name: str, **fields: Any) -> LearningProgressConfig:
@@ -166,6 +176,7 @@ LEARNING_PROGRESS_PRESETS: dict[str, dict[str, Any]] = {
         "progress_smoothing": 0.0,
         "lp_score_temperature": 0.0,
         "noise_floor": 0.0,
+        "flat_label_min_tasks": 0,
     },
 }
 

@@ -13,7 +13,8 @@ Keys (stable; ``<label>`` is a task label such as ``nav|difficulty:0.5``):
   ``on_epoch_end()``
 - ``lp/mean``, ``lp/std``, ``lp/min``, ``lp/max``, ``lp/median`` of the raw score of active tasks;
   ``lp/num_warm`` (tasks with at least ``min_samples_for_lp`` outcomes) and ``lp/num_zero`` (warm
-  tasks whose learning progress is zero: mastered, impossible or stuck)
+  tasks whose learning progress is zero: mastered, impossible or stuck); ``lp/num_flat``
+  (learning progress only: continuous-score tasks of flat labels, sampled as progress-free)
 - ``reward/mean``: mean score over all recorded outcomes; ``reward/active_mean``: mean of the
   reward EMA over active tasks that have outcomes
 - ``gini/sampling_probability``, ``gini/raw_lp``, ``gini/pool_occupancy`` (active tasks per label)

@@ -18,12 +18,14 @@ they are normalised and mixed with a uniform distribution at ``rand_task_rate``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from backends.base import PoolSnapshot
 from curriculum.algorithms.base import CurriculumAlgorithm, PoolView, active_slots
+from curriculum.algorithms.flat_labels import flat_label_tasks
 from curriculum.algorithms.label_priors import dead_and_solved_tasks
 from curriculum.algorithms.progress_noise import (
     discounted_noise_factor,
@@ -189,6 +191,18 @@ def eviction_order(
     return slots[np.concatenate([ahead, candidates])].tolist()
 
 
+@dataclass
+class LearningProgressView(PoolView):
+    """A learning-progress view; also counts the tasks of flat labels
+    (:mod:`~curriculum.algorithms.flat_labels`)."""
+
+    num_flat: int = 0
+
+    def extra_stats(self) -> dict[str, float]:
+        """``lp/num_flat``: warm continuous-score tasks sampled as progress-free (flat label)."""
+        return {"lp/num_flat": float(self.num_flat)}
+
+
 class LearningProgressAlgorithm(CurriculumAlgorithm):
     """Samples the tasks whose success is changing fastest; evicts the ones that stopped."""
 
@@ -204,14 +218,24 @@ class LearningProgressAlgorithm(CurriculumAlgorithm):
         noise = noise_learning_progress(rows, config)
         raw = raw_learning_progress(rows, config, noise)
         warm = rows["n_outcomes"] >= config.min_samples_for_lp
-        floor = noise_scale(rows[warm], config, noise[warm])
+        flat = np.zeros(len(rows), bool)
+        if config.use_bidirectional and config.flat_label_min_tasks:
+            flat = flat_label_tasks(
+                rows, progress_difference(rows, config), noise, warm, config.flat_label_min_tasks
+            )
+        # Flat labels' tasks sample as if their progress (and its noise) were 0; the eviction
+        # rule below still sees both.
+        sampled_raw = np.where(flat, 0.0, raw) if flat.any() else raw
+        sampled_noise = np.where(flat, 0.0, noise) if flat.any() else noise
+        floor = noise_scale(rows[warm], config, sampled_noise[warm])
         dead, solved = dead_and_solved_tasks(rows, snapshot.labels, config)
         margin = config.eviction_confidence * noise if config.eviction_confidence else None
-        return PoolView(
+        return LearningProgressView(
             snapshot=snapshot,
             active=active,
-            probabilities=sampling_probabilities(raw, warm, config, floor, dead, solved),
+            probabilities=sampling_probabilities(sampled_raw, warm, config, floor, dead, solved),
             raw_scores=raw,
+            num_flat=int(np.count_nonzero(flat)),
             eviction_order=eviction_order(
                 raw,
                 rows["n_outcomes"],

@@ -1,0 +1,61 @@
+"""Flat labels: labels whose tasks' learning progress, pooled, is no more than their noise.
+
+With 0/1 outcomes, a task out of reach (or impossible, or mastered) has exactly zero learning
+progress and zero noise: the variance of its outcomes is what says it is worth trying. With
+continuous scores every task has noise, so an impossible task's ``|fast - slow|`` looks like a
+slowly learning task's, and one task's outcomes cannot tell them apart: its two EMAs forget, so
+the evidence never accumulates.
+
+Tasks that share a label (one generator and bucket) can pool it. Over a label's warm tasks whose
+scores are continuous, ``Q = sum(d**2) / sum(sd**2)`` compares the squared learning progress
+``d`` with what outcome noise alone gives (``sd``, :func:`~curriculum.algorithms.progress_noise.
+noise_learning_progress`, an upper estimate for scores near the ends of [0, 1]). When even
+``Q`` times ``1 + FLAT_CONFIDENCE * sqrt(2 / m)`` (its relative standard error over ``m`` tasks,
+once more) is at most 1, the label is *flat*: its tasks' progress is noise, and sampling treats
+them like binary tasks that never succeeded (learning progress 0). New tasks of a flat label
+still get the exploration bonus until they are warm: a level out of reach today is flat too,
+and its new tasks are how it is found again once it comes within reach. Labels with fewer than
+``flat_label_min_tasks`` such tasks, and tasks with 0/1 scores, are left alone. Eviction is not
+changed. Pure numpy over a snapshot, O(n).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# How many relative standard errors of Q a flat label's Q must stay under 1 by.
+FLAT_CONFIDENCE = 1.0
+
+
+def continuous_rows(rows: np.ndarray) -> np.ndarray:
+    """Rows whose scores were not all 0 or 1 (their reward EMA exceeds their squared-reward EMA)."""
+    return rows["reward"] - rows["reward_sq"] > 1e-9
+
+
+def flat_label_tasks(
+    rows: np.ndarray,
+    progress: np.ndarray,
+    noise: np.ndarray,
+    warm: np.ndarray,
+    min_tasks: int,
+) -> np.ndarray:
+    """Which rows are warm continuous-score tasks of a flat label (see the module docstring).
+
+    Args:
+        rows: The active rows (``label_id``, ``reward``, ``reward_sq`` are read).
+        progress: Each row's learning progress ``d`` (bidirectional, before any bonus).
+        noise: Each row's noise spread ``sd`` of ``d``.
+        warm: Rows whose learning progress counts.
+        min_tasks: Fewest warm continuous-score tasks a label needs to be judged; 0 judges none.
+    """
+    tested = warm & continuous_rows(rows) & (rows["label_id"] >= 0)
+    if min_tasks <= 0 or not tested.any():
+        return np.zeros(len(rows), bool)
+    labels = np.where(tested, rows["label_id"], 0)
+    size = int(labels.max()) + 1
+    count = np.bincount(labels, weights=tested, minlength=size)
+    signal = np.bincount(labels, weights=np.where(tested, progress * progress, 0.0), minlength=size)
+    expected = np.bincount(labels, weights=np.where(tested, noise * noise, 0.0), minlength=size)
+    margin = 1.0 + FLAT_CONFIDENCE * np.sqrt(2.0 / np.maximum(count, 1.0))
+    flat = (count >= min_tasks) & (expected > 0) & (signal * margin <= expected)
+    return tested & flat[labels]

@@ -1,0 +1,154 @@
+"""Flat labels (curriculum/algorithms/flat_labels.py): continuous-score tasks whose label shows,
+pooled, no more learning progress than noise are sampled as progress-free; eviction is unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backends.base import PoolSnapshot
+from backends.layout import empty_rows
+from curriculum import Curriculum, CurriculumConfig, LearningProgressConfig
+from curriculum.algorithms.flat_labels import continuous_rows, flat_label_tasks
+from curriculum.algorithms.learning_progress import (
+    LearningProgressAlgorithm,
+    noise_learning_progress,
+    progress_difference,
+)
+from curriculum.ema import EmaParams, apply_outcomes
+from curriculum.simulation import IMPOSSIBLE, SimulatedStudent, task_space
+
+CONFIG = LearningProgressConfig()
+PARAMS = EmaParams(
+    CONFIG.ema_timescale,
+    CONFIG.slow_timescale_factor,
+    CONFIG.task_tracker_ema_alpha,
+    CONFIG.success_threshold,
+)
+
+
+def feed(scores: np.ndarray, label_id: int, first_task: int = 0) -> np.ndarray:
+    """One row per line of ``scores`` (tasks x outcomes), every outcome applied in order."""
+    rows = empty_rows(len(scores))
+    rows["task_id"] = first_task + np.arange(len(scores))
+    rows["label_id"] = label_id
+    for column in scores.T:
+        apply_outcomes(rows, column, PARAMS)
+    return rows
+
+
+def clipped_noise(rng: np.random.Generator, tasks: int, outcomes: int, mean: float = 0.0):
+    """Scores ``clip(mean + 0.2 N(0, 1), 0, 1)``: what an impossible task (mean 0) reports."""
+    return np.clip(mean + 0.2 * rng.standard_normal((tasks, outcomes)), 0.0, 1.0)
+
+
+def rising(rng: np.random.Generator, tasks: int, outcomes: int) -> np.ndarray:
+    """Continuous scores of tasks being learned: the mean climbs from 0.1 to 0.9."""
+    return clipped_noise(rng, tasks, outcomes) + np.linspace(0.1, 0.9, outcomes)
+
+
+def flags(rows: np.ndarray, min_tasks: int = 8, warm: np.ndarray | None = None) -> np.ndarray:
+    noise = noise_learning_progress(rows, CONFIG)
+    warm = rows["n_outcomes"] >= CONFIG.min_samples_for_lp if warm is None else warm
+    return flat_label_tasks(rows, progress_difference(rows, CONFIG), noise, warm, min_tasks)
+
+
+def test_a_label_of_pure_noise_is_flat_and_a_learning_one_is_not() -> None:
+    rng = np.random.default_rng(0)
+    noise_only = feed(clipped_noise(rng, 200, 20), label_id=0)
+    learning = feed(np.clip(rising(rng, 30, 20), 0, 1), label_id=1, first_task=200)
+    rows = np.concatenate([noise_only, learning])
+    flat = flags(rows)
+    assert flat[:200].all()
+    assert not flat[200:].any()
+
+
+def test_binary_scores_are_never_judged() -> None:
+    rng = np.random.default_rng(1)
+    coin = (rng.random((100, 20)) < 0.5).astype(float)  # flat, but 0/1: its variance is the cue
+    rows = feed(coin, label_id=0)
+    assert not continuous_rows(rows).any()
+    assert not flags(rows).any()
+
+
+def test_small_labels_cold_tasks_and_a_zero_minimum_are_left_alone() -> None:
+    rng = np.random.default_rng(2)
+    rows = feed(clipped_noise(rng, 7, 20), label_id=0)
+    assert not flags(rows, min_tasks=8).any()  # 7 tasks: too few to judge
+    assert flags(rows, min_tasks=7).all()
+    assert not flags(rows, min_tasks=0).any()
+    assert not flags(rows, min_tasks=7, warm=np.zeros(7, bool)).any()
+
+
+def test_the_margin_needs_more_evidence_from_fewer_tasks() -> None:
+    # Hand-set progress: every task's squared progress is 0.9 of its noise's (Q = 0.9).
+    rows = empty_rows(400)
+    rows["label_id"] = 0
+    rows["reward"], rows["reward_sq"] = 0.1, 0.02  # continuous scores
+    noise = np.full(400, 0.05)
+    progress = np.sqrt(0.9) * noise
+    warm = np.ones(400, bool)
+    few = flat_label_tasks(rows[:20], progress[:20], noise[:20], warm[:20], 8)
+    many = flat_label_tasks(rows, progress, noise, warm, 8)
+    assert not few.any()  # 0.9 * (1 + sqrt(2 / 20)) > 1: could be noise, or not
+    assert many.all()  # 0.9 * (1 + sqrt(2 / 400)) < 1
+
+
+def snapshot_of(rows: np.ndarray) -> PoolSnapshot:
+    return PoolSnapshot(1, rows, np.zeros(0), [], {})
+
+
+def test_flat_tasks_sample_as_progress_free_and_eviction_is_unchanged() -> None:
+    rng = np.random.default_rng(3)
+    impossible = feed(clipped_noise(rng, 120, 12), label_id=0)
+    learning = feed(np.clip(rising(rng, 20, 12), 0, 1), label_id=1, first_task=120)
+    rows = np.concatenate([impossible, learning])
+    on = LearningProgressAlgorithm(LearningProgressConfig()).view(snapshot_of(rows.copy()))
+    off_config = LearningProgressConfig(flat_label_min_tasks=0)
+    off = LearningProgressAlgorithm(off_config).view(snapshot_of(rows.copy()))
+    assert on.extra_stats()["lp/num_flat"] == 120
+    assert off.extra_stats()["lp/num_flat"] == 0
+    # The impossible label loses most of its share; uniform mixing still reaches it.
+    assert on.probabilities[:120].sum() < 0.5 * off.probabilities[:120].sum()
+    assert on.probabilities[:120].min() >= CONFIG.rand_task_rate / len(rows)
+    assert on.probabilities.sum() == pytest.approx(1.0)
+    np.testing.assert_array_equal(on.raw_scores, off.raw_scores)
+    assert on.eviction_order == off.eviction_order
+
+
+def test_basic_scoring_has_no_flat_labels() -> None:
+    rng = np.random.default_rng(4)
+    rows = feed(clipped_noise(rng, 50, 12), label_id=0)
+    view = LearningProgressAlgorithm(LearningProgressConfig(use_bidirectional=False)).view(
+        snapshot_of(rows)
+    )
+    assert view.extra_stats()["lp/num_flat"] == 0
+
+
+def impossible_share(flat_label_min_tasks: int) -> float:
+    """A short deterministic run of a noisy continuous-score student: 300 tasks, 40% impossible."""
+    student = SimulatedStudent(learning_rate=0.002, noise=0.2)
+    config = CurriculumConfig(
+        task_generator=task_space(0.4, 0.1),
+        num_active_tasks=300,
+        deterministic=True,
+        seed=5,
+        algorithm_config=LearningProgressConfig(flat_label_min_tasks=flat_label_min_tasks),
+    )
+    rng = np.random.default_rng(5)
+    with Curriculum(config) as curriculum:
+        for _ in range(12_000):
+            task = curriculum.get_task()
+            curriculum.update_task_performance(task.task_id, student.play(task.get_env_cfg(), rng))
+        flat = curriculum.stats()["lp/num_flat"]
+    assert (flat > 0) == (flat_label_min_tasks > 0)
+    counts = student.category_counts()
+    return counts[IMPOSSIBLE] / counts.sum()
+
+
+def test_continuous_scores_of_impossible_tasks_are_not_read_as_progress() -> None:
+    # Before flat labels, clipped noise on impossible tasks drew about their share of the pool.
+    without = impossible_share(0)
+    with_flat = impossible_share(8)
+    assert without > 0.25
+    assert with_flat < 0.5 * without
