@@ -108,6 +108,7 @@ class Summary:
     eval_episodes: float
     seconds: float
     evictions: tuple[float, float]  # per slot
+    seeds: int = 1
 
 
 def episodes_to(mastery: np.ndarray, target: float, budget: int) -> float:
@@ -147,6 +148,7 @@ def summarise(runs: list[Run], target: float, budget: int) -> Summary:
         eval_episodes=float(np.mean([r.eval_episodes for r in runs])),
         seconds=float(np.sum([r.seconds for r in runs])),
         evictions=stat(np.array([r.evictions_per_slot for r in runs])),
+        seeds=len(runs),
     )
 
 
@@ -212,6 +214,16 @@ def student_rows(plan: Student, quick: bool, syllabus: bool) -> list[Row]:
     return [*rows, Row("PLR learnability 4 processes", "plr", processes=4)]
 
 
+def auc_ratio(multi: Summary, one: Summary) -> tuple[float, float]:
+    """``multi``'s mean AUC over ``one``'s, and the standard error of that ratio from the two
+    rows' seed spreads (how far apart two runs of the same curriculum land by chance)."""
+    ratio = multi.auc[0] / one.auc[0]
+    relative = [
+        s.auc[1] / s.auc[0] / np.sqrt(max(s.seeds - 1, 1)) for s in (multi, one) if s.auc[0] > 0
+    ]
+    return ratio, ratio * float(np.sqrt(np.sum(np.square(relative))))
+
+
 def print_parity(summaries: dict[str, Summary]) -> None:
     """Multi-process rows as ratios to one process."""
     for kind, single in (("LP", LP), ("ADR", ADR)):
@@ -219,10 +231,10 @@ def print_parity(summaries: dict[str, Summary]) -> None:
         for procs in MULTI:
             multi = summaries.get(f"{kind} {procs} processes")
             if one is not None and multi is not None:
-                auc, final = multi.auc[0] / one.auc[0], multi.at[100][0] / one.at[100][0]
+                (auc, error), final = auc_ratio(multi, one), multi.at[100][0] / one.at[100][0]
                 print(
-                    f"  {kind} {procs} processes / 1 process: AUC {auc:.3f}x, "
-                    f"final mastery {final:.3f}x"
+                    f"  {kind} {procs} processes / 1 process: AUC {auc:.3f}x (± {error:.3f} "
+                    f"from the seed spreads), final mastery {final:.3f}x"
                 )
 
 
@@ -281,7 +293,7 @@ def goals(results: dict[str, dict[str, Summary]]) -> list[tuple[str, bool]]:
             multi = summaries.get(f"LP {procs} processes")
             if multi is None:
                 continue
-            auc, final = multi.auc[0] / one.auc[0], multi.at[100][0] / one.at[100][0]
+            (auc, error), final = auc_ratio(multi, one), multi.at[100][0] / one.at[100][0]
             found.append(
                 (
                     f"{name}: {procs} processes >= 95% of 1 process: AUC {auc:.3f}x, "
@@ -291,7 +303,8 @@ def goals(results: dict[str, dict[str, Summary]]) -> list[tuple[str, bool]]:
             )
             found.append(
                 (
-                    f"{name}: {procs} processes >= 98% of 1 process's AUC (tracked): {auc:.3f}x",
+                    f"{name}: {procs} processes >= 98% of 1 process's AUC (tracked): {auc:.3f}x "
+                    f"(± {error:.3f})",
                     auc >= 0.98,
                 )
             )
