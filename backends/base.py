@@ -250,6 +250,9 @@ class TaskMemoryBackend(ABC):
     created: bool
     # version() and snapshot() may run in a helper thread while the owner thread writes
     thread_safe_reads: bool = False
+    # A snapshot is a copy of local memory, so a refresh is CPU work only (no round trips, no
+    # decoding in Python): a caller whose view is stale may wait for it (curriculum.background).
+    in_memory_reads: bool = False
 
     @abstractmethod
     def version(self) -> int:

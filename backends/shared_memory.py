@@ -94,6 +94,7 @@ class SharedMemoryBackend(TaskMemoryBackend):
     """A pool in a /dev/shm segment, locked with flock, read through a seqlock."""
 
     thread_safe_reads = True  # reads copy the segment under its sequence counter, lock-free
+    in_memory_reads = True
 
     def __init__(
         self,

@@ -115,6 +115,8 @@ class PoolSession:
             and self.capacity >= BACKGROUND_MIN_TASKS
             and getattr(self.backend, "thread_safe_reads", False)
         )
+        # a stale view waits a little for its refresh (see ViewRefresher.overdue)
+        self._catch_up = self._background and getattr(self.backend, "in_memory_reads", False)
         self.owner = self.backend.created  # this process created the pool
         if self.backend.created:
             self.rng = np.random.default_rng(config.seed)
@@ -201,10 +203,13 @@ class PoolSession:
 
         During an outage the last view is used (a ``fresh`` view raises instead). A view whose
         refresh costs more than ``BACKGROUND_REFRESH_S`` (a large pool) is refreshed in a helper
-        thread while sampling goes on from the current one (:mod:`curriculum.background`).
+        thread while sampling goes on from the current one (:mod:`curriculum.background`); on
+        /dev/shm, once this process has recorded the refresh threshold of outcomes on the old
+        view, each call gives the helper up to ``STALE_WAIT_S`` of its time until the new view
+        is in (:meth:`ViewRefresher.overdue`).
         """
         views, refresher = self.views, self.refresher
-        if refresher.running and (fresh or refresher.call.done()):  # type: ignore[union-attr]
+        if refresher.running and (fresh or refresher.overdue(views, catch_up=self._catch_up)):
             try:
                 refresher.finish(views)
             except TRANSIENT as exc:

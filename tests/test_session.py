@@ -366,3 +366,59 @@ def test_only_large_pools_bound_their_refresh_cpu() -> None:
     assert refresh_cost_factor(make_config(num_active_tasks=512), 512) == 10.0
     config = make_config(num_active_tasks=1024, refresh_cpu_share=0.25)
     assert refresh_cost_factor(config, 1024) == 4.0
+
+
+def test_a_stale_view_waits_for_its_refresh_on_shared_memory() -> None:
+    """A fast loop keeps the GIL from the helper thread that refreshes a large pool's view;
+    once the view is the refresh threshold of outcomes old, get_task waits a little for the
+    helper, so the view installed never lags far behind this process's own outcomes."""
+    config = make_config(num_active_tasks=1000, refresh_cpu_share=1.0)
+    session_id = config.algorithm_config.session_id
+    try:
+        with Curriculum(config) as curriculum:
+            session = curriculum._session
+            assert session._catch_up
+            views = session.views
+            lags: list[int] = []
+            install = views.install
+
+            def record(view, cost):  # type: ignore[no-untyped-def]
+                lags.append(views.outcomes_since)
+                return install(view, cost)
+
+            views.install = record  # type: ignore[method-assign]
+            _play(curriculum, 8000)
+            assert len(lags) > 20
+            # without the wait: thousands of outcomes (measured 4,000-8,500)
+            assert max(lags[3:]) <= 2 * views.refresh_after_outcomes, sorted(lags)[-5:]
+    finally:
+        remove_pool(session_id)
+
+
+def test_only_in_memory_reads_make_a_stale_view_wait() -> None:
+    from curriculum.background import STALE_WAIT_S, ViewRefresher
+
+    class Pending:
+        def __init__(self) -> None:
+            self.waits: list[float | None] = []
+
+        def done(self) -> bool:
+            return False
+
+        def wait(self, timeout: float | None = None) -> bool:
+            self.waits.append(timeout)
+            return False
+
+    class Views:
+        refresh_after_outcomes = 100
+        outcomes_since = 99
+
+    refresher, call, views = ViewRefresher(), Pending(), Views()
+    refresher.call = call  # type: ignore[assignment]
+    assert not refresher.overdue(views, catch_up=True)  # type: ignore[arg-type]
+    assert call.waits == []  # not stale yet: no wait
+    views.outcomes_since = 100
+    assert not refresher.overdue(views, catch_up=False)  # type: ignore[arg-type]
+    assert call.waits == []  # Redis: never waits
+    assert not refresher.overdue(views, catch_up=True)  # type: ignore[arg-type]
+    assert call.waits == [STALE_WAIT_S]
