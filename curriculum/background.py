@@ -3,13 +3,13 @@
 A large pool's view takes milliseconds to re-read and re-score (about 3 ms at 10,000 tasks);
 ``get_task`` must not stall an environment's reset that long. When a refresh of a pool of at
 least :data:`BACKGROUND_MIN_TASKS` slots costs more than :data:`BACKGROUND_REFRESH_S`, the
-session runs it in a short-lived helper thread and keeps
-sampling from its current view until the new one is ready (the scoring is numpy, which mostly
-runs without the GIL). On /dev/shm a view that has become stale in this process's outcomes
-waits a little for its refresh at each call (:meth:`ViewRefresher.overdue`), so a loop that
-holds the GIL does not sample for long from a view that has seen none of its recent outcomes. The thread lives only while one refresh runs, so a process that forks
-(a vector env starting its workers) almost never forks with it alive; a forked child drops a
-refresh its parent had started.
+session runs it in a short-lived helper thread and keeps sampling from its current view until
+the new one is ready (the scoring is numpy, which mostly runs without the GIL). On /dev/shm a
+view that has become stale in this process's outcomes waits a little for its refresh at each
+call (:meth:`ViewRefresher.overdue`), so a loop that holds the GIL does not sample for long from
+a view that has seen none of its recent outcomes. The thread lives only while one refresh runs,
+so a process that forks (a vector env starting its workers) almost never forks with it alive; a
+forked child drops a refresh its parent had started.
 """
 
 from __future__ import annotations
