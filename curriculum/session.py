@@ -109,13 +109,9 @@ class PoolSession:
         self.late_outcomes = 0  # outcomes this process wrote after their task was evicted
         self.overflow_warned = False  # the label table filled up, and a warning said so
         self.refresher = ViewRefresher()  # a large pool's view refresh in a helper thread
-        self._background = (
-            config.background_refresh
-            and not config.deterministic
-            and self.capacity >= BACKGROUND_MIN_TASKS
-            and getattr(self.backend, "thread_safe_reads", False)
-        )
-        # a stale view waits a little for its refresh (see ViewRefresher.overdue)
+        large = config.background_refresh and self.capacity >= BACKGROUND_MIN_TASKS
+        reads = getattr(self.backend, "thread_safe_reads", False)
+        self._background = large and not config.deterministic and reads
         self._catch_up = self._background and getattr(self.backend, "in_memory_reads", False)
         self.owner = self.backend.created  # this process created the pool
         if self.backend.created:
@@ -203,10 +199,8 @@ class PoolSession:
 
         During an outage the last view is used (a ``fresh`` view raises instead). A view whose
         refresh costs more than ``BACKGROUND_REFRESH_S`` (a large pool) is refreshed in a helper
-        thread while sampling goes on from the current one (:mod:`curriculum.background`); on
-        /dev/shm, once this process has recorded the refresh threshold of outcomes on the old
-        view, each call gives the helper up to ``STALE_WAIT_S`` of its time until the new view
-        is in (:meth:`ViewRefresher.overdue`).
+        thread while sampling goes on from the current one, which waits a little for it once stale
+        (:meth:`~curriculum.background.ViewRefresher.overdue`).
         """
         views, refresher = self.views, self.refresher
         if refresher.running and (fresh or refresher.overdue(views, catch_up=self._catch_up)):
