@@ -9,7 +9,7 @@ import pytest
 from backends.base import PoolSnapshot
 from backends.layout import empty_rows
 from curriculum import Curriculum, CurriculumConfig, LearningProgressConfig
-from curriculum.algorithms.flat_labels import continuous_rows, flat_label_tasks
+from curriculum.algorithms.flat_labels import FLAT_CONFIDENCE, continuous_rows, flat_label_tasks
 from curriculum.algorithms.learning_progress import (
     LearningProgressAlgorithm,
     noise_learning_progress,
@@ -71,27 +71,34 @@ def test_binary_scores_are_never_judged() -> None:
     assert not flags(rows).any()
 
 
+def continuous_label(tasks: int) -> np.ndarray:
+    """``tasks`` rows of one label with continuous scores (statistics set by hand)."""
+    rows = empty_rows(tasks)
+    rows["label_id"] = 0
+    rows["reward"], rows["reward_sq"] = 0.1, 0.02
+    return rows
+
+
 def test_small_labels_cold_tasks_and_a_zero_minimum_are_left_alone() -> None:
-    rng = np.random.default_rng(2)
-    rows = feed(clipped_noise(rng, 7, 20), label_id=0)
-    assert not flags(rows, min_tasks=8).any()  # 7 tasks: too few to judge
-    assert flags(rows, min_tasks=7).all()
-    assert not flags(rows, min_tasks=0).any()
-    assert not flags(rows, min_tasks=7, warm=np.zeros(7, bool)).any()
+    rows = continuous_label(7)
+    noise, progress, warm = np.full(7, 0.05), np.full(7, 0.01), np.ones(7, bool)  # Q = 0.04
+    assert not flat_label_tasks(rows, progress, noise, warm, 8).any()  # too few to judge
+    assert flat_label_tasks(rows, progress, noise, warm, 7).all()
+    assert not flat_label_tasks(rows, progress, noise, warm, 0).any()
+    assert not flat_label_tasks(rows, progress, noise, np.zeros(7, bool), 7).any()
 
 
 def test_the_margin_needs_more_evidence_from_fewer_tasks() -> None:
-    # Hand-set progress: every task's squared progress is 0.9 of its noise's (Q = 0.9).
-    rows = empty_rows(400)
-    rows["label_id"] = 0
-    rows["reward"], rows["reward_sq"] = 0.1, 0.02  # continuous scores
+    # Hand-set progress: every task's squared progress is 0.7 of its noise's (Q = 0.7).
+    rows = continuous_label(400)
     noise = np.full(400, 0.05)
-    progress = np.sqrt(0.9) * noise
+    progress = np.sqrt(0.7) * noise
     warm = np.ones(400, bool)
     few = flat_label_tasks(rows[:20], progress[:20], noise[:20], warm[:20], 8)
     many = flat_label_tasks(rows, progress, noise, warm, 8)
-    assert not few.any()  # 0.9 * (1 + sqrt(2 / 20)) > 1: could be noise, or not
-    assert many.all()  # 0.9 * (1 + sqrt(2 / 400)) < 1
+    assert FLAT_CONFIDENCE == 4.0
+    assert not few.any()  # 0.7 * (1 + 4 sqrt(2 / 20)) > 1: could be noise, or not
+    assert many.all()  # 0.7 * (1 + 4 sqrt(2 / 400)) < 1
 
 
 def snapshot_of(rows: np.ndarray) -> PoolSnapshot:
@@ -100,8 +107,8 @@ def snapshot_of(rows: np.ndarray) -> PoolSnapshot:
 
 def test_flat_tasks_sample_as_progress_free_and_eviction_is_unchanged() -> None:
     rng = np.random.default_rng(3)
-    impossible = feed(clipped_noise(rng, 120, 12), label_id=0)
-    learning = feed(np.clip(rising(rng, 20, 12), 0, 1), label_id=1, first_task=120)
+    impossible = feed(clipped_noise(rng, 120, 25), label_id=0)
+    learning = feed(np.clip(rising(rng, 20, 25), 0, 1), label_id=1, first_task=120)
     rows = np.concatenate([impossible, learning])
     on = LearningProgressAlgorithm(LearningProgressConfig()).view(snapshot_of(rows.copy()))
     off_config = LearningProgressConfig(flat_label_min_tasks=0)
