@@ -25,8 +25,8 @@ import numpy as np
 
 # How many relative standard errors of Q a flat label's Q must stay under 1 by. A flat verdict
 # starves a label, so it needs strong evidence: measured on the noisy student, a margin of 1 also
-# judged levels still out of reach flat (their ~50 tasks give a wide margin of error) and one
-# run in three never mastered the last level (final mastery 0.93); 4 judges only the large
+# judged levels still out of reach flat (their ~50 tasks give a wide margin of error), and runs
+# with 2 and 4 processes left a level unlearned in one seed of three; 4 judges only the large
 # impossible label there (AUC 0.767 -> 0.793, impossible tasks 11.6% -> 11.9%); 6 and 8 let
 # the impossible label through more often (13.6% and 14.8%).
 FLAT_CONFIDENCE = 4.0
