@@ -111,8 +111,8 @@ class LearningProgressConfig(PoolAlgorithmConfig):
             were 0, like binary tasks that never succeeded. With continuous scores an impossible
             task's noise otherwise looks like slow progress: on the noisy student 40% of the
             episodes went to impossible tasks, 12% with this rule, and AUC rose from 0.736 to
-            0.789 (BENCHMARKS.md, "Flat labels"). Eviction is unchanged; tasks with 0/1 scores are never affected.
-            0 disables it. Default 8.
+            0.789 (BENCHMARKS.md, "Flat labels"). Eviction is unchanged; tasks with 0/1
+            scores are never affected. 0 disables it. Default 8.
     """
 
     type: Literal["learning_progress"] = "learning_progress"
