@@ -159,3 +159,18 @@ def test_continuous_scores_of_impossible_tasks_are_not_read_as_progress() -> Non
     with_flat = impossible_share(8)
     assert without > 0.25
     assert with_flat < 0.5 * without
+
+
+def test_a_flat_task_keeps_its_performance_bonus() -> None:
+    rng = np.random.default_rng(6)
+    rows = feed(clipped_noise(rng, 120, 25, mean=0.5), label_id=0)
+    config = LearningProgressConfig(performance_bonus_weight=1.0)
+    plain = LearningProgressConfig(performance_bonus_weight=1.0, flat_label_min_tasks=0)
+    view = LearningProgressAlgorithm(config).view(snapshot_of(rows.copy()))
+    assert view.extra_stats()["lp/num_flat"] == 120
+    # every task is flat: each samples by its bonus alone, so the best performer comes first
+    order = np.argsort(rows["perf"])
+    assert np.all(np.diff(view.probabilities[order]) >= -1e-12)
+    assert not np.allclose(view.probabilities, view.probabilities[0])
+    unflat = LearningProgressAlgorithm(plain).view(snapshot_of(rows.copy()))
+    assert unflat.extra_stats()["lp/num_flat"] == 0

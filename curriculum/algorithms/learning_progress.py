@@ -223,9 +223,10 @@ class LearningProgressAlgorithm(CurriculumAlgorithm):
             flat = flat_label_tasks(
                 rows, progress_difference(rows, config), noise, warm, config.flat_label_min_tasks
             )
-        # Flat labels' tasks sample as if their progress (and its noise) were 0; the eviction
-        # rule below still sees both.
-        sampled_raw = np.where(flat, 0.0, raw) if flat.any() else raw
+        # Flat labels' tasks sample as if their progress (and its noise) were 0, keeping any
+        # performance bonus; the eviction rule below still sees both.
+        bonus = config.performance_bonus_weight * rows["perf"]
+        sampled_raw = np.where(flat, bonus, raw) if flat.any() else raw
         sampled_noise = np.where(flat, 0.0, noise) if flat.any() else noise
         floor = noise_scale(rows[warm], config, sampled_noise[warm])
         dead, solved = dead_and_solved_tasks(rows, snapshot.labels, config)
