@@ -561,3 +561,27 @@ def test_boundary_outcomes_of_a_lost_pool_are_dropped_with_it(redis_url: str) ->
         assert sum(cur.backend.range_state().counts) == 1
     finally:
         cur.destroy()
+
+
+def _deterministic_run(url: str | None) -> tuple[list[int], tuple[float, ...]]:
+    cfg = config(url, buffer_size=4, write_batch_size=4, deterministic=True, seed=3)
+    rng = np.random.default_rng(0)
+    picked = []
+    with Curriculum(cfg) as cur:
+        for _ in range(600):
+            task = cur.get_task()
+            picked.append(task.task_id)
+            p = 0.9 - 0.5 * task.get_env_cfg()["difficulty"]
+            cur.update_task_performance(task.task_id, float(rng.random() < p))
+        stats = cur.stats()
+        cur.destroy()
+    keys = ("range/difficulty/low", "range/difficulty/high", "range/widened", "range/narrowed")
+    return picked, tuple(stats[key] for key in keys)
+
+
+def test_deterministic_mode_replays_the_same_tasks_and_ranges(url: str | None) -> None:
+    first, ranges = _deterministic_run(url)
+    again, ranges_again = _deterministic_run(url)
+    assert first == again
+    assert ranges == ranges_again
+    assert ranges[2] > 0 and ranges[3] > 0  # the ranges moved both ways on the way
