@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_noise_and_priors import CONFIG, feed_many
 
 from backends.base import PoolSnapshot
 from backends.layout import empty_rows
@@ -15,25 +16,13 @@ from curriculum.algorithms.learning_progress import (
     noise_learning_progress,
     progress_difference,
 )
-from curriculum.ema import EmaParams, apply_outcomes
 from curriculum.simulation import IMPOSSIBLE, SimulatedStudent, task_space
-
-CONFIG = LearningProgressConfig()
-PARAMS = EmaParams(
-    CONFIG.ema_timescale,
-    CONFIG.slow_timescale_factor,
-    CONFIG.task_tracker_ema_alpha,
-    CONFIG.success_threshold,
-)
 
 
 def feed(scores: np.ndarray, label_id: int, first_task: int = 0) -> np.ndarray:
     """One row per line of ``scores`` (tasks x outcomes), every outcome applied in order."""
-    rows = empty_rows(len(scores))
-    rows["task_id"] = first_task + np.arange(len(scores))
-    rows["label_id"] = label_id
-    for column in scores.T:
-        apply_outcomes(rows, column, PARAMS)
+    rows = feed_many(scores, label_id)
+    rows["task_id"] += first_task
     return rows
 
 

@@ -225,9 +225,11 @@ class LearningProgressAlgorithm(CurriculumAlgorithm):
             )
         # Flat labels' tasks sample as if their progress (and its noise) were 0, keeping any
         # performance bonus; the eviction rule below still sees both.
-        bonus = config.performance_bonus_weight * rows["perf"]
-        sampled_raw = np.where(flat, bonus, raw) if flat.any() else raw
-        sampled_noise = np.where(flat, 0.0, noise) if flat.any() else noise
+        sampled_raw, sampled_noise = raw, noise
+        if flat.any():
+            bonus = config.performance_bonus_weight * rows["perf"]
+            sampled_raw = np.where(flat, bonus, raw)
+            sampled_noise = np.where(flat, 0.0, noise)
         floor = noise_scale(rows[warm], config, sampled_noise[warm])
         dead, solved = dead_and_solved_tasks(rows, snapshot.labels, config)
         margin = config.eviction_confidence * noise if config.eviction_confidence else None
