@@ -76,6 +76,7 @@ from backends.shm_segment import (  # noqa: F401 - re-exported for tools and tes
     shm_dir,
 )
 from backends.stage_state import StageState, StageUpdate, apply_stage_update
+from curriculum import forks
 from curriculum.ema import rounds
 from curriculum.errors import (
     BackendError,
@@ -88,6 +89,10 @@ from curriculum.errors import (
 logger = logging.getLogger("curriculum.shm")
 T = TypeVar("T")
 SNAPSHOT_RETRIES = 8
+# multiprocessing runs exit finalizers of priority >= 0 (the session's flush: 20), then stops its
+# daemonic children and joins the others, then runs the rest: leaving last lets this process
+# remove the segment that children still held through an inherited descriptor.
+EXIT_PRIORITY = -10
 
 
 class SharedMemoryBackend(TaskMemoryBackend):
@@ -134,9 +139,27 @@ class SharedMemoryBackend(TaskMemoryBackend):
         self._expected_size = segment_size(self.params.capacity, self.params.label_capacity)
         self._label_ids: dict[str, int] = {}
         self._label_names: list[str] = []
-        # Leaving the segment (and removing it when last) runs at close(), when this backend is
-        # garbage-collected, at interpreter exit, and when a multiprocessing child exits.
-        self._finalizer = mp_util.Finalize(self, detach, args=(opened.files,), exitpriority=10)
+        self._watch_exit()
+        forks.on_fork_in_child(self, SharedMemoryBackend._after_fork)
+        mp_util.register_after_fork(self, SharedMemoryBackend._after_fork)
+
+    def _watch_exit(self) -> None:
+        """Leave the segment (removing it when last) at close(), when this backend is
+        garbage-collected, and when this process exits: at interpreter exit after
+        multiprocessing has stopped and joined the children it started (which may hold this
+        process's attach, inherited through fork), and when a multiprocessing child exits."""
+        self._finalizer = mp_util.Finalize(
+            self, detach, args=(self._files,), exitpriority=EXIT_PRIORITY
+        )
+
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's exit hook does not run here (multiprocessing drops
+        it; ``Finalize`` runs only in the process that made it), so the child gets its own, to
+        let go of the inherited attach when it exits (it removes the segment if the parent has
+        left by then). Called twice in a multiprocessing child: by the fork hook, then after
+        multiprocessing cleared its finalizers."""
+        if not self._closed:
+            self._watch_exit()
 
     # -- the lock and the undo record ----------------------------------------------------------
 

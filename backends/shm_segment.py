@@ -41,6 +41,7 @@ from backends.layout import LABEL_DTYPE, ROW_DTYPE
 from backends.range_state import MAX_AXES, MAX_BOUNDARIES, RangeState
 from backends.shm_journal import journal_size
 from backends.stage_state import MAX_STAGES
+from curriculum import forks
 from curriculum.errors import BackendError, PoolCorruptedError
 
 MAGIC = 0x4C4F4F5043525543  # b"CURCPOOL" little-endian
@@ -235,6 +236,13 @@ class SegmentFiles:
         self.lock = lock
         self.inode = os.fstat(fd).st_ino
         self.mm: mmap.mmap | None = None
+        # True in a forked child: ``fd`` is the parent's description (the parent's attach, which
+        # the child shares and must not count as its own when it leaves).
+        self.inherited = False
+        forks.on_fork_in_child(self, SegmentFiles._after_fork)
+
+    def _after_fork(self) -> None:
+        self.inherited = True
 
     def map(self, size: int) -> mmap.mmap:
         """Map the first ``size`` bytes (the whole segment).
@@ -271,8 +279,9 @@ def detach(files: SegmentFiles) -> bool:
     """Leave the segment: count the clean detach, drop the attach lock, and remove the file when
     no other process is attached. True when this call removed it.
 
-    Safe to call more than once, at interpreter exit, and in a forked child (whose descriptors
-    share the parent's attach lock: the parent still counts as attached).
+    Safe to call more than once, at interpreter exit, and in a forked child: its descriptor
+    shares the parent's attach (the parent still counts as attached), so the child only lets go
+    of it, and removes the file when the parent had already left.
     """
     if files.fd < 0:
         return False
@@ -284,7 +293,7 @@ def detach(files: SegmentFiles) -> bool:
         return False
     try:
         meta = _meta_view(files)
-        if meta is not None and meta[META_INDEX["attached"]] > 0:
+        if meta is not None and meta[META_INDEX["attached"]] > 0 and not files.inherited:
             meta[META_INDEX["attached"]] -= 1
         del meta
         os.close(files.fd)  # drops this description's attach lock (unless a fork child shares it)

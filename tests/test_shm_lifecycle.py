@@ -31,6 +31,7 @@ from backends.shared_memory import segment_path
 from curriculum import Curriculum, CurriculumConfig, Span
 from curriculum.errors import (
     LockTimeoutError,
+    PoolCorruptedError,
     PoolLostError,
     PoolMismatchError,
     PoolNotFoundError,
@@ -282,6 +283,136 @@ def test_worker_exiting_without_close_writes_its_buffered_outcomes(
         assert reported_pid == child_pid
         assert segment_path(session_id).exists()
         assert completed(cur) == 5, f"{method} worker's buffered outcomes were lost at exit"
+
+
+def _record_wait_and_end(cur: Curriculum, go: Any, ending: str, report: Any) -> None:
+    """An inherited curriculum (fork): record, wait for ``go``, then close() or just return."""
+    record(cur, 2)
+    report.put(os.getpid())
+    if not go.wait(timeout=WAIT_S):
+        os._exit(3)
+    if ending == "close":
+        cur.close()
+    else:
+        _KEEP.append(cur)
+
+
+@pytest.mark.parametrize("ending", ["close", "return"])
+def test_a_forked_child_that_outlives_its_parents_close_removes_the_segment(
+    session_id: str, ending: str
+) -> None:
+    """The parent closes while a forked child (which shares the parent's attach) still trains;
+    the child ends last, with or without close(): it removes the segment, which nobody uses."""
+    ctx = mp.get_context("fork")
+    path = segment_path(session_id)
+    cur = Curriculum(make_config(session_id, write_batch_size=1))
+    report, go = ctx.Queue(), ctx.Event()
+    child = ctx.Process(target=_record_wait_and_end, args=(cur, go, ending, report))
+    try:
+        child.start()
+        assert report.get(timeout=WAIT_S) == child.pid
+        cur.close()
+        assert path.exists(), "the parent removed the segment its child still uses"
+        go.set()
+        finish(child)
+    finally:
+        reap(child)
+    assert not path.exists(), f"segment left behind by a forked child that ended by {ending!r}"
+
+
+PARENT_WITH_DAEMON_CHILD = """
+import multiprocessing as mp
+import sys
+import time
+from curriculum import Curriculum, CurriculumConfig, LearningProgressConfig, SingleTaskGenerator
+
+def train(cur):
+    task = cur.get_task()
+    cur.update_task_performance(task.task_id, 0.5)
+    print("child trains", flush=True)
+    time.sleep(60)
+
+if __name__ == "__main__":
+    config = CurriculumConfig(
+        task_generator=SingleTaskGenerator.Config(env={"label": "nav"}),
+        num_active_tasks=8,
+        write_batch_size=1,
+        algorithm_config=LearningProgressConfig(session_id=sys.argv[1]),
+    )
+    cur = Curriculum(config)
+    worker = mp.get_context("fork").Process(target=train, args=(cur,), daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while cur.stats()["curriculum/num_completed"] < 1:  # until the child has used the pool
+        assert time.monotonic() < deadline, "the child never recorded"
+        time.sleep(0.05)
+    print("parent exits", flush=True)
+"""
+
+
+def test_a_parent_exiting_while_its_forked_daemon_child_trains_leaves_nothing(
+    session_id: str,
+) -> None:
+    """The parent returns without close() while a daemonic forked worker still trains (a vector
+    env's workers at the end of a script): multiprocessing stops the worker at exit, and the
+    segment is removed after it, not left behind."""
+    done = subprocess.run(
+        [sys.executable, "-c", PARENT_WITH_DAEMON_CHILD, session_id],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "parent exits" in done.stdout, done.stdout + done.stderr
+    assert not segment_path(session_id).exists(), "segment left behind by the parent's exit"
+
+
+PARENT_KILLED_AFTER_CHILD_CLOSED = """
+import multiprocessing as mp
+import os
+import signal
+import sys
+from curriculum import Curriculum, CurriculumConfig, LearningProgressConfig, SingleTaskGenerator
+
+def leave(cur):
+    cur.close()
+
+if __name__ == "__main__":
+    config = CurriculumConfig(
+        task_generator=SingleTaskGenerator.Config(env={"label": "nav"}),
+        num_active_tasks=8,
+        write_batch_size=1,
+        algorithm_config=LearningProgressConfig(session_id=sys.argv[1]),
+    )
+    cur = Curriculum(config)
+    task = cur.get_task()
+    cur.update_task_performance(task.task_id, 0.5)
+    child = mp.get_context("fork").Process(target=leave, args=(cur,))
+    child.start()
+    child.join()
+    print(child.exitcode, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_forked_child_leaving_does_not_count_as_its_parent_leaving(session_id: str) -> None:
+    """A forked child closes (it shares its parent's attach), then the parent is killed: the
+    pool is orphaned (refused with a message, its statistics kept), not taken for one its last
+    user left cleanly and silently replaced by an empty pool."""
+    done = subprocess.run(
+        [sys.executable, "-c", PARENT_KILLED_AFTER_CHILD_CLOSED, session_id],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=False,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert done.stdout.strip() == "0", done.stdout + done.stderr
+    assert segment_path(session_id).exists()
+    with pytest.raises(PoolCorruptedError, match="orphaned"):
+        Curriculum(make_config(session_id, num_active_tasks=8))
+    assert segment_path(session_id).exists(), "the refused pool must be left for inspection"
 
 
 # -- dead, stopped and sleeping lock holders ----------------------------------------------------
