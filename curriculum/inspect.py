@@ -4,8 +4,10 @@ Views (the same as ``scripts/lua/*.lua`` and ``scripts/pool-inspect.sh``):
 
 - ``sessions``: every registered session with its size, activity and counters;
 - ``summary``: one pool's counters, learning-progress statistics and stored hyper-parameters;
-- ``top``: the tasks with the highest raw learning progress;
-- ``labels``: the pool's composition by task label.
+- ``top``: the tasks with the highest score: raw learning progress (column ``lp``), or for a
+  Prioritized Level Replay pool its own task score (column ``plr_score``);
+- ``labels``: the pool's composition by task label, with each label's mean score (``mean_lp``
+  or ``mean_plr_score``, as in ``top``).
 
 Nothing here writes: a pool is read through the backend's read path
 (:func:`backends.redis_read.read_raw`: one MULTI/EXEC of read commands, keys from
@@ -14,8 +16,10 @@ Nothing here writes: a pool is read through the backend's read path
 checked by the same code as the backend's snapshots, and scored with
 :func:`~curriculum.algorithms.learning_progress.raw_learning_progress` under a
 :class:`~curriculum.config.LearningProgressConfig` rebuilt from the pool's stored parameters
-(defaults for fields a pool does not store, e.g. for ``discrete_random`` pools). URLs are shown
-with their password masked.
+(defaults for fields a pool does not store, e.g. for ``discrete_random`` pools), or for a
+``prioritized_level_replay`` pool with its own
+:func:`~curriculum.algorithms.prioritized_replay.task_scores`. URLs are shown with their password
+masked.
 """
 
 from __future__ import annotations
@@ -86,6 +90,12 @@ class PoolReading:
         """The decoded rows, labels and counters."""
         return self.view.snapshot
 
+    @property
+    def score_name(self) -> str:
+        """What the top and labels views score tasks by: ``plr_score`` for a Prioritized Level
+        Replay pool, ``lp`` (raw learning progress) for any other."""
+        return "plr_score" if _is_plr(self.params.get("algorithm")) else "lp"
+
 
 # -- reading (HGETALL, HMGET, SMEMBERS, ZCARD only) -------------------------------------------
 
@@ -120,11 +130,15 @@ def lp_config(algorithm: Mapping[str, Any]) -> LearningProgressConfig:
 def _algorithm(algorithm: Any, config: LearningProgressConfig) -> CurriculumAlgorithm:
     """What scores the pool: its own Prioritized Level Replay settings, else learning progress
     with ``config``."""
-    if isinstance(algorithm, dict) and algorithm.get("type") == "prioritized_level_replay":
+    if _is_plr(algorithm):
         names = PrioritizedLevelReplayConfig.model_fields
         known = {k: v for k, v in algorithm.items() if k in names and k not in _NOT_SCORING}
         return PrioritizedReplayAlgorithm(PrioritizedLevelReplayConfig.model_construct(**known))
     return LearningProgressAlgorithm(config)
+
+
+def _is_plr(algorithm: Any) -> bool:
+    return isinstance(algorithm, dict) and algorithm.get("type") == "prioritized_level_replay"
 
 
 def check_session(session: str) -> None:
@@ -248,16 +262,16 @@ def summary_view(reading: PoolReading) -> dict[str, Any]:
     return data
 
 
-def _lp_order(raw: np.ndarray, slots: np.ndarray) -> np.ndarray:
-    """Positions by learning progress descending, ties by slot; NaN last (as in top.lua)."""
+def _score_order(raw: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """Positions by score descending, ties by slot; NaN last (as in top.lua)."""
     key = np.where(np.isnan(raw), -np.inf, raw)
     return np.lexsort((slots, -key))
 
 
 def top_view(reading: PoolReading, n: int) -> dict[str, Any]:
-    """The ``n`` tasks (0: all) with the highest raw learning progress."""
+    """The ``n`` tasks (0: all) with the highest score (:attr:`PoolReading.score_name`)."""
     view, rows = reading.view, reading.snapshot.rows
-    order = _lp_order(view.raw_scores, view.active)
+    order = _score_order(view.raw_scores, view.active)
     if n > 0:
         order = order[:n]
     names = reading.snapshot.label_names
@@ -278,14 +292,20 @@ def top_view(reading: PoolReading, n: int) -> dict[str, Any]:
                 "samples": int(row["n_samples"]),
                 "successes": int(row["n_success"]),
                 "mean_score": _ratio(float(row["score_sum"]), outcomes),
-                "lp": float(view.raw_scores[position]),
+                reading.score_name: float(view.raw_scores[position]),
             }
         )
-    return {"session": reading.session, "version": reading.snapshot.version, "tasks": tasks}
+    return {
+        "session": reading.session,
+        "version": reading.snapshot.version,
+        "score": reading.score_name,
+        "tasks": tasks,
+    }
 
 
 def labels_view(reading: PoolReading) -> dict[str, Any]:
-    """Active tasks, counters, mean score and mean learning progress per label, with totals."""
+    """Active tasks, counters, mean score and the mean of the top view's score per label (key
+    ``mean_<score>``), with totals."""
     snapshot, view = reading.snapshot, reading.view
     label_ids = snapshot.rows["label_id"][view.active]
     raw = view.raw_scores
@@ -312,10 +332,11 @@ def labels_view(reading: PoolReading) -> dict[str, Any]:
         total[field] = sum(entry[field] for entry in entries)
     for entry in (*entries, total):
         entry["mean_score"] = _ratio(entry.pop("score_sum"), entry["completions"])
-        entry["mean_lp"] = _ratio(entry.pop("lp_sum"), entry["active"])
+        entry[f"mean_{reading.score_name}"] = _ratio(entry.pop("lp_sum"), entry["active"])
     return {
         "session": reading.session,
         "version": snapshot.version,
+        "score": reading.score_name,
         "labels": entries,
         "total": total,
     }
@@ -377,11 +398,11 @@ def render(view: str, data: Mapping[str, Any]) -> str:
         return format_table(("field", "value"), rows)
     if view == "top":
         columns = ("rank", "slot", "task_id", "label", "outcomes", "samples", "successes")
-        columns += ("mean_score", "lp")
+        columns += ("mean_score", data["score"])
         return format_table(columns, [[t[c] for c in columns] for t in data["tasks"]])
     if view == "labels":
         columns = ("id", "label", "active", "created", "evicted", "completions", "samples")
-        columns += ("successes", "late", "mean_score", "mean_lp")
+        columns += ("successes", "late", "mean_score", f"mean_{data['score']}")
         entries = [*data["labels"], data["total"]]
         return format_table(columns, [[e[c] for c in columns] for e in entries])
     raise ValueError(f"unknown view {view!r}")

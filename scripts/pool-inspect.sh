@@ -21,7 +21,8 @@ usage: $PROG [-u URL | -h HOST -p PORT] VIEW
 VIEW:
   sessions            registered pools: size, active tasks, completions, evictions
   summary SESSION     counters and hyper-parameters of one pool
-  top SESSION [N]     the N tasks with the highest learning progress (default 10, 0 = all)
+  top SESSION [N]     the N tasks with the highest score: learning progress, or a PLR pool's
+                      task score (default 10, 0 = all)
   labels SESSION      composition of one pool by task label
 
 options:

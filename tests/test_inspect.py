@@ -21,8 +21,10 @@ from conftest import kinds_generator, unique_session
 from backends.redis_backend import REGISTRY_KEY, session_keys
 from curriculum import Curriculum, CurriculumConfig, LearningProgressConfig
 from curriculum.algorithms.learning_progress import raw_learning_progress
+from curriculum.algorithms.prioritized_replay import task_scores
 from curriculum.cli import main
 from curriculum.inspect import lp_config, render
+from curriculum.plr_config import PrioritizedLevelReplayConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA_DIR = ROOT / "scripts" / "lua"
@@ -52,8 +54,10 @@ class Pool:
         return session_keys(self.session)[:4]
 
 
-def play(curriculum: Curriculum, episodes: int, seed: int = 0) -> None:
-    """Impossible tasks fail, mastered ones succeed, learnable ones improve with practice."""
+def play(curriculum: Curriculum, episodes: int, seed: int = 0, continuous: bool = False) -> None:
+    """Impossible tasks fail, mastered ones succeed, learnable ones improve with practice (or,
+    ``continuous``, score uniformly in [0, 1]); each outcome carries a priority (a stand-in for
+    a value loss) that grows with practice."""
     rng = np.random.default_rng(seed)
     practice: dict[int, int] = {}
     for _ in range(episodes):
@@ -64,25 +68,31 @@ def play(curriculum: Curriculum, episodes: int, seed: int = 0) -> None:
             score = 0.0
         elif kind == "mastered":
             score = 1.0
+        elif continuous:
+            score = float(rng.random())
         else:
             score = float(rng.random() < min(1.0, practice[task.task_id] / 12))
-        curriculum.update_task_performance(task.task_id, score)
+        priority = abs(score - 0.5) + practice[task.task_id] / 100
+        curriculum.update_task_performance(task.task_id, score, priority=priority)
 
 
-def build_pool(url: str, episodes: int = 400, **lp_fields: object) -> Pool:
-    """A pool on ``url`` with ``episodes`` played and flushed (caller destroys it)."""
+def build_pool(url: str, episodes: int = 400, plr: str | None = None, **lp_fields: object) -> Pool:
+    """A pool on ``url`` with ``episodes`` played and flushed (caller destroys it): learning
+    progress with ``lp_fields``, or Prioritized Level Replay with the score function ``plr``
+    (learnable tasks then score in [0, 1])."""
     session = unique_session("inspect")
+    where = {"session_id": session, "backend_url": url}
+    algorithm: LearningProgressConfig | PrioritizedLevelReplayConfig
+    if plr is None:
+        algorithm = LearningProgressConfig(**where, min_presentations_for_eviction=8, **lp_fields)
+    else:
+        algorithm = PrioritizedLevelReplayConfig(**where, score_function=plr)
     config = CurriculumConfig(
-        task_generator=kinds_generator(),
-        num_active_tasks=32,
-        algorithm_config=LearningProgressConfig(
-            session_id=session, backend_url=url, min_presentations_for_eviction=8, **lp_fields
-        ),
-        seed=3,
+        task_generator=kinds_generator(), num_active_tasks=32, algorithm_config=algorithm, seed=3
     )
     curriculum = Curriculum(config)
     try:
-        play(curriculum, episodes)
+        play(curriculum, episodes, continuous=plr is not None)
         stats = curriculum.stats()  # flushes
     except BaseException:
         destroy(curriculum)
@@ -435,6 +445,48 @@ def test_lua_views_lp_figures_match_python_on_every_run(capsys, pool: Pool) -> N
         assert row[column["label"]] == entry["label"]
         shown = "-" if entry["mean_lp"] is None else f"{entry['mean_lp']:.6f}"
         assert row[column["mean_lp"]] == shown, entry["label"]
+
+
+def top_slots(top: dict) -> list[int]:
+    return [task["slot"] for task in top["tasks"]]
+
+
+@pytest.mark.parametrize("function", ["learnability", "progress", "score_variance", "priority"])
+def test_views_of_a_plr_pool_rank_by_its_own_scores(
+    capsys, inspect_url: str, function: str
+) -> None:
+    """A Prioritized Level Replay pool: the Lua views and ``curriculum inspect`` rank its tasks
+    by PLR's task score under the pool's score function (not by learning progress, which that
+    pool does not sample by), name the column ``plr_score``, and agree to the printed digit."""
+    pool = build_pool(inspect_url, plr=function)
+    try:
+        snapshot = pool.curriculum.backend.snapshot()
+        expected = task_scores(snapshot.rows, pool.curriculum.config.algorithm_config)
+        top = inspect_json(capsys, pool, "--view", "top", "--top", "0")
+        assert top["score"] == "plr_score"
+        rows = eval_view(pool.url, "top.lua", pool.keys, "0")
+        assert rows[0][-1] == "plr_score"
+        assert len(rows) - 1 == len(top["tasks"]) == 32
+        for row, task in zip(rows[1:], top["tasks"], strict=True):
+            slot = int(row[1])
+            assert (slot, int(row[2])) == (task["slot"], task["task_id"])
+            assert row[-1] == f"{task['plr_score']:.6f}" == f"{float(expected[slot]):.6f}"
+        shown = [float(row[-1]) for row in rows[1:]]
+        assert shown == sorted(shown, reverse=True)
+        assert max(shown) > 0, "the pool must hold scored tasks"
+        progress = raw_learning_progress(snapshot.rows, LearningProgressConfig())
+        assert not np.allclose(progress[top_slots(top)], expected[top_slots(top)])
+        assert "plr_score" in render("top", top).splitlines()[0]
+
+        labels = eval_view(pool.url, "labels.lua", pool.keys)
+        assert labels[0][-1] == "mean_plr_score"
+        python = inspect_json(capsys, pool, "--view", "labels")
+        assert python["score"] == "plr_score"
+        for row, entry in zip(labels[1:], [*python["labels"], python["total"]], strict=True):
+            mean = entry["mean_plr_score"]
+            assert row[-1] == ("-" if mean is None else f"{mean:.6f}"), entry["label"]
+    finally:
+        destroy(pool.curriculum)
 
 
 @needs_redis_cli

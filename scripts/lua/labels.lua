@@ -10,11 +10,12 @@
 -- ARGV: 1 optional 'tsv': reply with one tab-separated string per row instead of arrays.
 -- Returns: rows of strings, header first, one per label id (ascending), then a 'total' row:
 --   id, label, active, created, evicted, completions, samples, successes, late, mean_score,
---   mean_lp
+--   mean_lp | mean_plr_score
 -- active counts the label's tasks now in the pool; created/evicted/completions/samples/
 -- successes/late are the label's counters since the pool was created (late: outcomes that
--- arrived after their task was evicted); mean_score = score sum / completions; mean_lp is the
--- mean learning progress of the label's active tasks (scored as in top.lua).
+-- arrived after their task was evicted); mean_score = score sum / completions; mean_lp (or
+-- mean_plr_score for a prioritized_level_replay pool) is the mean score of the label's active
+-- tasks, scored as in top.lua.
 -- Errors: 'NOPOOL ...' when the session has no pool.
 local META, ROWS, LABELS = KEYS[1], KEYS[2], KEYS[4]
 local TSV = ARGV[1] == 'tsv'
@@ -30,35 +31,59 @@ local function emit(rows)
   return lines
 end
 
-local function lp_settings(raw)
+-- The score of a task, as `curriculum inspect` computes it (curriculum.inspect): for a
+-- prioritized_level_replay pool its PLR task score (curriculum.algorithms.prioritized_replay.
+-- task_scores under the pool's score_function; 0 for a task without a score yet), named
+-- 'plr_score'; for any other pool its raw learning progress (curriculum.algorithms.
+-- learning_progress.raw_learning_progress with use_bidirectional, progress_smoothing and
+-- performance_bonus_weight from the stored params; LearningProgressConfig defaults when absent),
+-- named 'lp'.
+-- Row fields (ROW_DTYPE order): 4 n_outcomes, 9 fast, 10 slow, 11 perf, 12 reward,
+-- 13 reward_sq, 16 priority, 17 n_priorities.
+local function reweight(p, smoothing)
+  if smoothing == 0 then return p end
+  local theta = 0.5 - smoothing  -- r(p) = p (1 - t) / (p + t (1 - 2 p)); identity at 0
+  return p * (1.0 - theta) / (p + theta * (1.0 - 2.0 * p))
+end
+
+local function plr_score(row, fn)
+  local seen
+  if fn == 'priority' then seen = row[17] > 0 else seen = row[4] > 0 end
+  if not seen then return 0.0 end
+  if fn == 'learnability' then return row[11] * (1.0 - row[11]) end
+  if fn == 'progress' then return math.abs(row[9] - row[10]) end
+  if fn == 'score_variance' then
+    local v = row[13] - row[12] * row[12]
+    if v < 0 then v = 0.0 end
+    return v
+  end
+  return row[16]
+end
+
+local function scorer(raw)
   local ok, params = pcall(cjson.decode, raw or '')
   local algo = {}
   if ok and type(params) == 'table' and type(params.algorithm) == 'table' then
     algo = params.algorithm
   end
-  return {
-    bidirectional = algo.use_bidirectional ~= false,
-    smoothing = tonumber(algo.progress_smoothing) or 0.0,
-    bonus = tonumber(algo.performance_bonus_weight) or 0.0,
-  }
-end
-
-local function reweight(p, smoothing)
-  if smoothing == 0 then return p end
-  local theta = 0.5 - smoothing
-  return p * (1.0 - theta) / (p + theta * (1.0 - 2.0 * p))
-end
-
-local function raw_lp(row, s)
-  local lp
-  if s.bidirectional then
-    lp = math.abs(reweight(row[9], s.smoothing) - reweight(row[10], s.smoothing))
-  else
-    lp = row[13] - row[12] * row[12]
-    if lp < 0 then lp = 0.0 end
+  if algo.type == 'prioritized_level_replay' then
+    local fn = algo.score_function or 'learnability'
+    return 'plr_score', function(row) return plr_score(row, fn) end
   end
-  if s.bonus ~= 0 then lp = lp + s.bonus * row[11] end
-  return lp
+  local bidirectional = algo.use_bidirectional ~= false
+  local smoothing = tonumber(algo.progress_smoothing) or 0.0
+  local bonus = tonumber(algo.performance_bonus_weight) or 0.0
+  return 'lp', function(row)
+    local lp
+    if bidirectional then
+      lp = math.abs(reweight(row[9], smoothing) - reweight(row[10], smoothing))
+    else
+      lp = row[13] - row[12] * row[12]
+      if lp < 0 then lp = 0.0 end
+    end
+    if bonus ~= 0 then lp = lp + bonus * row[11] end
+    return lp
+  end
 end
 
 local params = redis.call('HGET', META, 'params')
@@ -66,7 +91,7 @@ if not params then
   return redis.error_reply('NOPOOL no pool for session ' ..
     (string.match(META, '^curriculum:{(.*)}:meta$') or META))
 end
-local settings = lp_settings(params)
+local score_name, score = scorer(params)
 
 -- Active tasks, their learning progress and their counters, per label id. A label's stored
 -- record holds only evicted tasks and late outcomes; its live tasks' counters are in their rows.
@@ -79,7 +104,7 @@ for i = 2, #flat, 2 do
     local row = cmsgpack.unpack(flat[i])
     local id = row[3]
     active[id] = (active[id] or 0) + 1
-    lp_sum[id] = (lp_sum[id] or 0.0) + raw_lp(row, settings)
+    lp_sum[id] = (lp_sum[id] or 0.0) + score(row)
     local sums = live[id] or {0, 0, 0, 0.0}
     sums[1], sums[2] = sums[1] + row[4], sums[2] + row[5]
     sums[3], sums[4] = sums[3] + row[6], sums[4] + row[7]
@@ -102,7 +127,7 @@ local function ratio(a, b)
 end
 
 local rows = {{'id', 'label', 'active', 'created', 'evicted', 'completions', 'samples',
-  'successes', 'late', 'mean_score', 'mean_lp'}}
+  'successes', 'late', 'mean_score', 'mean_' .. score_name}}
 -- totals: active, created, evicted, completions, samples, successes, late, score sum, lp sum
 local total = {0, 0, 0, 0, 0, 0, 0, 0.0, 0.0}
 local function add_row(id, name, n_active, v, lp)
