@@ -26,9 +26,11 @@ from curriculum import (
     DiscreteRandomConfig,
     LearningProgressConfig,
     SingleTaskGenerator,
+    Span,
     StagedCurriculum,
     StagedCurriculumConfig,
 )
+from curriculum.config import RangeAxis, RangeExpansionConfig
 from curriculum.curriculum import pool_params
 from curriculum.errors import (
     CheckpointError,
@@ -405,3 +407,63 @@ def test_evaluation_tasks_come_from_the_stage_asked_for(staged) -> None:
     for bad in (2, -1, True, "1"):
         with pytest.raises(ConfigError, match="stage"):
             curriculum.task_for_id(1234, stage=bad)
+
+
+def range_stage(name: str) -> CurriculumStage:
+    """A stage whose ``difficulty`` (a Span) grows by range expansion from its lower end."""
+    generator = BucketedTaskGenerator.Config(
+        child_generator_config=SingleTaskGenerator.Config(
+            env={"label": name, "game": {"num_agents": 2, "level": 0}, "difficulty": 0.0}
+        ),
+        buckets={"difficulty": Span(0.0, 1.0)},
+    )
+    algorithm = RangeExpansionConfig(axes={"difficulty": RangeAxis()}, grid=11, buffer_size=4)
+    return CurriculumStage(
+        name=name,
+        curriculum=CurriculumConfig(
+            task_generator=generator,
+            num_active_tasks=8,
+            write_batch_size=1,
+            algorithm_config=algorithm,
+        ),
+    )
+
+
+@pytest.mark.parametrize("position", [0, 1], ids=["first-stage", "second-stage"])
+def test_a_range_expansion_stage_keeps_its_own_range_through_stages_and_checkpoints(
+    staged, position: int
+) -> None:
+    """Range expansion as one stage of a staged curriculum (first: its pool also holds the
+    stage record; second: it starts after a switch): its range widens while it runs, shows in
+    the stats, survives the switch to the next stage and a checkpoint, and its tasks stay in
+    its range."""
+    stages = [stage("warmup"), stage("after")]
+    stages.insert(position, range_stage("grow"))
+    length = 60
+    curriculum = staged(stages=stages, transition_criteria="time", time_threshold_steps=length)
+    play(curriculum, length * position)  # through the warm-up stage, if it comes first
+    assert curriculum.stage == position
+    played = play(curriculum, 24, score=1.0)  # at most 6 widenings of 4 outcomes each
+    assert {task.stage for task in played} == {position}
+    stats = curriculum.stats()
+    assert stats["range/difficulty/low"] == 0.0
+    assert 0.0 < stats["range/difficulty/high"] <= 0.6
+    pool = curriculum._stage(position)
+    grown = pool.backend.range_state()
+    assert grown.widened == stats["range/widened"] > 0
+    for task in played:
+        assert task.get_env_cfg()["difficulty"] <= stats["range/difficulty/high"] + 1e-9
+
+    saved = json.loads(json.dumps(curriculum.get_state()))
+    play(curriculum, length - 24, score=1.0)  # the rest of the range stage: it moves on
+    assert curriculum.stage == position + 1
+    assert pool.backend.range_state().version > grown.version
+    assert "range/difficulty/high" not in curriculum.stats()  # the current stage's pool
+
+    resumed = staged(
+        config=curriculum.config.model_copy(update={"session_id": unique_session("r")})
+    )
+    resumed.load_state(saved)
+    assert resumed.stage == position
+    assert resumed._stage(position).backend.range_state() == grown
+    assert resumed.stats()["range/difficulty/high"] == stats["range/difficulty/high"]
