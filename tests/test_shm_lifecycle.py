@@ -193,18 +193,37 @@ def test_creator_close_removes_the_segment(session_id: str) -> None:
     assert not path.exists()
 
 
-CREATOR_SCRIPT = """
+# What the scripts below start with: pool(session_id) opens a small pool on /dev/shm.
+POOL_PRELUDE = """
 import sys
-from backends.shared_memory import segment_path
 from curriculum import Curriculum, CurriculumConfig, LearningProgressConfig, SingleTaskGenerator
 
+def pool(session_id):
+    return Curriculum(CurriculumConfig(
+        task_generator=SingleTaskGenerator.Config(env={"label": "nav"}),
+        num_active_tasks=8,
+        write_batch_size=1,
+        algorithm_config=LearningProgressConfig(session_id=session_id),
+    ))
+"""
+
+
+def run_script(source: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``POOL_PRELUDE + source`` in a fresh interpreter with ``args`` (bounded)."""
+    return subprocess.run(
+        [sys.executable, "-c", POOL_PRELUDE + source, *args],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=False,
+    )
+
+
+CREATOR_SCRIPT = """
+from backends.shared_memory import segment_path
+
 session_id, ending = sys.argv[1], sys.argv[2]
-config = CurriculumConfig(
-    task_generator=SingleTaskGenerator.Config(env={"label": "nav"}),
-    num_active_tasks=8,
-    algorithm_config=LearningProgressConfig(session_id=session_id),
-)
-cur = Curriculum(config)
+cur = pool(session_id)
 task = cur.get_task()
 cur.update_task_performance(task.task_id, 0.5)
 print("exists" if segment_path(session_id).exists() else "missing", flush=True)
@@ -219,13 +238,7 @@ def test_creator_process_exiting_without_close_removes_the_segment(
 ) -> None:
     """A fresh interpreter creates the pool and exits (normally, or on an uncaught exception)
     without close(): nothing is left in /dev/shm."""
-    done = subprocess.run(
-        [sys.executable, "-c", CREATOR_SCRIPT, session_id, ending],
-        capture_output=True,
-        text=True,
-        timeout=WAIT_S,
-        check=False,
-    )
+    done = run_script(CREATOR_SCRIPT, session_id, ending)
     assert done.stdout.strip() == "exists", done.stderr
     assert done.returncode == (0 if ending == "return" else 1), done.stderr
     assert not segment_path(session_id).exists()
@@ -322,9 +335,7 @@ def test_a_forked_child_that_outlives_its_parents_close_removes_the_segment(
 
 PARENT_WITH_DAEMON_CHILD = """
 import multiprocessing as mp
-import sys
 import time
-from curriculum import Curriculum, CurriculumConfig, LearningProgressConfig, SingleTaskGenerator
 
 def train(cur):
     task = cur.get_task()
@@ -333,13 +344,7 @@ def train(cur):
     time.sleep(60)
 
 if __name__ == "__main__":
-    config = CurriculumConfig(
-        task_generator=SingleTaskGenerator.Config(env={"label": "nav"}),
-        num_active_tasks=8,
-        write_batch_size=1,
-        algorithm_config=LearningProgressConfig(session_id=sys.argv[1]),
-    )
-    cur = Curriculum(config)
+    cur = pool(sys.argv[1])
     worker = mp.get_context("fork").Process(target=train, args=(cur,), daemon=True)
     worker.start()
     deadline = time.monotonic() + 30
@@ -356,13 +361,7 @@ def test_a_parent_exiting_while_its_forked_daemon_child_trains_leaves_nothing(
     """The parent returns without close() while a daemonic forked worker still trains (a vector
     env's workers at the end of a script): multiprocessing stops the worker at exit, and the
     segment is removed after it, not left behind."""
-    done = subprocess.run(
-        [sys.executable, "-c", PARENT_WITH_DAEMON_CHILD, session_id],
-        capture_output=True,
-        text=True,
-        timeout=WAIT_S,
-        check=False,
-    )
+    done = run_script(PARENT_WITH_DAEMON_CHILD, session_id)
     assert done.returncode == 0, done.stderr
     assert "parent exits" in done.stdout, done.stdout + done.stderr
     assert not segment_path(session_id).exists(), "segment left behind by the parent's exit"
@@ -372,20 +371,12 @@ PARENT_KILLED_AFTER_CHILD_CLOSED = """
 import multiprocessing as mp
 import os
 import signal
-import sys
-from curriculum import Curriculum, CurriculumConfig, LearningProgressConfig, SingleTaskGenerator
 
 def leave(cur):
     cur.close()
 
 if __name__ == "__main__":
-    config = CurriculumConfig(
-        task_generator=SingleTaskGenerator.Config(env={"label": "nav"}),
-        num_active_tasks=8,
-        write_batch_size=1,
-        algorithm_config=LearningProgressConfig(session_id=sys.argv[1]),
-    )
-    cur = Curriculum(config)
+    cur = pool(sys.argv[1])
     task = cur.get_task()
     cur.update_task_performance(task.task_id, 0.5)
     child = mp.get_context("fork").Process(target=leave, args=(cur,))
@@ -400,13 +391,7 @@ def test_a_forked_child_leaving_does_not_count_as_its_parent_leaving(session_id:
     """A forked child closes (it shares its parent's attach), then the parent is killed: the
     pool is orphaned (refused with a message, its statistics kept), not taken for one its last
     user left cleanly and silently replaced by an empty pool."""
-    done = subprocess.run(
-        [sys.executable, "-c", PARENT_KILLED_AFTER_CHILD_CLOSED, session_id],
-        capture_output=True,
-        text=True,
-        timeout=WAIT_S,
-        check=False,
-    )
+    done = run_script(PARENT_KILLED_AFTER_CHILD_CLOSED, session_id)
     assert done.returncode == -signal.SIGKILL, done.stderr
     assert done.stdout.strip() == "0", done.stdout + done.stderr
     assert segment_path(session_id).exists()
