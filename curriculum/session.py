@@ -139,7 +139,7 @@ class PoolSession:
         if not self._adopted:
             self.rng = np.random.default_rng([self.config.seed, self.backend.reserve_sequence()])
             self._adopted = True
-        if self._exit_flush is None:
+        if self._exit_flush is None or not self._exit_flush.still_active():
             # Runs at interpreter exit and when a multiprocessing child (fork or spawn) exits,
             # before the backend's own clean-up (lower priority).
             self._exit_flush = mp_util.Finalize(
@@ -147,8 +147,10 @@ class PoolSession:
             )
 
     def ready(self) -> None:
-        """Make the session usable in this process (after a fork: adopt it)."""
-        if not self._adopted or self._exit_flush is None:
+        """Make the session usable in this process (after a fork: adopt it); re-arm the exit
+        flush that a multiprocessing worker dropped after unpickling its arguments."""
+        flush = self._exit_flush
+        if not self._adopted or flush is None or not flush.still_active():
             self._adopt_process()
 
     # -- recovery -------------------------------------------------------------------------------

@@ -471,3 +471,25 @@ def test_fork_children_do_not_resend_the_parents_buffered_outcomes(session_id: s
         run_workers(_record_after_inheriting, [(cur, 10) for _ in range(3)], ctx=ctx)
         stats = cur.stats()
     assert stats["curriculum/num_completed"] == 5 + 3 * 10
+
+
+def _record_and_return(cur: Curriculum, n: int) -> None:
+    """A worker given the curriculum as a Process argument: record ``n`` outcomes (fewer than
+    a write batch) and return without close() or flush()."""
+    record(cur, n)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_a_worker_given_the_curriculum_as_an_argument_writes_its_outcomes_at_exit(
+    session_id: str, method: str
+) -> None:
+    """Outcomes still buffered when a worker returns are written at its exit, however it was
+    started. spawn and forkserver workers unpickle their arguments before multiprocessing
+    clears the exit handlers registered so far: the curriculum must register its own again."""
+    ctx = mp.get_context(method)
+    with opened_on_test_backend(Curriculum(make_config(session_id))) as cur:
+        worker = ctx.Process(target=_record_and_return, args=(cur, 7))
+        worker.start()
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+        assert cur.stats()["curriculum/num_completed"] == 7, f"{method}: buffered outcomes lost"

@@ -27,7 +27,7 @@ import pytest
 from conftest import nav_generator, remove_pool, unique_session
 from workers import open_handle, record, run_workers
 
-from backends.shared_memory import segment_path
+from backends.shared_memory import META_INDEX, segment_path
 from curriculum import Curriculum, CurriculumConfig, Span
 from curriculum.errors import (
     LockTimeoutError,
@@ -331,6 +331,28 @@ def test_a_forked_child_that_outlives_its_parents_close_removes_the_segment(
     finally:
         reap(child)
     assert not path.exists(), f"segment left behind by a forked child that ended by {ending!r}"
+
+
+def _record_and_return(cur: Curriculum) -> None:
+    record(cur, 3)
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_a_worker_given_the_curriculum_as_an_argument_leaves_at_exit(
+    session_id: str, method: str
+) -> None:
+    """A spawn or forkserver worker unpickles its curriculum (attaching on its own) before
+    multiprocessing clears the exit handlers registered so far; returning without close(), it
+    still leaves: only the parent counts as attached afterwards (a worker counted forever would
+    make the pool look orphaned, and be refused, once the parent is killed)."""
+    ctx = mp.get_context(method)
+    with Curriculum(make_config(session_id, write_batch_size=1)) as cur:
+        worker = ctx.Process(target=_record_and_return, args=(cur,))
+        worker.start()
+        finish(worker)
+        assert completed(cur) == 3
+        assert cur.backend._meta[META_INDEX["attached"]] == 1, f"the {method} worker never left"
+    assert not segment_path(session_id).exists()
 
 
 PARENT_WITH_DAEMON_CHILD = """
