@@ -13,7 +13,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from backends.layout import EMPTY_TASK, OVERFLOW_LABEL
-from curriculum.errors import ConfigError
+from curriculum.errors import ConfigError, PoolCorruptedError
 from curriculum.outage import TRANSIENT
 from curriculum.task_ids import derive_task_id
 
@@ -51,6 +51,26 @@ def new_task_fields(session: PoolSession) -> tuple[int, int, int]:
             OVERFLOW_LABEL,
         )
     return task_id, label_id, seq
+
+
+def view_with_tasks(session: PoolSession, view: PoolView) -> PoolView:
+    """``view``, or when it shows no task (the draw found no free slot: the view is older than
+    the tasks other processes created since) a fresh view.
+
+    Raises:
+        BackendUnavailableError: the pool cannot be read now (an outage, in either mode: this
+            process has no task it could hand out from memory).
+        PoolCorruptedError: the pool has no free slot and yet no task.
+    """
+    if len(view.active):
+        return view
+    view = session.view(fresh=True)
+    if not len(view.active):
+        raise PoolCorruptedError(
+            f"{session.location} has no free slot and no active task: its free-slot record is "
+            "damaged; restore a checkpoint or destroy() the pool"
+        )
+    return view
 
 
 def try_create(session: PoolSession) -> tuple[int, int, int] | None:

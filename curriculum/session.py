@@ -34,7 +34,7 @@ from backends.stage_state import StageState
 from curriculum import forks
 from curriculum.algorithms import PoolView, make_algorithm
 from curriculum.background import BACKGROUND_MIN_TASKS, BACKGROUND_REFRESH_S, ViewRefresher
-from curriculum.draw_policy import try_create, try_evict_and_replace
+from curriculum.draw_policy import try_create, try_evict_and_replace, view_with_tasks
 from curriculum.errors import BackendError, BackendUnavailableError, PoolLostError, UnknownTaskError
 from curriculum.location import PoolLocation
 from curriculum.outage import TRANSIENT, OutageGuard
@@ -243,7 +243,7 @@ class PoolSession:
         """The next task: ``(task_id, slot, label_id)``; its episode counts as started."""
         placed = try_create(self) if self.views.maybe_free_slots else None
         if placed is None:
-            view = self.view()
+            view = view_with_tasks(self, self.view())
             if self.views.evictions and view.wants_eviction(self.rng):
                 placed = try_evict_and_replace(self, view)
             if placed is None:

@@ -19,6 +19,7 @@ from curriculum import (
     CurriculumConfig,
     DiscreteRandomConfig,
     LearningProgressConfig,
+    PrioritizedLevelReplayConfig,
     SingleTaskGenerator,
     Span,
     TaskGeneratorSet,
@@ -130,15 +131,17 @@ def process_backend_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
 
 
 def make_config(*, algorithm: str = "lp", generator: Any = None, **fields: Any) -> CurriculumConfig:
-    """A config with a fresh session; ``lp_*`` keyword arguments go to the algorithm config."""
+    """A config with a fresh session; ``algorithm``: "lp", "plr" or "random"; ``lp_*`` keyword
+    arguments go to the algorithm config."""
     algo_fields = {k[3:]: v for k, v in fields.items() if k.startswith("lp_")}
     rest = {k: v for k, v in fields.items() if not k.startswith("lp_")}
     algo_fields.setdefault("session_id", unique_session())
-    algorithm_config = (
-        LearningProgressConfig(**algo_fields)
-        if algorithm == "lp"
-        else DiscreteRandomConfig(**algo_fields)
-    )
+    kinds = {
+        "lp": LearningProgressConfig,
+        "plr": PrioritizedLevelReplayConfig,
+        "random": DiscreteRandomConfig,
+    }
+    algorithm_config = kinds[algorithm](**algo_fields)
     rest.setdefault("num_active_tasks", 32)
     return CurriculumConfig(
         task_generator=generator or nav_generator(), algorithm_config=algorithm_config, **rest

@@ -391,6 +391,19 @@ def test_tasks_whose_config_keeps_failing_are_evicted(curricula, algorithm) -> N
         curriculum.report_task_failure(424242)
 
 
+@pytest.mark.parametrize("algorithm", ["lp", "plr", "random"])
+def test_a_view_of_the_empty_pool_still_draws_once_others_filled_it(curricula, algorithm) -> None:
+    """B reads the pool while it is empty (its view stays current for ``snapshot_max_age_s``);
+    A fills every slot at once. B's next draw finds no free slot and its view no task: it reads
+    the pool again and hands out one of A's tasks (not an IndexError)."""
+    a = curricula(num_active_tasks=4, algorithm=algorithm, snapshot_max_age_s=60.0)
+    b = curricula(config=a.config)
+    assert b.stats()["curriculum/num_active_tasks"] == 0
+    created = {a.get_task().task_id for _ in range(4)}
+    assert b.get_task().task_id in created
+    assert b.stats()["curriculum/num_active_tasks"] == 4
+
+
 def test_slices_show_score_and_sampling_share_per_bucket_value(curricula) -> None:
     curriculum = curricula(num_active_tasks=60, lp_min_presentations_for_eviction=1000)
     for _ in range(1200):
