@@ -18,7 +18,7 @@ from backends.layout import LABEL_DTYPE, ROW_DTYPE, STRUCT_VERSION
 from backends.range_state import RangeRule, RangeState, RangeUpdate
 from backends.stage_state import StageRule, StageState, StageUpdate
 from curriculum.ema import EmaParams
-from curriculum.errors import BackendError
+from curriculum.errors import BackendError, CheckpointError
 
 # How the pool's parameters are called in the configs users write.
 CONFIG_NAMES = {
@@ -242,6 +242,16 @@ class PoolState:
             raise TypeError("PoolState rows and labels must use the pool layout's dtypes")
 
 
+def labels_full_error(session_id: str, folded: int, label_capacity: int) -> CheckpointError:
+    """Why :meth:`TaskMemoryBackend.import_state` refused a state whose labels do not fit."""
+    return CheckpointError(
+        f"pool {session_id!r} cannot take the checkpoint's labels: with the labels it already "
+        f"holds (kept, so that every process's label ids stay valid), {folded} of them would "
+        f"be counted under '(other)' (max_labels={label_capacity}); nothing was changed. Load "
+        "it into a new pool (another session_id), or raise max_labels"
+    )
+
+
 class TaskMemoryBackend(ABC):
     """Shared storage of one pool. Every mutating method is atomic across processes."""
 
@@ -346,7 +356,17 @@ class TaskMemoryBackend(ABC):
     @abstractmethod
     def import_state(self, state: PoolState) -> None:
         """Replace the pool's rows, labels, counters, stage and range records with ``state``
-        atomically (``state.ranges`` None: the range record starts anew from the rule)."""
+        atomically (``state.ranges`` None: the range record starts anew from the rule).
+
+        Labels are merged by name: the pool's own keep their ids (with their counters cleared).
+
+        Raises:
+            PoolMismatchError: another slot count.
+            CheckpointError: labels that would not all fit in the label table beside the
+                pool's own (:func:`labels_full_error`).
+
+        Either way the pool is left as it was.
+        """
 
     def reattach(self, params: PoolParams) -> bool:
         """Attach again after the pool was lost, creating it (with ``params``) if absent.

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgpack
 
-from backends.base import PoolParams, PoolSnapshot, PoolState
+from backends.base import PoolParams, PoolSnapshot, PoolState, labels_full_error
 from backends.layout import COUNTER_NAMES, EMPTY_TASK, OVERFLOW_LABEL, decode_label
 from backends.range_state import RangeState, RangeUpdate
 from backends.redis_keys import MARKER_FIELD
@@ -131,6 +131,18 @@ class RedisPoolStateOps:
         rows = [list(row) if row[0] != EMPTY_TASK else [EMPTY_TASK] for row in state.rows.tolist()]
         labels = [[decode_label(label[0]), *label[1:]] for label in state.labels.tolist()]
         counters = {name: int(state.counters.get(name, 0)) for name in COUNTER_NAMES}
+        try:
+            self._import(rows, labels, counters, state)
+        except BackendError as exc:
+            text = str(getattr(exc, "cause", ""))
+            if "LABELFULL" not in text:
+                raise
+            folded = int(text.split("LABELFULL", 1)[1].split()[0])
+            raise labels_full_error(self.session_id, folded, self.params.label_capacity) from None
+        self._label_ids.clear()
+        self._next_seq = None  # the state brings its own sequence counter
+
+    def _import(self, rows: list, labels: list, counters: dict, state: PoolState) -> None:
         self._write(
             "import_state",
             msgpack.packb(rows),
@@ -141,8 +153,6 @@ class RedisPoolStateOps:
             msgpack.packb(state.stage.to_list()),
             msgpack.packb((state.ranges or self.params.initial_ranges()).to_list()),
         )
-        self._label_ids.clear()
-        self._next_seq = None  # the state brings its own sequence counter
 
 
 def _text(value: Any) -> str:

@@ -34,6 +34,7 @@ from backends.base import (
     RecordResult,
     TaskMemoryBackend,
     WriteBatch,
+    labels_full_error,
 )
 from backends.layout import (
     COUNTER_NAMES,
@@ -57,6 +58,7 @@ from backends.shm_records import (
     free_slot,
     label_ids,
     label_to_add,
+    labels_folded,
     write_new_task,
 )
 from backends.shm_segment import (  # noqa: F401 - re-exported for tools and tests
@@ -422,6 +424,9 @@ class SharedMemoryBackend(TaskMemoryBackend):
                 f"state has {len(state.rows)} slots, pool {self.session_id!r} has {len(self._rows)}"
             )
         with self._locked():
+            folded = labels_folded(self._pool, state.labels["name"])
+            if folded:
+                raise labels_full_error(self.session_id, folded, len(self._labels))
             everything = np.arange(len(self._rows)), np.arange(len(self._labels))
             self._change(*everything, stage=True, ranges=True)
             mapping = np.array(

@@ -67,6 +67,26 @@ def label_to_add(pool: PoolArrays, encoded: bytes) -> tuple[int, bytes]:
     return count, encoded
 
 
+def labels_folded(pool: PoolArrays, names: np.ndarray) -> int:
+    """How many of ``names`` (distinct, encoded) interning in turn would count under the
+    overflow label: the table would fill up before their turn (the same rule as
+    :func:`label_to_add`, and as ``import_state.lua`` on Redis)."""
+    count = pool.counter("num_labels")
+    known = set(pool.labels["name"][:count].tolist())
+    folded = 0
+    for name in names.tolist():
+        if name in known:
+            continue
+        if count >= len(pool.labels) - 1 and name != OVERFLOW:
+            folded += 1
+            name = OVERFLOW
+            if name in known:
+                continue
+        known.add(name)
+        count += 1
+    return folded
+
+
 def add_label(pool: PoolArrays, label_id: int, encoded: bytes) -> None:
     """Store a new label at ``label_id`` (as :func:`label_to_add` chose) if it is not there yet."""
     if label_id < pool.counter("num_labels"):

@@ -11,7 +11,12 @@ import numpy as np
 import pytest
 from conftest import make_config, pool_figures, unique_session
 
-from curriculum import Curriculum, LearningProgressConfig
+from curriculum import (
+    BucketedTaskGenerator,
+    Curriculum,
+    LearningProgressConfig,
+    SingleTaskGenerator,
+)
 from curriculum.errors import CheckpointError
 
 
@@ -237,3 +242,45 @@ def test_an_unsigned_64_bit_task_id_is_refused(curricula) -> None:
     state["rows"]["task_id"] = [2**64 - 1] * len(state["rows"]["task_id"])
     with pytest.raises(CheckpointError, match="'task_id' holds 18446744073709551615"):
         source.load_state(state)
+
+
+def _many_labels() -> BucketedTaskGenerator.Config:
+    """Tasks with one of 1,000 labels each (a bucket of 1,000 values)."""
+    return BucketedTaskGenerator.Config(
+        child_generator_config=SingleTaskGenerator.Config(env={"label": "nav"}),
+        buckets={"v": list(range(1000))},
+    )
+
+
+def _labelled(curricula, seed: int, episodes: int = 40) -> Curriculum:
+    curriculum = curricula(num_active_tasks=8, max_labels=12, seed=seed, generator=_many_labels())
+    for i in range(episodes):
+        task = curriculum.get_task()
+        curriculum.update_task_performance(task.task_id, float(i % 2))
+    return curriculum
+
+
+def label_completions(stats: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in stats.items() if k.startswith("label/") and k.endswith("/completions")}
+
+
+def test_labels_that_would_not_fit_beside_the_pools_own_are_refused(curricula) -> None:
+    """Loading into a used pool keeps the pool's own labels (their ids stay valid in every
+    process). When the checkpoint's labels would not all fit beside them, load_state refuses
+    and changes nothing, instead of counting some under '(other)' (or, on Redis, renaming it)."""
+    source = _labelled(curricula, seed=1)
+    state = source.get_state()
+    expected = label_completions(source.stats())
+    assert len(expected) > 6
+    target = _labelled(curricula, seed=2)
+    before = target.stats()
+    with pytest.raises(
+        CheckpointError, match=r"would be counted under '\(other\)' \(max_labels=12\)"
+    ):
+        target.load_state(state)
+    assert target.stats() == before
+    roomy = _labelled(curricula, seed=2, episodes=1)  # one label of its own: all fit
+    roomy.load_state(state)
+    after = label_completions(roomy.stats())
+    assert {k: after[k] for k in expected} == expected
+    assert "label/(other)/completions" not in after

@@ -5,7 +5,8 @@
 --       {-1}), 4 msgpack array of labels (LABEL_DTYPE order), 5 msgpack map of counters,
 --       6 overflow label name, 7 label capacity, 8 the stage record (msgpack, see
 --       update_stage.lua), 9 the range record (msgpack, see update_ranges.lua)
--- Errors: NOPOOL when the pool does not exist.
+-- Errors: NOPOOL when the pool does not exist; 'LABELFULL <n>' (nothing changed) when n of the
+--         checkpoint's labels would be counted under the overflow label (shm_records.labels_folded).
 -- Returns: 'ok'
 local missing = missing_pool()
 if missing then return missing end
@@ -23,6 +24,26 @@ local function intern(name)
   redis.call('HSET', LABEL_IDS, name, used)
   count('num_labels', 1)
   return used
+end
+
+-- refuse, before any change, labels that would not all fit beside the pool's own
+do
+  local used = tonumber(redis.call('HGET', META, 'num_labels'))
+  local known, folded = {}, 0
+  for _, label in ipairs(labels) do
+    local name = label[1]
+    if not known[name] and not redis.call('HGET', LABEL_IDS, name) then
+      if used >= tonumber(ARGV[7]) - 1 and name ~= ARGV[6] then
+        folded = folded + 1
+        name = ARGV[6]
+      end
+      if not known[name] and not redis.call('HGET', LABEL_IDS, name) then
+        known[name] = true
+        used = used + 1
+      end
+    end
+  end
+  if folded > 0 then return redis.error_reply('LABELFULL ' .. folded) end
 end
 
 -- existing labels keep their names and lose their counters
