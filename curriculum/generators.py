@@ -69,7 +69,9 @@ class Span(FrozenModel):
     [low, high) (one float bound is enough: ``Span(8, 32.0)`` draws floats).
 
     Labels stay few by construction. A float value shows as the lower edge of its bin (the span
-    cut into ``bins`` equal bins), so a float span adds at most ``bins`` distinct labels. An
+    cut into ``bins`` equal bins; 3 significant digits, more where neighbouring edges need them:
+    ``Span(100.0, 101.0)`` gives 100, 100.1, ..., 100.9), so a float span adds exactly ``bins``
+    distinct labels. An
     integer span with at most :data:`EXACT_INT_LABELS` (100) values shows each value as it is; a
     larger one (a map seed ``Span(0, 100_000)``) shows the lower edge of its bin: the integers cut
     into ``bins`` runs of ``ceil(count / bins)`` values (``Span(0, 100_000)``: edges 0, 10001,
@@ -99,7 +101,16 @@ class Span(FrozenModel):
             return str(self.low + (value - self.low) // int_width * int_width)
         width = (self.high - self.low) / self.bins
         index = min(int((value - self.low) / width), self.bins - 1) if width > 0 else 0
-        return format(self.low + index * width, ".3g")
+        return format(self.low + index * width, f".{self._float_digits(width)}g")
+
+    def _float_digits(self, width: float) -> int:
+        """Significant digits that tell neighbouring bin edges apart: at least 3, and one
+        digit below the bin width at the magnitude of the span's largest bound
+        (``Span(100.0, 101.0)``: 100, 100.1, ..., 100.9)."""
+        largest = max(abs(self.low), abs(self.high))
+        if width <= 0 or largest == 0:
+            return 3
+        return max(3, math.floor(math.log10(largest)) - math.floor(math.log10(width)) + 2)
 
     def sample(self, rng: random.Random) -> int | float:
         """Draw one value uniformly from the span."""

@@ -433,3 +433,33 @@ def test_float_span_labels_show_bins_while_configs_keep_exact_values() -> None:
         labels.add(task.label)
     assert len(values) == 2000  # the configs keep exact values
     assert len(labels) <= 10 * 4  # labels stay bounded
+
+
+@pytest.mark.parametrize(
+    ("span", "first_edges"),
+    [
+        (Span(0.0, 1.0), ["0", "0.1", "0.2"]),
+        (Span(100.0, 101.0), ["100", "100.1", "100.2"]),
+        (Span(10.0, 10.5), ["10", "10.05", "10.1"]),
+        (Span(10.0, 11.5), ["10", "10.15", "10.3"]),
+        (Span(1000.0, 1010.0), ["1000", "1001", "1002"]),
+        (Span(-5.0, 5.0, bins=4), ["-5", "-2.5", "0"]),
+        (Span(0.0, 2e6, bins=4), ["0", "5e+05", "1e+06"]),
+    ],
+)
+def test_each_float_bin_has_a_label_of_its_own_naming_its_lower_edge(
+    span: Span, first_edges: list[str]
+) -> None:
+    """A bin's label is its lower edge, with the digits that tell it from its neighbours: bins
+    whose edges agree in 3 significant digits (a mass from 100.0 to 101.0) are not merged, and
+    no label names a value outside its bin."""
+    width = (span.high - span.low) / span.bins
+    labels = []
+    for index in range(span.bins):
+        edge = span.low + index * width
+        inside = [span.label_for(edge + width * share) for share in (1e-6, 0.5, 1 - 1e-6)]
+        assert len(set(inside)) == 1, inside
+        assert math.isclose(float(inside[0]), edge, rel_tol=1e-9, abs_tol=1e-12)
+        labels.append(inside[0])
+    assert labels[:3] == first_edges
+    assert len(set(labels)) == span.bins
