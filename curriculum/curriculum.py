@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from backends.base import TaskMemoryBackend
+from backends.base import PoolState, TaskMemoryBackend
 from curriculum.checkpoint import decode_state, encode_state
 from curriculum.errors import CheckpointError, PoolClosedError, UnknownTaskError
 from curriculum.location import PoolLocation
@@ -316,6 +316,12 @@ class Curriculum:
         Raises:
             CheckpointError: the checkpoint is damaged, foreign, or incompatible.
         """
+        self._load_checked(*self._checked_state(state, allow_param_mismatch))
+
+    def _checked_state(
+        self, state: dict[str, Any], allow_param_mismatch: bool
+    ) -> tuple[PoolState, np.random.Generator]:
+        """The checkpoint decoded and checked against this pool; nothing is changed yet."""
         session = self._ready()
         pool_state, rng_state = decode_state(state)
         mine = session.backend.params
@@ -342,6 +348,11 @@ class Curriculum:
         except (TypeError, ValueError, KeyError) as exc:
             raise CheckpointError(f"checkpoint RNG state is unusable: {exc}") from None
         pool_state.params = mine
+        return pool_state, rng
+
+    def _load_checked(self, pool_state: PoolState, rng: np.random.Generator) -> None:
+        """Replace the pool's contents with a :meth:`_checked_state` result."""
+        session = self._ready()
         session.run(session.import_state, pool_state, retry=True)
         session.rng = rng
         self._stats_cache = None

@@ -27,6 +27,7 @@ from curriculum.curriculum import Curriculum
 from curriculum.errors import (
     CheckpointError,
     ConfigError,
+    CurriculumError,
     PoolClosedError,
     PoolNotFoundError,
     UnknownTaskError,
@@ -366,7 +367,9 @@ class StagedCurriculum:
 
         Raises:
             CheckpointError: the checkpoint is damaged, of another staged curriculum (other stage
-                names), or incompatible with a stage's pool.
+                names), or incompatible with a stage's pool. Every stage's part is checked
+                before any pool changes; a pool that refuses its part while loading (its labels
+                do not fit) has the pools loaded before it put back as they were.
         """
         self._check_open()
         if not isinstance(state, dict) or state.get("format") != STAGED_STATE_FORMAT:
@@ -384,10 +387,25 @@ class StagedCurriculum:
             )
         if not isinstance(pools, list) or len(pools) != len(self._stages):
             raise CheckpointError(f"checkpoint must hold {len(self._stages)} stage pools")
+        handles = [self._stage(i) for i in range(len(pools))]
+        checked = [
+            handle._checked_state(part, allow_param_mismatch)
+            for handle, part in zip(handles, pools, strict=True)
+        ]
         self.flush()
-        # the root pool last: its stage record switches the stage once the stages' pools are in
-        for index in [*range(1, len(pools)), 0]:
-            self._stage(index).load_state(pools[index], allow_param_mismatch=allow_param_mismatch)
+        # What each pool holds now, to put back when a later pool refuses its part.
+        saved = [h._checked_state(h.get_state(), True) for h in handles]
+        loaded: list[int] = []
+        try:
+            # the root pool last: its stage record switches the stage once the others are in
+            for index in [*range(1, len(pools)), 0]:
+                handles[index]._load_checked(*checked[index])
+                loaded.append(index)
+        except BaseException:
+            for index in reversed(loaded):
+                with contextlib.suppress(CurriculumError):
+                    handles[index]._load_checked(*saved[index])
+            raise
         self._task_stage.clear()
         self._adopt(self._root.backend.stage_state())
 

@@ -467,3 +467,57 @@ def test_a_range_expansion_stage_keeps_its_own_range_through_stages_and_checkpoi
     assert resumed.stage == position
     assert resumed._stage(position).backend.range_state() == grown
     assert resumed.stats()["range/difficulty/high"] == stats["range/difficulty/high"]
+
+
+def _pool_figures(curriculum: StagedCurriculum) -> list[dict[str, float]]:
+    """Every stage pool's figures, without this process's health figures and without the label
+    names a load leaves in a table (labels are never removed; theirs count nothing)."""
+    figures = []
+    for index in range(len(curriculum.config.stages)):
+        stats = curriculum._stage(index).stats()
+        figures.append(
+            {
+                k: v
+                for k, v in stats.items()
+                if not k.startswith(("health/", "label/", "curriculum/num_labels"))
+                or (k.startswith("label/") and v)
+            }
+        )
+    return figures
+
+
+def test_a_checkpoint_whose_root_part_is_refused_changes_no_stage(staged) -> None:
+    """Every stage's part is checked before any pool changes: a damaged root part (loaded last)
+    leaves the other stages' pools as they were too."""
+    source = staged(transition_criteria="time", time_threshold_steps=10)
+    play(source, 30)
+    state = json.loads(json.dumps(source.get_state()))
+    state["pools"][0]["counters"]["num_completed"] = -5
+    target = staged(config=source.config.model_copy(update={"session_id": unique_session("r")}))
+    play(target, 3, score=0.0)
+    before = _pool_figures(target)
+    with pytest.raises(CheckpointError, match="num_completed"):
+        target.load_state(state)
+    assert _pool_figures(target) == before
+    assert target.stage == 0
+
+
+def test_a_pool_refusing_its_part_while_loading_puts_the_others_back(staged, monkeypatch) -> None:
+    """A refusal only the pool itself can find (its labels would not fit) comes after the later
+    stages' pools were loaded: they are put back as they were."""
+    source = staged(transition_criteria="time", time_threshold_steps=10)
+    play(source, 30)
+    state = source.get_state()
+    target = staged(config=source.config.model_copy(update={"session_id": unique_session("r")}))
+    play(target, 3, score=0.0)
+    before = _pool_figures(target)
+
+    def refuse(pool_state: object) -> None:
+        raise CheckpointError("labels do not fit")
+
+    monkeypatch.setattr(target._stage(0).backend, "import_state", refuse)
+    with pytest.raises(CheckpointError, match="labels do not fit"):
+        target.load_state(state)
+    monkeypatch.undo()
+    assert _pool_figures(target) == before
+    assert target.stage == 0
