@@ -76,7 +76,9 @@ spaces is reported and raises ``ConfigError`` at once. Exceptions of the wrapped
 ``reset`` propagate unchanged.
 
 ``reset(options={"task_id": id})`` plays the task ``id`` instead of drawing one (for evaluation):
-its config is rebuilt from the id by the curriculum's generator. ``id`` is an int, a numpy integer
+its config is rebuilt from the id by the curriculum's generator (a
+:class:`~curriculum.StagedCurriculum`'s: that of ``options["stage"]`` when given, else of the
+stage the task is known in, see ``StagedCurriculum.task_for_id``). ``id`` is an int, a numpy integer
 (the terminal info's ``task_id``, also as batched by a vector env) or an integral float. Such an
 episode is not counted as scheduled, its score is NOT reported to the pool (evaluation must not
 steer the curriculum), and a failure of its config raises at once (nothing else is tried: the
@@ -295,8 +297,8 @@ class CurriculumEnv(gym.Wrapper):
         self._rebuilt_seed = None
         inner_options = options
         if options is not None and "task_id" in options:
-            inner_options = {k: v for k, v in options.items() if k != "task_id"}
-            self._play_forced(options["task_id"])
+            inner_options = {k: v for k, v in options.items() if k not in ("task_id", "stage")}
+            self._play_forced(options["task_id"], options.get("stage"))
         else:
             self._play_drawn()
         if seed is None:
@@ -358,9 +360,14 @@ class CurriculumEnv(gym.Wrapper):
         self.task_failures += 1
         self.curriculum.report_task_failure(task.task_id)
 
-    def _play_forced(self, task_id: Any) -> None:
+    def _play_forced(self, task_id: Any, stage: Any = None) -> None:
         try:
-            task = self.curriculum.task_for_id(task_id_option(task_id))
+            if stage is None:
+                task = self.curriculum.task_for_id(task_id_option(task_id))
+            elif isinstance(self.curriculum, Curriculum):
+                raise ConfigError("options['stage'] applies to a StagedCurriculum only")
+            else:
+                task = self.curriculum.task_for_id(task_id_option(task_id), stage=stage)
             self._put(task)
         except Exception as exc:
             raise ConfigError(

@@ -87,6 +87,7 @@ class StagedCurriculum:
         self._refresh_s = first.snapshot_max_age_s
         self._attach_timeout_s = first.lock_timeout_s
         self._task_stage: dict[int, int] = {}
+        self._stage_assumed = False  # task_for_id rebuilt an unknown id in the current stage
         self._task_stage_limit = 8 * sum(s.curriculum.num_active_tasks for s in config.stages)
         # Outcomes of every stage fold into the root pool's stage record, through the root
         # session's write queue (one update per stage and batch, sent with its other writes).
@@ -179,8 +180,32 @@ class StagedCurriculum:
         return task
 
     def task_for_id(self, task_id: int, stage: int | None = None) -> CurriculumTask:
-        """The task with this id in ``stage`` (default: the current stage), for evaluation."""
-        index = self.stage if stage is None else self._check_stage_index(stage)
+        """The task with this id in ``stage``, for evaluation (a task id means a task only
+        within its stage's generator).
+
+        Without ``stage``: the stage of a task this process handed out or that is active in a
+        stage's pool; for any other id, the current stage, with a warning (once per process)
+        that it was assumed.
+        """
+        if stage is not None:
+            index = self._check_stage_index(stage)
+        else:
+            try:
+                index = self._stage_of(task_id)
+            except UnknownTaskError:
+                index = self.stage
+                if not self._stage_assumed:
+                    self._stage_assumed = True
+                    logger.warning(
+                        "task id %s is in no stage's pool of %r and was not handed out here: "
+                        "rebuilt in the current stage %r. A task id names a task within its "
+                        "stage only: pass stage= (CurriculumEnv: reset(options={'task_id': id, "
+                        "'stage': k}), k from the episode's info['curriculum']['stage']). "
+                        "Said once",
+                        task_id,
+                        self.session_id,
+                        self.rule.names[index],
+                    )
         task = self._stage(index).task_for_id(task_id)
         task.stage = index
         return task

@@ -18,15 +18,19 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import make_config
+from conftest import make_config, unique_session
 
 from curriculum import (
     BucketedTaskGenerator,
     Curriculum,
+    CurriculumConfig,
     CurriculumEnv,
+    CurriculumStage,
     CurriculumTask,
     SingleTaskGenerator,
     Span,
+    StagedCurriculum,
+    StagedCurriculumConfig,
 )
 from curriculum.env import INFO_KEY, INFO_KEYS
 from curriculum.errors import ConfigError, ScoreError
@@ -404,6 +408,49 @@ def test_invalid_forced_task_id(toy_curricula: Callable[..., Curriculum]) -> Non
     env = make_toy_env(toy_curricula())
     with pytest.raises(ConfigError, match="forced"):
         env.reset(options={"task_id": -1})
+    with pytest.raises(ConfigError, match=r"options\['stage'\] applies to a StagedCurriculum"):
+        env.reset(options={"task_id": 7, "stage": 0})
+
+
+def test_a_forced_task_of_an_earlier_stage_plays_in_that_stage(backend_url) -> None:
+    """After the switch, replaying a task id from an earlier episode's info plays that task
+    (in its own stage's generator), with or without ``options["stage"]``."""
+    stages = [
+        CurriculumStage(
+            name=name,
+            curriculum=CurriculumConfig(
+                task_generator=toy_generator(lengths), num_active_tasks=4, write_batch_size=1
+            ),
+        )
+        for name, lengths in (("short", [1]), ("long", [3]))
+    ]
+    config = StagedCurriculumConfig(
+        stages=stages,
+        transition_criteria="time",
+        time_threshold_steps=4,
+        session_id=unique_session("replay"),
+        backend_url=backend_url,
+    )
+
+    def to_the_end(env: CurriculumEnv) -> dict[str, Any]:
+        while True:
+            _, _, terminated, truncated, info = env.step(0)
+            if terminated or truncated:
+                return info[INFO_KEY]
+
+    with StagedCurriculum(config) as curriculum:
+        env = CurriculumEnv(ToyEnv(), curriculum, stats_interval_s=0.0)
+        first = finish_episode(env)[INFO_KEY]
+        assert first["stage"] == 0.0
+        played = dict(env.unwrapped.cfg)
+        for _ in range(4):
+            finish_episode(env)
+        assert curriculum.stage == 1
+        for options in ({"stage": 0, "other": 1}, {"other": 1}):
+            env.reset(options={"task_id": first["task_id"], **options})
+            assert env.unwrapped.cfg == played and env.unwrapped.last_options == {"other": 1}
+            assert to_the_end(env)["stage"] == 0.0
+        curriculum.destroy()
 
 
 # -- scores -------------------------------------------------------------------------------------

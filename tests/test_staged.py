@@ -409,6 +409,28 @@ def test_evaluation_tasks_come_from_the_stage_asked_for(staged) -> None:
             curriculum.task_for_id(1234, stage=bad)
 
 
+def test_a_task_id_is_rebuilt_in_the_stage_it_belongs_to(staged, caplog) -> None:
+    """Without ``stage``, a task this process handed out, or one active in a stage's pool, is
+    rebuilt in its own stage after the switch (not in the current one); an id known nowhere is
+    rebuilt in the current stage, with one warning saying so."""
+    curriculum = staged(transition_criteria="time", time_threshold_steps=5)
+    early = play(curriculum, 5)[0]
+    assert curriculum.stage == 1
+    replay = curriculum.task_for_id(early.task_id)
+    assert (replay.stage, replay.get_env_cfg()) == (0, early.get_env_cfg())
+    other = staged(config=curriculum.config)  # another handle: it handed out nothing
+    active = curriculum._stage(0).backend.snapshot().rows["task_id"]
+    known = int(active[active >= 0][0])
+    assert other.task_for_id(known).stage == 0
+    with caplog.at_level(logging.WARNING, logger="curriculum.staged"):
+        assert other.task_for_id(987654321).stage == 1
+        assert other.task_for_id(987654322).stage == 1
+    warned = [
+        r.getMessage() for r in caplog.records if "rebuilt in the current stage" in r.getMessage()
+    ]
+    assert len(warned) == 1 and "987654321" in warned[0] and "'stage'" in warned[0]
+
+
 def range_stage(name: str) -> CurriculumStage:
     """A stage whose ``difficulty`` (a Span) grows by range expansion from its lower end."""
     generator = BucketedTaskGenerator.Config(
