@@ -8,6 +8,7 @@ are numpy structured arrays; the Redis backend encodes the same fields positiona
 from __future__ import annotations
 
 import hashlib
+import re
 
 import numpy as np
 
@@ -148,3 +149,21 @@ def encode_label(name: str) -> bytes:
 def decode_label(raw: bytes) -> str:
     """The label string stored as ``raw``."""
     return raw.decode("utf-8", errors="replace")
+
+
+def stored_label(name: str) -> str:
+    """The name a pool keeps for the label ``name`` (and its stats keys use): ``name`` itself, or
+    for a label over ``LABEL_NAME_BYTES`` UTF-8 bytes its shortened form (see
+    :func:`encode_label`)."""
+    return decode_label(encode_label(name))
+
+
+_SHORTENED = re.compile(r"~[0-9a-f]{12}\Z")
+
+
+def is_shortened(stored: str) -> bool:
+    """Whether a stored label name is the shortened form of a longer label."""
+    return (
+        _SHORTENED.search(stored) is not None
+        and len(stored.encode("utf-8")) >= LABEL_NAME_BYTES - 14 - 3 + 13
+    )

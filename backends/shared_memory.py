@@ -146,20 +146,14 @@ class SharedMemoryBackend(TaskMemoryBackend):
         mp_util.register_after_fork(self, SharedMemoryBackend._after_fork)
 
     def _watch_exit(self) -> None:
-        """Leave the segment (removing it when last) at close(), when this backend is
-        garbage-collected, and when this process exits: at interpreter exit after
-        multiprocessing has stopped and joined the children it started (which may hold this
-        process's attach, inherited through fork), and when a multiprocessing child exits."""
-        self._finalizer = mp_util.Finalize(
-            self, detach, args=(self._files,), exitpriority=EXIT_PRIORITY
-        )
+        """Leave the segment (removing it when last) at close(), at garbage collection, and at
+        this process's exit (after multiprocessing joined its children: see EXIT_PRIORITY)."""
+        self._finalizer = mp_util.Finalize(self, detach, (self._files,), exitpriority=EXIT_PRIORITY)
 
     def _after_fork(self) -> None:
-        """In a forked child: the parent's exit hook does not run here (multiprocessing drops
-        it; ``Finalize`` runs only in the process that made it), so the child gets its own, to
-        let go of the inherited attach when it exits (it removes the segment if the parent has
-        left by then). Called twice in a multiprocessing child: by the fork hook, then after
-        multiprocessing cleared its finalizers."""
+        """In a child (forked, or a worker that unpickled this backend before multiprocessing
+        cleared its finalizers): an exit hook of its own, to leave (an inherited attach: see
+        :func:`detach`) at its exit."""
         if not self._closed:
             self._watch_exit()
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from backends.layout import EMPTY_TASK, OVERFLOW_LABEL
+from backends.layout import EMPTY_TASK, LABEL_NAME_BYTES, OVERFLOW_LABEL, stored_label
 from curriculum.errors import ConfigError, PoolCorruptedError
 from curriculum.outage import TRANSIENT
 from curriculum.task_ids import derive_task_id
@@ -39,6 +39,7 @@ def new_task_fields(session: PoolSession) -> tuple[int, int, int]:
             "the label table; give its env config another 'label'"
         )
     label_id = session.backend.intern_label(label)
+    _warn_if_shortened(session, label)
     if label_id == session.backend.params.label_capacity - 1 and not session.overflow_warned:
         session.overflow_warned = True
         logger.warning(
@@ -51,6 +52,31 @@ def new_task_fields(session: PoolSession) -> tuple[int, int, int]:
             OVERFLOW_LABEL,
         )
     return task_id, label_id, seq
+
+
+_SHORTENED_WARNED: set[str] = set()  # pools (by location) warned of a shortened label
+
+
+def _warn_if_shortened(session: PoolSession, label: str) -> None:
+    """Say once per pool and process that a label is too long to be stored as it is."""
+    where = str(session.location)
+    if where in _SHORTENED_WARNED:
+        return
+    stored = stored_label(label)
+    if stored == label:
+        return
+    _SHORTENED_WARNED.add(where)
+    logger.warning(
+        "%s: the task label %r is %d bytes, longer than the %d a pool stores: it is kept as "
+        "%r (its label/ stats keys and the env info use that name) and its tasks count in no "
+        "slice/ figure (its last bucket values are cut off). Shorten the env 'label' or the "
+        "bucket paths. Said once",
+        where,
+        label,
+        len(label.encode("utf-8")),
+        LABEL_NAME_BYTES,
+        stored,
+    )
 
 
 def view_with_tasks(session: PoolSession, view: PoolView) -> PoolView:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from backends.layout import stored_label
 from curriculum import forks
 
 INFO_KEY = "curriculum"
@@ -66,11 +67,17 @@ def terminal_info(
     curriculum: Any, max_age_s: float, task_id: int, score: float, stage: int, label: str
 ) -> dict[str, Any]:
     """The ``info["curriculum"]`` dict of a terminal step."""
-    cache = _STATS_CACHES.get(curriculum)
+    # A staged curriculum's label figures come from the pool of the episode's own stage.
+    source = (
+        curriculum.stage_curriculum(stage)
+        if hasattr(curriculum, "stage_curriculum")
+        else curriculum
+    )
+    cache = _STATS_CACHES.get(source)
     if cache is None:
-        cache = _STATS_CACHES[curriculum] = _StatsCache()
-    stats = cache.get(curriculum, max_age_s)
-    prefix = f"label/{label}/"
+        cache = _STATS_CACHES[source] = _StatsCache()
+    stats = cache.get(source, max_age_s)
+    prefix = f"label/{stored_label(label)}/"  # a label too long for the pool: its stored name
     figures = {f"label_{n}": float(stats.get(prefix + n, 0.0)) for n in LABEL_FIGURES}
     return {
         "task_id": np.int64(task_id),

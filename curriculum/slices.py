@@ -19,6 +19,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from backends.layout import is_shortened
 from curriculum.algorithms import PoolView
 
 
@@ -38,7 +39,8 @@ def slice_stats(view: PoolView, max_axes: int) -> dict[str, float]:
         return {}
     snapshot = view.snapshot
     rows = snapshot.rows[view.active]
-    parsed = [bucket_values(name) for name in snapshot.label_names]
+    # A shortened label (too long for the pool) lost its last bucket values: it is left out.
+    parsed = [{} if is_shortened(name) else bucket_values(name) for name in snapshot.label_names]
     axes: list[str] = []
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)
     for position, label_id in enumerate(rows["label_id"].tolist()):

@@ -162,6 +162,14 @@ class StagedCurriculum:
         """The name of the current stage."""
         return self.rule.names[self.stage]
 
+    def stage_curriculum(self, index: int) -> Curriculum:
+        """The handle of stage ``index``'s pool (its own ``stats()``, ``task_probabilities()``).
+
+        Raises:
+            ConfigError: ``index`` is not a stage index.
+        """
+        return self._stage(self._check_stage_index(index))
+
     def stage_state(self) -> StageState:
         """A fresh copy of the shared stage record (after writing this process's outcomes)."""
         self._check_open()

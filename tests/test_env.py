@@ -9,6 +9,7 @@ factories live at module level: ``spawn`` children import them again.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 import pickle
@@ -20,6 +21,7 @@ import numpy as np
 import pytest
 from conftest import make_config, unique_session
 
+from backends.layout import stored_label
 from curriculum import (
     BucketedTaskGenerator,
     Curriculum,
@@ -446,10 +448,15 @@ def test_a_forced_task_of_an_earlier_stage_plays_in_that_stage(backend_url) -> N
         for _ in range(4):
             finish_episode(env)
         assert curriculum.stage == 1
+        stage_zero = curriculum.stage_curriculum(0).stats()
         for options in ({"stage": 0, "other": 1}, {"other": 1}):
             env.reset(options={"task_id": first["task_id"], **options})
             assert env.unwrapped.cfg == played and env.unwrapped.last_options == {"other": 1}
-            assert to_the_end(env)["stage"] == 0.0
+            info = to_the_end(env)
+            assert info["stage"] == 0.0
+            # the label figures of the episode's own stage, not of the current one
+            key = f"label/{curriculum.task_for_id(first['task_id'], stage=0).get_label()}/"
+            assert info["label_completions"] == stage_zero[key + "completions"] > 0
         curriculum.destroy()
 
 
@@ -631,3 +638,29 @@ def test_pufferlib_vectorisation(backend: str) -> None:
         assert curriculum.stats()["curriculum/num_completed"] == ended
     finally:
         curriculum.close()
+
+
+def test_a_label_too_long_for_the_pool_is_warned_and_its_figures_still_found(
+    toy_curricula: Callable[..., Curriculum], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A label over 128 bytes is stored shortened: one warning names both forms, the info's
+    label figures are those of the stored name (not 0), and its tasks count in no slice."""
+    long_label = "arena_" + "x" * 130
+    generator = BucketedTaskGenerator.Config(
+        child_generator_config=SingleTaskGenerator.Config(
+            env={"label": long_label, "length": 1, "difficulty": 0.2}
+        ),
+        buckets={"length": [1, 2]},
+    )
+    curriculum = toy_curricula(generator=generator, num_active_tasks=4, write_batch_size=1)
+    env = make_toy_env(curriculum)
+    with caplog.at_level(logging.WARNING, logger="curriculum"):
+        infos = [finish_episode(env)[INFO_KEY] for _ in range(12)]
+    warned = [r.getMessage() for r in caplog.records if "longer than the 128" in r.getMessage()]
+    assert len(warned) == 1 and long_label in warned[0]
+    stored = stored_label(env.task.get_label())
+    assert stored != env.task.get_label()
+    stats = curriculum.stats()
+    assert infos[-1]["label_completions"] > 0
+    assert stats[f"label/{stored}/completions"] >= infos[-1]["label_completions"]
+    assert not [k for k in stats if k.startswith("slice/")]
