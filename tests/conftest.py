@@ -140,6 +140,7 @@ def make_config(*, algorithm: str = "lp", generator: Any = None, **fields: Any) 
         "lp": LearningProgressConfig,
         "plr": PrioritizedLevelReplayConfig,
         "random": DiscreteRandomConfig,
+        "discrete_random": DiscreteRandomConfig,
     }
     algorithm_config = kinds[algorithm](**algo_fields)
     rest.setdefault("num_active_tasks", 32)
