@@ -108,11 +108,13 @@ class LearningProgressConfig(PoolAlgorithmConfig):
             a label has at least this many warm tasks with continuous scores and, pooled over
             them, their learning progress is no more than outcome noise would give them
             (:mod:`curriculum.algorithms.flat_labels`), they are sampled as if their progress
-            were 0, like binary tasks that never succeeded. With continuous scores an impossible
-            task's noise otherwise looks like slow progress: on the noisy student 40% of the
-            episodes went to impossible tasks, 12% with this rule, and AUC rose from 0.736 to
-            0.789 (BENCHMARKS.md, "Flat labels"). Eviction is unchanged; tasks with 0/1
-            scores are never affected. 0 disables it. Default 8.
+            were 0, like binary tasks that never succeeded, and together a flat label's tasks
+            weigh at most a mean label's worth of tasks (in the weights and in the uniform
+            share: ``flat_labels.FLAT_LABEL_CAP``). With continuous scores an impossible task's
+            noise otherwise looks like slow progress: on the noisy student 40% of the episodes
+            went to impossible tasks, 12-13% with progress 0, 6% with the cap, and AUC rose
+            from 0.736 to 0.787 and 0.800 (BENCHMARKS.md, "Flat labels"). Eviction is
+            unchanged; tasks with 0/1 scores are never affected. 0 disables it. Default 8.
     """
 
     type: Literal["learning_progress"] = "learning_progress"

@@ -10,7 +10,14 @@ from test_noise_and_priors import CONFIG, feed_many
 from backends.base import PoolSnapshot
 from backends.layout import empty_rows
 from curriculum import Curriculum, CurriculumConfig, LearningProgressConfig
-from curriculum.algorithms.flat_labels import FLAT_CONFIDENCE, continuous_rows, flat_label_tasks
+from curriculum.algorithms import flat_labels
+from curriculum.algorithms.flat_labels import (
+    FLAT_CONFIDENCE,
+    FLAT_LABEL_CAP,
+    continuous_rows,
+    flat_label_share,
+    flat_label_tasks,
+)
 from curriculum.algorithms.learning_progress import (
     LearningProgressAlgorithm,
     noise_learning_progress,
@@ -104,9 +111,11 @@ def test_flat_tasks_sample_as_progress_free_and_eviction_is_unchanged() -> None:
     off = LearningProgressAlgorithm(off_config).view(snapshot_of(rows.copy()))
     assert on.extra_stats()["lp/num_flat"] == 120
     assert off.extra_stats()["lp/num_flat"] == 0
-    # The impossible label loses most of its share; uniform mixing still reaches it.
+    # The impossible label loses most of its share; uniform mixing still reaches it (capped
+    # to a mean label's worth of tasks: 70 of its 120).
     assert on.probabilities[:120].sum() < 0.5 * off.probabilities[:120].sum()
-    assert on.probabilities[:120].min() >= CONFIG.rand_task_rate / len(rows)
+    uniform = CONFIG.rand_task_rate * (70 / 120) / (70 + 20)
+    assert on.probabilities[:120].min() >= uniform * (1 - 1e-9)
     assert on.probabilities.sum() == pytest.approx(1.0)
     np.testing.assert_array_equal(on.raw_scores, off.raw_scores)
     assert on.eviction_order == off.eviction_order
@@ -119,6 +128,44 @@ def test_basic_scoring_has_no_flat_labels() -> None:
         snapshot_of(rows)
     )
     assert view.extra_stats()["lp/num_flat"] == 0
+
+
+def test_a_flat_label_weighs_at_most_a_mean_labels_worth_of_tasks() -> None:
+    # A large flat label (400 tasks of noise), a small flat one (40) and a learning one (60):
+    # the mean label has 500 / 3 tasks, so the large label's tasks weigh 500 / 3 / 400 each.
+    rng = np.random.default_rng(7)
+    large = feed(clipped_noise(rng, 400, 25), label_id=0)
+    small = feed(clipped_noise(rng, 40, 25), label_id=1, first_task=400)
+    learning = feed(np.clip(rising(rng, 60, 25), 0, 1), label_id=2, first_task=440)
+    rows = np.concatenate([large, small, learning])
+    flat = flags(rows)
+    assert flat[:440].all() and not flat[440:].any()
+    share = flat_label_share(rows, flat)
+    assert FLAT_LABEL_CAP == 1.0
+    np.testing.assert_allclose(share[:400], 500 / 3 / 400)
+    np.testing.assert_array_equal(share[400:], 1.0)
+    assert flat_label_share(rows, np.zeros(len(rows), bool)) is None
+
+    p = LearningProgressAlgorithm(LearningProgressConfig()).view(snapshot_of(rows)).probabilities
+    # Both flat labels sample as progress-free: without the cap every flat task would have the
+    # same probability; with it the large label together weighs 500 / 3 tasks of the small one,
+    # in the learning-progress weights and the uniform share alike.
+    assert p[:400].sum() == pytest.approx(500 / 3 * p[400:440].mean(), rel=1e-9)
+    assert p[:400].max() < 0.5 * p[400:440].min()
+    assert p[:440].sum() < 0.5 * p[440:].sum()
+    assert p.sum() == pytest.approx(1.0)
+
+
+def test_cold_tasks_and_unlabelled_tasks_are_not_capped() -> None:
+    rows = continuous_label(300)
+    rows["label_id"][:100] = -1  # unlabelled tasks are never flat nor counted in the mean
+    rows["label_id"][100:120] = 1
+    flat = np.zeros(300, bool)
+    flat[150:] = True  # 150 warm tasks of label 0; its 30 others are cold
+    share = flat_label_share(rows, flat)
+    # mean label size (200 labelled tasks, 2 labels) = 100, over 150 flat tasks
+    np.testing.assert_allclose(share[150:], 100 / 150)
+    np.testing.assert_array_equal(share[:150], 1.0)
 
 
 def impossible_share(flat_label_min_tasks: int) -> float:
@@ -142,12 +189,19 @@ def impossible_share(flat_label_min_tasks: int) -> float:
     return counts[IMPOSSIBLE] / counts.sum()
 
 
-def test_continuous_scores_of_impossible_tasks_are_not_read_as_progress() -> None:
+def test_continuous_scores_of_impossible_tasks_are_not_read_as_progress(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Before flat labels, clipped noise on impossible tasks drew about their share of the pool.
     without = impossible_share(0)
     with_flat = impossible_share(8)
     assert without > 0.25
     assert with_flat < 0.5 * without
+    # Without the cap, the impossible label (40% of the pool) kept its share of the uniform
+    # part and of the progress-free weight.
+    monkeypatch.setattr(flat_labels, "FLAT_LABEL_CAP", 1e9)
+    uncapped = impossible_share(8)
+    assert with_flat < 0.75 * uncapped
 
 
 def test_a_flat_task_keeps_its_performance_bonus() -> None:

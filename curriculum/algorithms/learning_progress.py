@@ -14,6 +14,11 @@ progress that outcome noise alone would give the warm tasks if none of them were
 preferences. Weights are
 ``exp(z / T)`` with a temperature T > 0, or ``sigmoid(z_score_amplification * z)`` when T is 0;
 they are normalised and mixed with a uniform distribution at ``rand_task_rate``.
+
+Continuous scores: the warm tasks of a *flat* label (pooled, their progress is no more than
+noise: :mod:`~curriculum.algorithms.flat_labels`) are scored as if their progress were 0, and
+together they weigh at most a mean label's worth of tasks, in the weights and in the uniform share
+(:func:`~curriculum.algorithms.flat_labels.flat_label_share`).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import numpy as np
 
 from backends.base import PoolSnapshot
 from curriculum.algorithms.base import CurriculumAlgorithm, PoolView, active_slots
-from curriculum.algorithms.flat_labels import flat_label_tasks
+from curriculum.algorithms.flat_labels import flat_label_share, flat_label_tasks
 from curriculum.algorithms.label_priors import dead_and_solved_tasks
 from curriculum.algorithms.progress_noise import (
     discounted_noise_factor,
@@ -116,6 +121,7 @@ def sampling_probabilities(
     min_spread: float = 0.0,
     dead: np.ndarray | None = None,
     solved: np.ndarray | None = None,
+    share: np.ndarray | None = None,
 ) -> np.ndarray:
     """Probabilities from raw scores; ``warm`` marks tasks whose score counts.
 
@@ -124,7 +130,9 @@ def sampling_probabilities(
     ``solved`` or ``dead`` (see :mod:`~curriculum.algorithms.label_priors`) get next to no
     learning-progress weight (``SOLVED_WEIGHT`` and ``DEAD_WEIGHT`` times it): while any task
     is neither, the uniform share ``rand_task_rate`` is what samples them; when none is, solved
-    tasks come before dead ones, each in the order of their z-scores.
+    tasks come before dead ones, each in the order of their z-scores. ``share`` multiplies each
+    task's learning-progress weight and its part of the uniform share (flat labels' cap,
+    :func:`~curriculum.algorithms.flat_labels.flat_label_share`); None: 1 for every task.
     """
     n = len(raw)
     if n == 0:
@@ -147,9 +155,13 @@ def sampling_probabilities(
         weights[solved] *= SOLVED_WEIGHT
     if dead is not None:
         weights[dead] *= DEAD_WEIGHT
+    if share is not None:
+        weights = weights * share
     total = weights.sum()
     probabilities = weights / total if total > 0 else np.full(n, 1.0 / n)
     rate = config.rand_task_rate
+    if share is not None:
+        return (1.0 - rate) * probabilities + rate * (share / share.sum())
     return (1.0 - rate) * probabilities + rate / n
 
 
@@ -224,7 +236,8 @@ class LearningProgressAlgorithm(CurriculumAlgorithm):
                 rows, progress_difference(rows, config), noise, warm, config.flat_label_min_tasks
             )
         # Flat labels' tasks sample as if their progress (and its noise) were 0, keeping any
-        # performance bonus; the eviction rule below still sees both.
+        # performance bonus, and each flat label's tasks together weigh at most a mean label's
+        # worth of tasks (flat_label_share); the eviction rule below still sees both.
         sampled_raw, sampled_noise = raw, noise
         if flat.any():
             bonus = config.performance_bonus_weight * rows["perf"]
@@ -236,7 +249,9 @@ class LearningProgressAlgorithm(CurriculumAlgorithm):
         return LearningProgressView(
             snapshot=snapshot,
             active=active,
-            probabilities=sampling_probabilities(sampled_raw, warm, config, floor, dead, solved),
+            probabilities=sampling_probabilities(
+                sampled_raw, warm, config, floor, dead, solved, flat_label_share(rows, flat)
+            ),
             raw_scores=raw,
             num_flat=int(np.count_nonzero(flat)),
             eviction_order=eviction_order(
