@@ -5,7 +5,9 @@ difficulty levels, learning at the edge of competence with transfer between neig
 impossible and 10% trivial tasks), ``forgetting`` (competence decays when not practised),
 ``prerequisites`` (a level learns only as far as the one below is mastered; partial transfer;
 25% impossible), ``noisy`` (continuous scores ``clip(p + 0.2 N(0, 1), 0, 1)`` over a pool of
-1,000 tasks, 40% impossible) and ``noisy-binarised`` (the same reporting 0/1), plus ``fast`` (the
+1,000 tasks, 40% impossible), ``noisy-binarised`` (the same reporting 0/1) and
+``noisy-prerequisites`` (the prerequisites student with noisy continuous scores: levels out of
+reach are judged flat for long stretches; with a row without the flat-label cap), plus ``fast`` (the
 graded student learning 5x faster) and ``continuous`` (the graded student on a continuous
 difficulty ``Span``, for range expansion). Nothing in a student knows how a curriculum chooses.
 
@@ -76,6 +78,7 @@ from students import (
     GRADED,
     NOISY,
     NOISY_BINARISED,
+    NOISY_PREREQUISITES,
     STUDENTS,
     Student,
 )
@@ -205,6 +208,8 @@ def student_rows(plan: Student, quick: bool, syllabus: bool) -> list[Row]:
     rows += PLR_ROWS
     if plan in (NOISY_BINARISED, FAST):  # a comparison for another student: no extra rows
         return rows + ([] if quick else [Row(f"preset {n}", "lp", preset=n) for n in PRESET_ROWS])
+    if plan == NOISY_PREREQUISITES:  # does the flat-label cap starve levels out of reach?
+        return [*rows, Row("LP without the flat-label cap", "lp", lp={"flat_label_cap": 0.0})]
     rows.append(Row("LP basic", "lp", lp={"use_bidirectional": False}))
     if not quick:
         rows += [Row(f"preset {name}", "lp", preset=name) for name in PRESET_ROWS]
@@ -346,6 +351,7 @@ def noise_ablation_rows() -> list[Row]:
         Row("before (eviction confidence 0, no flat labels)", "lp", dict(NOISE_OFF)),
         Row("defaults - eviction confidence", "lp", {"eviction_confidence": 0.0}),
         Row("defaults - flat labels", "lp", dict(FLAT_OFF)),
+        Row("defaults - flat-label cap", "lp", {"flat_label_cap": 0.0}),
         Row(LP, "lp"),
         Row("defaults + label priors 0.05", "lp", {"dead_label_rate": 0.05}),
         Row("defaults + noise discount 1", "lp", {"noise_discount": 1.0}),

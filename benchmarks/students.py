@@ -13,6 +13,11 @@ learning at the edge of competence, transfer between neighbouring levels) on the
   tasks.
 - ``noisy``: continuous scores ``clip(p + 0.2 N(0, 1), 0, 1)`` over a pool of 1,000 tasks of which
   40% are impossible (their scores are noise around 0) and 10% trivial (noise around 1).
+- ``noisy-prerequisites``: the prerequisites student's levels (``prerequisite`` 0.5, ``transfer``
+  0.25) with the noisy student's continuous scores, pool and budget (25% impossible): levels out
+  of reach stay so for tens of thousands of episodes, their labels are judged flat meanwhile, and
+  they come within reach only through practice on them; a curriculum that starves flat labels
+  leaves them unlearned here.
 - ``noisy-binarised``: the same student and tasks reporting 0/1 (a Bernoulli draw of ``p``),
   the comparison for continuous scores: a score with noise 0.2 carries more information than a
   Bernoulli draw (variance 0.04 against ``p (1 - p)``, up to 0.25), so a curriculum should do at
@@ -131,6 +136,14 @@ NOISY = Student(
     impossible_share=0.4,
     options={"noise": 0.2},
 )
+NOISY_PREREQUISITES = Student(
+    "noisy-prerequisites",
+    learning_rate=0.002,
+    budget=60_000,
+    pool=1000,
+    impossible_share=0.25,
+    options={"prerequisite": 0.5, "transfer": 0.25, "noise": 0.2},
+)
 NOISY_BINARISED = Student(
     "noisy-binarised",
     learning_rate=0.001,
@@ -149,5 +162,15 @@ CONTINUOUS = Student(
 )
 
 STUDENTS = {
-    s.name: s for s in (GRADED, FORGETTING, PREREQUISITES, NOISY, NOISY_BINARISED, FAST, CONTINUOUS)
+    s.name: s
+    for s in (
+        GRADED,
+        FORGETTING,
+        PREREQUISITES,
+        NOISY,
+        NOISY_BINARISED,
+        NOISY_PREREQUISITES,
+        FAST,
+        CONTINUOUS,
+    )
 }

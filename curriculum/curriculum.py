@@ -7,6 +7,7 @@ re-attaches to a lost pool per ``on_pool_lost``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,8 @@ from curriculum.validation import (
 
 if TYPE_CHECKING:
     from curriculum.config import CurriculumConfig
+
+logger = logging.getLogger("curriculum")
 
 __all__ = ["Curriculum", "check_steps", "pool_params", "sum_steps"]
 
@@ -330,12 +333,19 @@ class Curriculum:
                 f"checkpoint has {pool_state.params.capacity} slots, "
                 f"pool {self.session_id!r} has {mine.capacity}"
             )
-        problems = mine.mismatches(pool_state.params)
+        found = mine.mismatches(pool_state.params)
+        problems = [p.replace("requested", "checkpoint") for p in found]
         if problems and not allow_param_mismatch:
             raise CheckpointError(
                 "checkpoint was made with other parameters (pass allow_param_mismatch=True to "
-                "load it anyway): "
-                + "; ".join(p.replace("requested", "checkpoint") for p in problems)
+                "load it anyway): " + "; ".join(problems)
+            )
+        if problems:
+            logger.warning(
+                "pool %r: loading a checkpoint made with other parameters (%s): its tasks are "
+                "rebuilt by this pool's generator and scored by this pool's settings",
+                self.session_id,
+                "; ".join(problems),
             )
         if len(pool_state.labels) > mine.label_capacity:
             raise CheckpointError(

@@ -359,7 +359,8 @@ class TaskGenerator(ABC):
         """Build the task with this id.
 
         Raises:
-            ConfigError: ``task_id`` is not an int in [0, 2**53), or a value does not fit the env.
+            ConfigError: ``task_id`` is not an int in [0, 2**53), a value does not fit the env,
+                or the env's 'label' is not a string (and the config gives none).
             InvariantViolationError: An invariant field differs from its reference value.
         """
         tid = check_task_id(task_id)
@@ -369,6 +370,12 @@ class TaskGenerator(ABC):
             env = model_from_plain(draft.model_cls, env, f"task {tid}")
         base = draft.data.get("label")
         if not isinstance(base, str):
+            if base is not None and draft.label is None:
+                raise ConfigError(
+                    f"task {tid}: its env's 'label' is {base!r} ({type(base).__name__}), not a "
+                    "string: the task label is the env's 'label' text. Make it a string, or "
+                    "give the generator config a label= of its own"
+                )
             base = draft.label if draft.label is not None else "task"
         label = base + "".join(f"|{p}:{text}" for p, text in draft.bucket_labels.items())
         buckets = {p: _fresh(v) for p, v in draft.buckets.items()}

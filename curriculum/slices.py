@@ -24,10 +24,11 @@ from curriculum.algorithms import PoolView
 
 
 def bucket_values(label: str) -> dict[str, str]:
-    """``{axis: value text}`` of a label such as ``nav|difficulty:0.5|size:17``."""
+    """``{axis: value text}`` of a label such as ``nav|difficulty:0.5|size:17`` (an axis is a
+    bucket path, which holds no ':'; its value may: ``map:C:/maps/a.txt``)."""
     values = {}
     for part in label.split("|")[1:]:
-        axis, sep, value = part.rpartition(":")
+        axis, sep, value = part.partition(":")
         if sep and axis:
             values[axis] = value
     return values

@@ -175,8 +175,15 @@ def sum_steps(steps: Sequence[int] | np.ndarray | None, count: int) -> int:
     """The total of per-episode ``steps`` (one per outcome; None counts 1 each), validated."""
     if steps is None:
         return count
-    values = steps.tolist() if isinstance(steps, np.ndarray) else list(steps)
-    if len(values) != count or (isinstance(steps, np.ndarray) and steps.ndim != 1):
+    try:
+        values = steps.tolist() if isinstance(steps, np.ndarray) else list(steps)
+    except TypeError:  # a scalar: one value for the whole batch is ambiguous
+        values = None
+    if (
+        values is None
+        or len(values) != count
+        or (isinstance(steps, np.ndarray) and steps.ndim != 1)
+    ):
         raise ScoreError(f"steps must be {count} ints >= 0, got {steps!r:.200}")
     return sum(check_steps(value) for value in values)
 

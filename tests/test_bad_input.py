@@ -878,7 +878,7 @@ def test_bad_steps_are_refused_naming_them(fresh, steps) -> None:
     with pytest.raises(ScoreError) as caught:
         fresh.update_task_performance(task_id, 0.5, steps=steps)
     assert repr(steps) in str(caught.value)
-    for batch_steps in ([steps], [1, 2]):  # bad value, or one per outcome missing
+    for batch_steps in ([steps], [1, 2], 3, np.int64(3)):  # bad value, count, or a scalar
         with pytest.raises(ScoreError, match="steps"):
             fresh.update_task_performance_batch([task_id], [0.5], steps=batch_steps)
     assert _image(fresh) == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import multiprocessing as mp
 
 import msgpack
@@ -174,14 +175,17 @@ def test_non_finite_statistics_and_dangling_labels_are_refused(curricula) -> Non
             curriculum.load_state(foreign)
 
 
-def test_mismatched_parameters_need_an_explicit_override(curricula) -> None:
+def test_mismatched_parameters_need_an_explicit_override(curricula, caplog) -> None:
     source = _played(curricula)
     state = source.get_state()
     target = _fresh_session(source, ema_timescale=0.3)
     try:
         with pytest.raises(CheckpointError, match="ema_timescale"):
             target.load_state(state)
-        target.load_state(state, allow_param_mismatch=True)
+        with caplog.at_level(logging.WARNING, logger="curriculum"):
+            target.load_state(state, allow_param_mismatch=True)
+        warned = [r.getMessage() for r in caplog.records if "other parameters" in r.getMessage()]
+        assert len(warned) == 1 and "ema_timescale" in warned[0]
         assert target.stats()["curriculum/num_completed"] == 400
     finally:
         target.close()

@@ -25,6 +25,7 @@ from curriculum.errors import (
     ScoreError,
     UnknownTaskError,
 )
+from curriculum.slices import bucket_values
 from curriculum.stats import gini
 
 
@@ -419,6 +420,7 @@ def test_slices_show_score_and_sampling_share_per_bucket_value(curricula) -> Non
     assert all(stats[f"slice/difficulty/{v}/score_std"] == pytest.approx(0) for v in values)
     sizes = [k for k in stats if k.startswith("slice/size/") and k.endswith("/tasks")]
     assert sum(stats[k] for k in sizes) == 60
+    assert bucket_values("maze|map:C:/maps/a.txt|size:3") == {"map": "C:/maps/a.txt", "size": "3"}
     off = curricula(num_active_tasks=4, slice_axes=0)
     off.get_task()
     assert not any(k.startswith("slice/") for k in off.stats())

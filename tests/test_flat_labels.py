@@ -10,10 +10,8 @@ from test_noise_and_priors import CONFIG, feed_many
 from backends.base import PoolSnapshot
 from backends.layout import empty_rows
 from curriculum import Curriculum, CurriculumConfig, LearningProgressConfig
-from curriculum.algorithms import flat_labels
 from curriculum.algorithms.flat_labels import (
     FLAT_CONFIDENCE,
-    FLAT_LABEL_CAP,
     continuous_rows,
     flat_label_share,
     flat_label_tasks,
@@ -140,11 +138,12 @@ def test_a_flat_label_weighs_at_most_a_mean_labels_worth_of_tasks() -> None:
     rows = np.concatenate([large, small, learning])
     flat = flags(rows)
     assert flat[:440].all() and not flat[440:].any()
-    share = flat_label_share(rows, flat)
-    assert FLAT_LABEL_CAP == 1.0
+    share = flat_label_share(rows, flat, LearningProgressConfig().flat_label_cap)
+    assert LearningProgressConfig().flat_label_cap == 1.0
     np.testing.assert_allclose(share[:400], 500 / 3 / 400)
     np.testing.assert_array_equal(share[400:], 1.0)
-    assert flat_label_share(rows, np.zeros(len(rows), bool)) is None
+    assert flat_label_share(rows, np.zeros(len(rows), bool), 1.0) is None
+    assert flat_label_share(rows, flat, 0.0) is None  # 0: no cap
 
     p = LearningProgressAlgorithm(LearningProgressConfig()).view(snapshot_of(rows)).probabilities
     # Both flat labels sample as progress-free: without the cap every flat task would have the
@@ -162,13 +161,13 @@ def test_cold_tasks_and_unlabelled_tasks_are_not_capped() -> None:
     rows["label_id"][100:120] = 1
     flat = np.zeros(300, bool)
     flat[150:] = True  # 150 warm tasks of label 0; its 30 others are cold
-    share = flat_label_share(rows, flat)
+    share = flat_label_share(rows, flat, 1.0)
     # mean label size (200 labelled tasks, 2 labels) = 100, over 150 flat tasks
     np.testing.assert_allclose(share[150:], 100 / 150)
     np.testing.assert_array_equal(share[:150], 1.0)
 
 
-def impossible_share(flat_label_min_tasks: int) -> float:
+def impossible_share(flat_label_min_tasks: int, flat_label_cap: float = 1.0) -> float:
     """A short deterministic run of a noisy continuous-score student: 300 tasks, 40% impossible."""
     student = SimulatedStudent(learning_rate=0.002, noise=0.2)
     config = CurriculumConfig(
@@ -176,7 +175,9 @@ def impossible_share(flat_label_min_tasks: int) -> float:
         num_active_tasks=300,
         deterministic=True,
         seed=5,
-        algorithm_config=LearningProgressConfig(flat_label_min_tasks=flat_label_min_tasks),
+        algorithm_config=LearningProgressConfig(
+            flat_label_min_tasks=flat_label_min_tasks, flat_label_cap=flat_label_cap
+        ),
     )
     rng = np.random.default_rng(5)
     with Curriculum(config) as curriculum:
@@ -189,9 +190,7 @@ def impossible_share(flat_label_min_tasks: int) -> float:
     return counts[IMPOSSIBLE] / counts.sum()
 
 
-def test_continuous_scores_of_impossible_tasks_are_not_read_as_progress(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_continuous_scores_of_impossible_tasks_are_not_read_as_progress() -> None:
     # Before flat labels, clipped noise on impossible tasks drew about their share of the pool.
     without = impossible_share(0)
     with_flat = impossible_share(8)
@@ -199,8 +198,7 @@ def test_continuous_scores_of_impossible_tasks_are_not_read_as_progress(
     assert with_flat < 0.5 * without
     # Without the cap, the impossible label (40% of the pool) kept its share of the uniform
     # part and of the progress-free weight.
-    monkeypatch.setattr(flat_labels, "FLAT_LABEL_CAP", 1e9)
-    uncapped = impossible_share(8)
+    uncapped = impossible_share(8, flat_label_cap=0.0)
     assert with_flat < 0.75 * uncapped
 
 

@@ -182,6 +182,11 @@ def test_label_fallbacks_and_float_format() -> None:
         child_generator_config=labelled, buckets={"a.b": [1e-07], "c": ["s"]}
     ).create()
     assert gen.generate(5).label == "mine|a.b:1e-07|c:s"
+    for other in (3, 2.5, ["a"], {"name": "x"}):  # not a string: refused, not replaced
+        with pytest.raises(ConfigError, match=r"env's 'label' is .* not a string"):
+            SingleTaskGenerator.Config(env={"label": other}).create().generate(0)
+        named = SingleTaskGenerator.Config(env={"label": other}, label="mine")
+        assert named.create().generate(0).label == "mine"  # the config's own label
 
 
 def test_nested_bucket_values_merge_outer_wins() -> None:

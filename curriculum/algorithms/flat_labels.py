@@ -21,7 +21,8 @@ with 0/1 scores, are left alone. Eviction is not changed. Pure numpy over a snap
 A flat label's tasks are interchangeable: pooled, none of them shows progress, and what the label
 still needs is to be watched for the moment it comes within reach, which takes episodes on the
 label, not on each of its tasks. So a flat label's warm tasks together weigh at most as much as
-``FLAT_LABEL_CAP`` times the mean label size of tasks, in the learning-progress weights and in the
+``flat_label_cap`` (a :class:`~curriculum.config.LearningProgressConfig` field, default 1) times
+the mean label size of tasks, in the learning-progress weights and in the
 uniform ``rand_task_rate`` share alike (:func:`flat_label_share`): a label of average size or
 smaller is sampled as before, a label holding 40% of the pool (the noisy student's impossible
 tasks) no longer draws 40% of the uniform share and of the progress-free weight.
@@ -38,17 +39,6 @@ import numpy as np
 # impossible label there (AUC 0.767 -> 0.793, impossible tasks 11.6% -> 11.9%); 6 and 8 let
 # the impossible label through more often (13.6% and 14.8%).
 FLAT_CONFIDENCE = 4.0
-
-# A flat label's warm tasks together weigh at most this many mean label sizes of tasks (see
-# flat_label_share). Measured on the noisy student (10 seeds, one process; before: AUC 0.784,
-# 13.1% of the episodes on impossible tasks, 0.45 evictions per slot) and on the noisy student
-# with prerequisites (levels out of reach for tens of thousands of episodes, judged flat meanwhile;
-# before: AUC 0.516): 1 gives noisy 0.800, 6.1%, 0.48 and prerequisites 0.527; 0.5 gives 0.802,
-# 5.0% but prerequisites 0.519; 2 gives 0.792, 8.2%, 0.51 evictions per slot. A fixed cap of 32
-# tasks (about a third of the mean label there) left a level unlearned in one seed of ten on the
-# prerequisites student. Capping the learning-progress weights alone (not the uniform share):
-# 0.788, 9.0%.
-FLAT_LABEL_CAP = 1.0
 
 
 def continuous_rows(rows: np.ndarray) -> np.ndarray:
@@ -85,15 +75,16 @@ def flat_label_tasks(
     return tested & flat[labels]
 
 
-def flat_label_share(rows: np.ndarray, flat: np.ndarray) -> np.ndarray | None:
-    """Each row's factor on its sampling weight and on its uniform share; None when none is flat.
+def flat_label_share(rows: np.ndarray, flat: np.ndarray, cap: float) -> np.ndarray | None:
+    """Each row's factor on its sampling weight and on its uniform share; None when none is flat
+    or ``cap`` is 0 (no cap).
 
     A flat label (``flat``: its warm tasks, :func:`flat_label_tasks`) with ``m`` such tasks gets
-    ``min(1, FLAT_LABEL_CAP * mean / m)`` on each of them, ``mean`` being the number of active
-    labelled tasks per label: together they weigh at most ``FLAT_LABEL_CAP * mean`` tasks. Other
-    rows (cold tasks of a flat label included, which keep exploring it) get 1.
+    ``min(1, cap * mean / m)`` on each of them, ``mean`` being the number of active labelled
+    tasks per label: together they weigh at most ``cap * mean`` tasks. Other rows (cold tasks of a
+    flat label included, which keep exploring it) get 1.
     """
-    if not flat.any():
+    if cap <= 0 or not flat.any():
         return None
     label_ids = rows["label_id"]
     labelled = label_ids[label_ids >= 0]
@@ -101,5 +92,5 @@ def flat_label_share(rows: np.ndarray, flat: np.ndarray) -> np.ndarray | None:
     mean_size = len(labelled) / labels_seen
     labels = np.where(flat, label_ids, 0)
     count = np.bincount(labels, weights=flat, minlength=int(labels.max()) + 1)
-    cap = FLAT_LABEL_CAP * mean_size / np.maximum(count[labels], 1.0)
-    return np.where(flat, np.minimum(1.0, cap), 1.0)
+    factor = cap * mean_size / np.maximum(count[labels], 1.0)
+    return np.where(flat, np.minimum(1.0, factor), 1.0)

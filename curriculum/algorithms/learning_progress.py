@@ -250,7 +250,13 @@ class LearningProgressAlgorithm(CurriculumAlgorithm):
             snapshot=snapshot,
             active=active,
             probabilities=sampling_probabilities(
-                sampled_raw, warm, config, floor, dead, solved, flat_label_share(rows, flat)
+                sampled_raw,
+                warm,
+                config,
+                floor,
+                dead,
+                solved,
+                flat_label_share(rows, flat, config.flat_label_cap),
             ),
             raw_scores=raw,
             num_flat=int(np.count_nonzero(flat)),
