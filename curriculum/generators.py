@@ -54,7 +54,9 @@ def _fresh(value: Any) -> Any:
 
 
 def _format_value(value: Any) -> str:
-    return format(value, ".6g") if isinstance(value, float) else str(value)
+    """A list bucket value's text in labels; '|' (which separates a label's bucket values) shows
+    as '¦', so that the label still reads back into its values (slices)."""
+    return format(value, ".6g") if isinstance(value, float) else str(value).replace("|", "¦")
 
 
 _FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False)]

@@ -11,6 +11,7 @@ import pytest
 from conftest import kinds_generator, make_config
 
 from curriculum import (
+    BucketedTaskGenerator,
     Curriculum,
     CurriculumConfig,
     CurriculumTask,
@@ -421,6 +422,13 @@ def test_slices_show_score_and_sampling_share_per_bucket_value(curricula) -> Non
     sizes = [k for k in stats if k.startswith("slice/size/") and k.endswith("/tasks")]
     assert sum(stats[k] for k in sizes) == 60
     assert bucket_values("maze|map:C:/maps/a.txt|size:3") == {"map": "C:/maps/a.txt", "size": "3"}
+    piped = BucketedTaskGenerator.Config(
+        child_generator_config=SingleTaskGenerator.Config(env={"label": "maze"}),
+        buckets={"mode": ["x|mode:hard"], "size": [3]},
+    )
+    label = piped.create().generate(0).label
+    assert label == "maze|mode:x¦mode:hard|size:3"
+    assert bucket_values(label) == {"mode": "x¦mode:hard", "size": "3"}
     off = curricula(num_active_tasks=4, slice_axes=0)
     off.get_task()
     assert not any(k.startswith("slice/") for k in off.stats())
