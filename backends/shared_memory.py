@@ -76,6 +76,8 @@ from backends.shm_segment import (  # noqa: F401 - re-exported for tools and tes
     segment_path,
     segment_size,
     shm_dir,
+    stage_from_record,
+    stage_to_record,
 )
 from backends.stage_state import StageState, StageUpdate, apply_stage_update
 from curriculum import forks
@@ -165,13 +167,7 @@ class SharedMemoryBackend(TaskMemoryBackend):
             raise PoolClosedError(f"pool {self.session_id!r} is closed in this process")
         self._lock.acquire()
         try:
-            st = os.fstat(self._files.fd)
-            if st.st_nlink == 0:
-                raise PoolLostError(
-                    f"pool {self.session_id!r} was removed from {self.path} while this process "
-                    "was attached (destroy(), `rm`, or a clean-up of /dev/shm): writes to it "
-                    "would reach no other process"
-                )
+            st = self._linked_stat()
             if st.st_size != self._expected_size:
                 raise PoolCorruptedError(
                     f"{self.path} is now {st.st_size:,} bytes, but its pool needs "
@@ -182,6 +178,17 @@ class SharedMemoryBackend(TaskMemoryBackend):
             raise
         self._meta[META_INDEX["holder_pid"]] = os.getpid()
         self._recover()
+
+    def _linked_stat(self) -> os.stat_result:
+        """The segment's stat; PoolLostError once its file was removed (it is read on writes, and
+        on reads when a view is due: a reader too must not take a dead pool for the live one)."""
+        st = os.fstat(self._files.fd)
+        if st.st_nlink == 0:
+            raise PoolLostError(
+                f"pool {self.session_id!r} was removed from {self.path} while this process was "
+                "attached (destroy(), `rm`, or a clean-up of /dev/shm): it reaches no other process"
+            )
+        return st
 
     def _recover(self) -> None:
         """Roll back the write of a writer that died holding the lock (readers saw the seqlock
@@ -240,7 +247,12 @@ class SharedMemoryBackend(TaskMemoryBackend):
         self._counters[COUNTER_INDEX[name]] += amount
 
     def version(self) -> int:
-        """Moves on every write."""
+        """Moves on every write.
+
+        Raises:
+            PoolLostError: the segment's file was removed.
+        """
+        self._linked_stat()
         return int(self._meta[META_INDEX["seqlock"]]) >> 1
 
     # -- writes ---------------------------------------------------------------------------------
@@ -331,9 +343,9 @@ class SharedMemoryBackend(TaskMemoryBackend):
             )
         with self._locked():
             self._change(stage=True)
-            state = _stage_from_record(self._stage.copy())
+            state = stage_from_record(self._stage.copy())
             ended = apply_stage_update(state, update, rule)
-            self._stage[()] = _stage_to_record(state)  # one copy of the whole record
+            self._stage[()] = stage_to_record(state)  # one copy of the whole record
             return state, ended
 
     def update_ranges(self, update: RangeUpdate) -> RangeState:
@@ -362,7 +374,7 @@ class SharedMemoryBackend(TaskMemoryBackend):
 
     def stage_state(self) -> StageState:
         """The stage record, copied without the lock (retried when a write overlapped)."""
-        return _stage_from_record(self._read_consistently(self._stage.copy)[1])
+        return stage_from_record(self._read_consistently(self._stage.copy)[1])
 
     def range_state(self) -> RangeState:
         """The range record, copied without the lock (retried when a write overlapped)."""
@@ -377,6 +389,7 @@ class SharedMemoryBackend(TaskMemoryBackend):
         """``copy()`` taken while no write was in progress, and the version it saw."""
         if self._closed:
             raise PoolClosedError(f"pool {self.session_id!r} is closed in this process")
+        self._linked_stat()
         seqlock = META_INDEX["seqlock"]
         for _ in range(SNAPSHOT_RETRIES):
             before = int(self._meta[seqlock])
@@ -407,7 +420,7 @@ class SharedMemoryBackend(TaskMemoryBackend):
         """Everything in the pool, copied under the lock."""
         with self._locked():
             rows, labels, _, counters = self._copy()
-            stage = _stage_from_record(self._stage.copy())
+            stage = stage_from_record(self._stage.copy())
             ranges = range_from_record(self._pool.ranges.copy())
         return PoolState(self.params, rows, labels, counters, stage, ranges)
 
@@ -443,7 +456,7 @@ class SharedMemoryBackend(TaskMemoryBackend):
                 if name not in ("num_labels", "num_active"):
                     self._counters[COUNTER_INDEX[name]] = int(state.counters.get(name, 0))
             self._counters[COUNTER_INDEX["num_active"]] = int((rows["task_id"] != EMPTY_TASK).sum())
-            self._stage[()] = _stage_to_record(state.stage)
+            self._stage[()] = stage_to_record(state.stage)
             ranges = state.ranges or self.params.initial_ranges()
             self._pool.ranges[()] = range_to_record(ranges)
 
@@ -472,26 +485,6 @@ class SharedMemoryBackend(TaskMemoryBackend):
             if os.stat(self.path, follow_symlinks=False).st_ino == self._files.inode:
                 os.unlink(self.path)
         self.close()
-
-
-def _stage_from_record(record: np.ndarray) -> StageState:
-    stage, transitions, stage_steps, total_steps = record["counters"].tolist()
-    return StageState(
-        stage=stage,
-        transitions=transitions,
-        stage_steps=stage_steps,
-        total_steps=total_steps,
-        performance=record["performance"].tolist(),
-        outcomes=record["outcomes"].tolist(),
-    )
-
-
-def _stage_to_record(state: StageState) -> np.ndarray:
-    record = np.zeros((), STAGE_DTYPE)
-    record["counters"] = (state.stage, state.transitions, state.stage_steps, state.total_steps)
-    record["performance"] = state.performance
-    record["outcomes"] = state.outcomes
-    return record
 
 
 def _with_label_totals(snapshot: PoolSnapshot) -> PoolSnapshot:

@@ -40,7 +40,7 @@ from backends.file_lock import FileLock, others_attached
 from backends.layout import LABEL_DTYPE, ROW_DTYPE
 from backends.range_state import MAX_AXES, MAX_BOUNDARIES, RangeState
 from backends.shm_journal import journal_size
-from backends.stage_state import MAX_STAGES
+from backends.stage_state import MAX_STAGES, StageState
 from curriculum import forks
 from curriculum.errors import BackendError, PoolCorruptedError
 
@@ -78,6 +78,28 @@ RANGE_DTYPE = np.dtype(
         ("sums", np.float64, MAX_BOUNDARIES),
     ]
 )
+
+
+def stage_from_record(record: np.ndarray) -> StageState:
+    """The stage record of a segment as a :class:`StageState`."""
+    stage, transitions, stage_steps, total_steps = record["counters"].tolist()
+    return StageState(
+        stage=stage,
+        transitions=transitions,
+        stage_steps=stage_steps,
+        total_steps=total_steps,
+        performance=record["performance"].tolist(),
+        outcomes=record["outcomes"].tolist(),
+    )
+
+
+def stage_to_record(state: StageState) -> np.ndarray:
+    """``state`` as a segment's stage record."""
+    record = np.zeros((), STAGE_DTYPE)
+    record["counters"] = (state.stage, state.transitions, state.stage_steps, state.total_steps)
+    record["performance"] = state.performance
+    record["outcomes"] = state.outcomes
+    return record
 
 
 def range_from_record(record: np.ndarray) -> RangeState:

@@ -799,6 +799,32 @@ def test_a_write_to_a_removed_segment_raises_pool_lost(session_id: str) -> None:
             record(a, 1)
 
 
+@pytest.mark.parametrize("on_pool_lost", ["recreate", "raise"])
+def test_a_handle_that_only_reads_notices_its_pool_was_removed(
+    session_id: str, on_pool_lost: str
+) -> None:
+    """A monitor that only calls stats() must not keep reporting a removed segment (which no
+    other process sees any more): it follows the pool the trainer re-created, or raises."""
+    trainer = Curriculum(make_config(session_id, write_batch_size=1, num_active_tasks=8))
+    monitor_config = make_config(session_id, write_batch_size=1, num_active_tasks=8)
+    monitor = Curriculum(monitor_config.model_copy(update={"on_pool_lost": on_pool_lost}))
+    try:
+        record(trainer, 10)
+        assert completed(monitor) == 10
+        os.unlink(segment_path(session_id))
+        record(trainer, 5)  # the trainer re-creates the pool (on_pool_lost="recreate")
+        assert completed(trainer) <= 5
+        if on_pool_lost == "raise":
+            with pytest.raises(PoolLostError, match="removed"):
+                monitor.stats()
+        else:
+            assert completed(monitor) == completed(trainer)
+    finally:
+        with contextlib.suppress(PoolLostError):
+            monitor.close()
+        trainer.close()
+
+
 def _come_and_go(index: int, session_id: str, cycles: int) -> int:
     """Attach (or create), write one outcome and leave, ``cycles`` times; outcomes seen last."""
     seen = 0
