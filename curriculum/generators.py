@@ -102,7 +102,10 @@ class Span(FrozenModel):
             int_width = -(-count // self.bins)
             return str(self.low + (value - self.low) // int_width * int_width)
         width = (self.high - self.low) / self.bins
-        index = min(int((value - self.low) / width), self.bins - 1) if width > 0 else 0
+        # A value on a bin's lower edge belongs to that bin, also when float division lands just
+        # below the edge (0.3 / 0.1 = 2.9999999999999996).
+        position = (value - self.low) / width + 1e-9 if width > 0 else 0.0
+        index = min(max(math.floor(position), 0), self.bins - 1)
         return format(self.low + index * width, f".{self._float_digits(width)}g")
 
     def _float_digits(self, width: float) -> int:

@@ -468,3 +468,11 @@ def test_each_float_bin_has_a_label_of_its_own_naming_its_lower_edge(
         labels.append(inside[0])
     assert labels[:3] == first_edges
     assert len(set(labels)) == span.bins
+    for index in range(span.bins):  # a value on an edge (as a range's grid point is) is its bin's
+        assert (
+            span.label_for(span.low + index * (span.high - span.low) / span.bins) == labels[index]
+        )
+        assert (
+            span.label_for(span.low + index * ((span.high - span.low) / span.bins)) == labels[index]
+        )
+    assert [Span(0.0, 1.0).label_for(k / 10) for k in (3, 6, 7, 10)] == ["0.3", "0.6", "0.7", "0.9"]
