@@ -333,6 +333,15 @@ class Curriculum:
                 f"checkpoint has {pool_state.params.capacity} slots, "
                 f"pool {self.session_id!r} has {mine.capacity}"
             )
+        theirs, ours = pool_state.params.ranges, mine.ranges
+        grids = [(r["paths"], r["grid"]) if r else None for r in (theirs, ours)]
+        if theirs and ours and grids[0] != grids[1]:
+            raise CheckpointError(
+                f"checkpoint's ranges are grid points of the axes {theirs['paths']} on grids "
+                f"{theirs['grid']}, this pool's of {ours['paths']} on {ours['grid']}: they mean "
+                "other values here, so they cannot be loaded (not even with "
+                "allow_param_mismatch); use the checkpoint's range-expansion axes and grid"
+            )
         found = mine.mismatches(pool_state.params)
         problems = [p.replace("requested", "checkpoint") for p in found]
         if problems and not allow_param_mismatch:

@@ -30,6 +30,7 @@ from curriculum import (
 from curriculum.config import RangeAxis, RangeExpansionConfig
 from curriculum.errors import (
     BackendUnavailableError,
+    CheckpointError,
     ConfigError,
     PoolMismatchError,
     UnknownTaskError,
@@ -422,6 +423,22 @@ def test_checkpoints_carry_the_range_record(url: str | None) -> None:
         cur.load_state(pickle.loads(pickle.dumps(saved)))
         assert cur.backend.range_state() == before
         cur.destroy()
+
+
+def test_ranges_on_another_grid_are_refused_even_with_the_override(url: str | None) -> None:
+    """A range record holds grid indices: on another grid they name other values (past the
+    Span, even), so such a checkpoint is refused and the pool left as it was."""
+    with Curriculum(config(url, buffer_size=4, write_batch_size=1)) as source:
+        _play(source, 200, lambda env: 1.0)
+        saved = source.get_state()
+        source.destroy()
+    with Curriculum(config(url, grid=21, buffer_size=4, write_batch_size=1)) as target:
+        _play(target, 20, lambda env: 0.5)
+        before = target.backend.range_state()
+        with pytest.raises(CheckpointError, match=r"grids \[11, 11\].*\[21, 21\]"):
+            target.load_state(saved, allow_param_mismatch=True)
+        assert target.backend.range_state() == before
+        target.destroy()
 
 
 def test_a_checkpoint_of_the_previous_layout_still_loads(url: str | None) -> None:
