@@ -94,6 +94,7 @@ class PoolSession:
             by_time=not config.deterministic,
             cost_factor=refresh_cost_factor(config, self.capacity),
             running=self.registry.running,
+            played=self.registry.issued,
         )
         self._outcomes_per_write = config.write_batch_size
         self._samples_per_write = 4 * config.write_batch_size
@@ -147,8 +148,7 @@ class PoolSession:
             )
 
     def ready(self) -> None:
-        """Make the session usable in this process (after a fork: adopt it); re-arm the exit
-        flush that a multiprocessing worker dropped after unpickling its arguments."""
+        """Make the session usable here: adopt it after a fork, re-arm a dropped exit flush."""
         flush = self._exit_flush
         if not self._adopted or flush is None or not flush.still_active():
             self._adopt_process()

@@ -65,6 +65,7 @@ class ViewCache:
         by_time: bool = True,
         cost_factor: float = REFRESH_COST_FACTOR,
         running: Mapping[int, int] | None = None,
+        played: Mapping[int, object] | None = None,
     ) -> None:
         self.algorithm = algorithm
         self.capacity = capacity
@@ -74,6 +75,7 @@ class ViewCache:
         self.by_time = by_time
         self.cost_factor = cost_factor
         self.running = running if running is not None else {}  # given to every view installed
+        self.played = played if played is not None else {}  # likewise
         self.view: PoolView | None = None
         # the view's eviction candidates not yet tried, most evictable LAST (popped from the end)
         self.evictions: list[int] = []
@@ -109,7 +111,7 @@ class ViewCache:
         """Take ``view`` (None: the pool did not change) as the current one; the refresh that
         made it (or found the pool unchanged) took ``cost_s`` of CPU time."""
         if view is not None:
-            view.running = self.running
+            view.running, view.played = self.running, self.played
             self.view = view
             self.evictions = view.eviction_order[::-1]
             if self.by_time:

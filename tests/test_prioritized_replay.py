@@ -211,6 +211,32 @@ def test_config_defaults_validation_and_union() -> None:
 # -- the pool keeps staleness and priorities, on every backend ----------------------------------
 
 
+@pytest.mark.parametrize("write_batch_size", [1, 64])
+def test_the_share_of_first_plays_is_the_explore_share_whatever_the_batching(
+    write_batch_size: int,
+) -> None:
+    """A task played here whose outcome still waits in this process's write queue looks unseen
+    to the view; exploring it again would replay it. The share of draws that play a task for
+    the first time must be ``1 - replay_prob`` with batched writes as with single ones."""
+    config = plr_config(
+        num_active_tasks=256,
+        write_batch_size=write_batch_size,
+        replay_prob=0.5,
+        score_function="priority",
+    )
+    rng = np.random.default_rng(1)
+    played: set[int] = set()
+    first = 0
+    with Curriculum(config) as curriculum:
+        for _ in range(4000):
+            task = curriculum.get_task()
+            first += task.task_id not in played
+            played.add(task.task_id)
+            curriculum.update_task_performance(task.task_id, rng.random(), priority=rng.random())
+        assert curriculum.stats()["plr/explore_share"] == 0.5
+    assert 0.45 <= first / 4000 <= 0.58, f"{first / 4000:.3f} of draws played a new task"
+
+
 def test_staleness_grows_for_unsampled_tasks_and_resets_when_sampled(url: str | None) -> None:
     config = plr_config(url, num_active_tasks=4)
     with Curriculum(config) as cur:

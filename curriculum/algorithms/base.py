@@ -31,6 +31,9 @@ class PoolView:
             algorithm's draw rule (tasks whose env config keeps failing).
         running: Task id -> episodes this process started and has not reported (the session's
             own record, shared by reference when the view is installed).
+        played: The tasks this process handed out (running, or their outcome recorded, which
+            the view may not show yet: it may still sit in this process's write queue), or
+            looked up for an outcome; shared by reference likewise.
     """
 
     snapshot: PoolSnapshot
@@ -40,6 +43,7 @@ class PoolView:
     eviction_order: list[int] = field(default_factory=list)
     forced_evictions: int = 0
     running: Mapping[int, int] = field(default_factory=dict)
+    played: Mapping[int, object] = field(default_factory=dict)
     _cdf: list[float] | None = None  # cumulative probabilities, as floats for bisect
     _slots: list[int] | None = None  # ``active`` as ints
 

@@ -124,12 +124,18 @@ class ReplayView(PoolView):
         return False
 
     def _unseen_left(self) -> bool:
-        """Whether an unseen task this process is not playing is left (drops the ones it is
-        playing from the end of the list; the others are skipped when drawn)."""
+        """Whether an unseen task this process has not played is left (drops the ones it has
+        from the end of the list; the others are skipped when drawn)."""
         unseen, task_ids = self.unseen, self.snapshot.rows["task_id"]
-        while unseen and int(task_ids[unseen[-1]]) in self.running:
+        while unseen and self._played_here(int(task_ids[unseen[-1]])):
             unseen.pop()
         return bool(unseen)
+
+    def _played_here(self, task_id: int) -> bool:
+        """Whether this process is playing ``task_id`` or has played it: its outcome may sit in
+        this process's write queue, unseen by the view, and exploring it again would replay
+        it instead of exploring."""
+        return task_id in self.running or task_id in self.played
 
     def sample_slot(self, rng: np.random.Generator) -> int:
         """An unseen task (explore) or a seen one by replay probability."""
@@ -138,12 +144,12 @@ class ReplayView(PoolView):
         if explore is None:
             explore = bool(rng.random() < self.explore_prob)
         if explore:
-            unseen, running, task_ids = self.unseen, self.running, self.snapshot.rows["task_id"]
+            unseen, task_ids = self.unseen, self.snapshot.rows["task_id"]
             while unseen:
                 i = int(rng.integers(len(unseen)))
                 unseen[i], unseen[-1] = unseen[-1], unseen[i]
                 slot = unseen.pop()
-                if int(task_ids[slot]) not in running:  # not one this process is playing
+                if not self._played_here(int(task_ids[slot])):
                     return slot
         if self._replay_cdf is None:
             self.prepare_sampling()
