@@ -31,6 +31,17 @@ ClientFactory = Callable[[str], "redis.Redis"]
 _CLIENT_FACTORIES: dict[str, ClientFactory] = {}
 
 
+def _invalid_url(url: str, exc: ValueError) -> ConfigError:
+    """The error for a URL the parser refused. A URL whose password holds an unencoded '/', '?'
+    or '#' does not parse, and the parser's message quotes pieces of it: only the redacted URL
+    and a hint are shown then."""
+    shown = redact_url(url)
+    detail = redact_text(str(exc), url)
+    if shown.partition("://")[2].startswith("***@"):
+        detail = "percent-encode the '/', '?', '#' or '@' in its password (urllib.parse.quote)"
+    return ConfigError(f"backend_url {shown!r} is invalid: {detail}")
+
+
 def register_client_factory(scheme: str, factory: ClientFactory) -> None:
     """Build clients for URLs of ``scheme`` with ``factory(url)`` (e.g. a test double)."""
     _CLIENT_FACTORIES[scheme] = factory
@@ -47,7 +58,7 @@ def check_url(url: str) -> str:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
-        raise ConfigError(f"backend_url {redact_url(url)!r} is invalid: {exc}") from None
+        raise _invalid_url(url, exc) from None
     scheme = parts.scheme
     if scheme in _CLIENT_FACTORIES:
         return scheme
@@ -104,7 +115,7 @@ def connect(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> redis.Redis:
             return RedisCluster.from_url(plain, **options)  # type: ignore[return-value]
         return redis.Redis.from_url(url, health_check_interval=30, **options)
     except ValueError as exc:
-        raise ConfigError(f"backend_url {redact_url(url)!r} is invalid: {exc}") from None
+        raise _invalid_url(url, exc) from None
     except redis.RedisError as exc:
         raise unavailable(exc, url, "Redis Cluster") from None
 

@@ -42,6 +42,10 @@ def redact_url(url: str) -> str:
     userinfo, at, host = netloc.rpartition("@")
     if at and ":" in userinfo:
         netloc = f"{userinfo.partition(':')[0]}:***@{host}"
+    elif not at and ":" in rest[: max(rest.rfind("@"), 0)]:
+        # a password holding an unencoded '/', '?' or '#' (the URL does not parse): mask the
+        # whole user info, up to the last '@'
+        netloc, tail = "***@" + rest[rest.rfind("@") + 1 :], ""
     return _QUERY_PASSWORD.sub(r"\1***", f"{scheme}://{netloc}{tail}")
 
 
@@ -50,4 +54,6 @@ def redact_text(text: str, url: str | None) -> str:
     for password in _passwords(url) if url else ():
         for form in {password, unquote(password)}:
             text = text.replace(form, "***")
+    if url and redact_url(url) != url:  # also the URL as written, where it does not parse
+        text = text.replace(url, redact_url(url))
     return text

@@ -39,18 +39,29 @@ die() {
   exit 2
 }
 
-# The URL with its password (between the user's ':' and the last '@') replaced by ***.
+# The URL with its passwords (between the user's ':' and the last '@', and a query's
+# password=...) replaced by ***.
 mask_url() {
   local url="$1" rest userinfo
   rest="${url#*://}"
   if [[ "$url" == *://* && "$rest" == *@* ]]; then
     userinfo="${rest%@*}"
     if [[ "$userinfo" == *:* ]]; then
-      printf '%s://%s:***@%s' "${url%%://*}" "${userinfo%%:*}" "${rest##*@}"
-      return
+      url="${url%%://*}://${userinfo%%:*}:***@${rest##*@}"
     fi
   fi
+  while [[ "$url" =~ ^(.*[?\&][Pp][Aa][Ss][Ss][Ww][Oo][Rr][Dd]=)([^\&#*][^\&#]*)(.*)$ ]]; do
+    url="${BASH_REMATCH[1]}***${BASH_REMATCH[3]}"
+  done
   printf '%s' "$url"
+}
+
+# The value of a URL query's password=..., decoded (redis-py reads it too).
+query_password() {
+  local url="$1"
+  if [[ "$url" =~ [?\&][Pp][Aa][Ss][Ss][Ww][Oo][Rr][Dd]=([^\&#]*) ]]; then
+    urldecode "${BASH_REMATCH[1]}"
+  fi
 }
 
 urldecode() {
@@ -107,6 +118,7 @@ parse_url() {
       ;;
     *) die "$(mask_url "$url") is not a redis://, rediss:// or unix:// URL" ;;
   esac
+  [[ -n "$PASSWORD" ]] || PASSWORD="$(query_password "$url")"
   if [[ -n "$db" ]]; then
     [[ "$db" =~ ^[0-9]+$ ]] || die "bad database number in $(mask_url "$url")"
     CLI+=(-n "$db")

@@ -352,6 +352,10 @@ def test_unreachable_redis_exits_2_without_the_password(capsys) -> None:
         f"redis://trainer:{SECRET}@127.0.0.1:{port}/0",
         f"redis://:{SECRET}@127.0.0.1:not-a-port/0",
         f"http://:{SECRET}@127.0.0.1:{port}/0",
+        # unencoded '/', '#', '?' in a password: the URL does not parse; no piece of it shows
+        f"redis://:{SECRET}/x@127.0.0.1:{port}/0",
+        f"redis://trainer:{SECRET}#x@127.0.0.1:{port}/0",
+        f"redis://:{SECRET}?x@127.0.0.1:{port}/0",
     ):
         code, out, err = inspect(capsys, "--url", url, "--session", "anything")
         assert code == 2, url
@@ -619,6 +623,19 @@ def test_pool_inspect_sh_errors(inspect_url: str) -> None:
     assert result.returncode == 2
     assert SECRET not in result.stdout + result.stderr
     assert "trainer:***@" in result.stderr
+
+
+@needs_redis_cli
+@needs_bash
+def test_the_shell_views_take_a_password_from_the_query_and_never_show_it() -> None:
+    """``redis://host/0?password=...`` (which redis-py reads) works in pool-inspect.sh too, and
+    the password shows as *** in everything it prints."""
+    with redis_support.spawned_redis("--requirepass", SECRET) as (url, _):
+        for query in (f"?password={SECRET}", f"?password=wrong-{SECRET}"):
+            result = run_shell("-u", f"{url}{query}", "sessions")
+            text = result.stdout + result.stderr
+            assert result.returncode == (0 if "wrong" not in query else 2), text
+            assert SECRET not in text and "password=***" in text
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server")
