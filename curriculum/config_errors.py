@@ -96,14 +96,7 @@ def unknown_field_hint(
     model: type[BaseModel] | None, name: str, family: type[BaseModel] | None = None
 ) -> str:
     """A suggestion for the unknown field ``name`` given to ``model`` ('' when none): the
-    closest field of ``model``, else the configs of ``family`` that have such a field."""
-    if model is not None:
-        fields = list(model.model_fields)
-        close = difflib.get_close_matches(name, fields, n=1, cutoff=0.6) or [
-            field for field in fields if field.startswith(name) or name.startswith(field)
-        ]
-        if close:
-            return f"did you mean {close[0]!r}?"
+    configs of ``family`` that have exactly this field, else the closest field of ``model``."""
     owners = [
         cls
         for cls in (_config_classes(family) if family is not None else [])
@@ -120,6 +113,12 @@ def unknown_field_hint(
         there = f"set it inside {holders[0]}=" if holders else "pass it there"
         return f"{name!r} is a field of {where}, not of {_public_name(model)}: {there}"
     if model is not None:
+        fields = list(model.model_fields)
+        close = difflib.get_close_matches(name, fields, n=1, cutoff=0.6) or [
+            field for field in fields if field.startswith(name) or name.startswith(field)
+        ]
+        if close:
+            return f"did you mean {close[0]!r}?"
         fields = ", ".join(sorted(model.model_fields))
         return f"the fields of {_public_name(model)} are: {fields}"
     return ""

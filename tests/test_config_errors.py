@@ -57,6 +57,10 @@ def test_a_prefix_of_a_field_suggests_it() -> None:
 def test_a_field_of_another_config_says_where_it_goes() -> None:
     text = message(lambda: LearningProgressConfig(max_labels=8))
     assert "'max_labels' is a field of CurriculumConfig, not of LearningProgressConfig" in text
+    # an exact field of another config wins over a close name of this one ('backend_url')
+    for name, value in (("on_backend_unavailable", "buffer"), ("backend_timeout_s", 0.3)):
+        text = message(lambda: LearningProgressConfig(**{name: value}))  # noqa: B023
+        assert f"'{name}' is a field of CurriculumConfig" in text and "did you mean" not in text
     text = message(lambda: CurriculumConfig(task_generator=CHILD, ema_timescale=0.1))
     assert "'ema_timescale' is a field of LearningProgressConfig" in text
     assert "set it inside algorithm_config=" in text
