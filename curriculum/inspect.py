@@ -427,11 +427,12 @@ def collect(client: redis.Redis, view: str, session: str | None, top: int, url: 
     return labels_view(reading)
 
 
-def _title(view: str, session: str | None, url: str, top: int) -> str:
+def _title(view: str, session: str | None, url: str, top: int, score: str = "lp") -> str:
     where = redact_url(url)
     if view == "sessions":
         return f"# curriculum sessions at {where}"
-    what = {"summary": "summary", "labels": "labels"}.get(view, f"top {top or 'all'} by LP")
+    by = "LP" if score == "lp" else "PLR score"
+    what = {"summary": "summary", "labels": "labels"}.get(view, f"top {top or 'all'} by {by}")
     return f"# {what} of session {session!r} at {where}"
 
 
@@ -464,7 +465,8 @@ def run(
             if as_json:
                 text = json.dumps(json_safe(data), indent=None if watch else 2, allow_nan=False)
             else:
-                text = _title(view, session, url, top) + "\n" + render(view, data)
+                score = data.get("score", "lp") if isinstance(data, dict) else "lp"
+                text = _title(view, session, url, top, score) + "\n" + render(view, data)
                 if watch:
                     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
                     text = f"{text}\n# {stamp}, every {watch:g} s (Ctrl-C to stop)"

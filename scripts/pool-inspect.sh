@@ -242,8 +242,11 @@ case "$VIEW" in
   top)
     shown="$TOP"
     [[ "$TOP" =~ ^0+$ ]] && shown="all"
-    echo "# top $shown by LP of session '$SESSION' at $TARGET"
     mapfile -t keys < <(keys_of "$SESSION")
-    run_view top.lua "${keys[@]}" , "$TOP" tsv
+    table="$(run_view top.lua "${keys[@]}" , "$TOP" tsv)"
+    by="LP"
+    [[ "${table%%$'\n'*}" == *plr_score ]] && by="PLR score"  # the header names the score
+    echo "# top $shown by $by of session '$SESSION' at $TARGET"
+    printf '%s\n' "$table"
     ;;
 esac

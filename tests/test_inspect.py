@@ -481,6 +481,13 @@ def test_views_of_a_plr_pool_rank_by_its_own_scores(
         progress = raw_learning_progress(snapshot.rows, LearningProgressConfig())
         assert not np.allclose(progress[top_slots(top)], expected[top_slots(top)])
         assert "plr_score" in render("top", top).splitlines()[0]
+        where = ("--url", pool.url, "--session", pool.session)
+        code, out, _ = inspect(capsys, *where, "--view", "top")
+        assert code == 0 and out.startswith("# top 10 by PLR score of session")
+        if shutil.which("bash") and shutil.which("redis-cli"):  # CI has both
+            shell = run_shell(*shell_target(pool.url), "top", pool.session, "3")
+            assert shell.returncode == 0, shell.stderr
+            assert shell.stdout.startswith("# top 3 by PLR score of session"), shell.stdout
 
         labels = eval_view(pool.url, "labels.lua", pool.keys)
         assert labels[0][-1] == "mean_plr_score"
