@@ -4,10 +4,9 @@ Views (the same as ``scripts/lua/*.lua`` and ``scripts/pool-inspect.sh``):
 
 - ``sessions``: every registered session with its size, activity and counters;
 - ``summary``: one pool's counters, learning-progress statistics and stored hyper-parameters;
-- ``top``: the tasks with the highest score: raw learning progress (column ``lp``), or for a
-  Prioritized Level Replay pool its own task score (column ``plr_score``);
-- ``labels``: the pool's composition by task label, with each label's mean score (``mean_lp``
-  or ``mean_plr_score``, as in ``top``).
+- ``top``: the tasks with the highest score: raw learning progress (``lp``), or a Prioritized
+  Level Replay pool's own task score (``plr_score``);
+- ``labels``: the pool's composition by task label, with the mean score (as in ``top``).
 
 Nothing here writes: a pool is read through the backend's read path
 (:func:`backends.redis_read.read_raw`: one MULTI/EXEC of read commands, keys from
@@ -92,8 +91,7 @@ class PoolReading:
 
     @property
     def score_name(self) -> str:
-        """What the top and labels views score tasks by: ``plr_score`` for a Prioritized Level
-        Replay pool, ``lp`` (raw learning progress) for any other."""
+        """What the top and labels views score by: ``plr_score`` (PLR pools), else ``lp``."""
         return "plr_score" if _is_plr(self.params.get("algorithm")) else "lp"
 
 
@@ -431,7 +429,7 @@ def _title(view: str, session: str | None, url: str, top: int, score: str = "lp"
     where = redact_url(url)
     if view == "sessions":
         return f"# curriculum sessions at {where}"
-    by = "LP" if score == "lp" else "PLR score"
+    by = {"lp": "LP", "plr_score": "PLR score"}[score]
     what = {"summary": "summary", "labels": "labels"}.get(view, f"top {top or 'all'} by {by}")
     return f"# {what} of session {session!r} at {where}"
 
@@ -465,7 +463,7 @@ def run(
             if as_json:
                 text = json.dumps(json_safe(data), indent=None if watch else 2, allow_nan=False)
             else:
-                score = data.get("score", "lp") if isinstance(data, dict) else "lp"
+                score = data.get("score", "lp")  # the top and labels views name their score
                 text = _title(view, session, url, top, score) + "\n" + render(view, data)
                 if watch:
                     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
