@@ -62,7 +62,10 @@ Outcomes and sample counts are buffered per process (``write_batch_size``) and w
 buffer fills, at ``close()`` of an env that used the pool, and at a clean process exit. PufferLib's
 Multiprocessing backend terminates its workers without closing their envs: use
 ``write_batch_size=1`` there (each outcome then writes the buffer at once; only the sample counts
-of resets since a worker's last outcome can be lost).
+of resets since a worker's last outcome can be lost). It does not wait for them either: on
+/dev/shm, join them (``for p in envs.processes: p.join()``) before closing the curriculum, so that
+the last process to leave removes the pool (a worker killed while attached cannot leave it, and a
+pool whose last users were killed stays in /dev/shm, orphaned).
 
 ``close()`` closes the wrapped env and writes this process's buffered outcomes, but it does NOT
 close the curriculum: other envs (in this process and in others) share it.

@@ -22,6 +22,7 @@ import pytest
 from conftest import make_config, unique_session
 
 from backends.layout import stored_label
+from backends.shared_memory import segment_path
 from curriculum import (
     BucketedTaskGenerator,
     Curriculum,
@@ -634,10 +635,14 @@ def test_pufferlib_vectorisation(backend: str) -> None:
                 ended += int((np.asarray(terminals) | np.asarray(truncations)).sum())
         finally:
             envs.close()
+            for process in getattr(envs, "processes", []):  # terminated, not joined, by close()
+                process.join(timeout=30)
         assert ended > 5
         assert curriculum.stats()["curriculum/num_completed"] == ended
     finally:
         curriculum.close()
+    # the workers were killed while attached; joined, they left the parent the last one out
+    assert not segment_path(curriculum.session_id).exists()
 
 
 def test_a_label_too_long_for_the_pool_is_warned_and_its_figures_still_found(
