@@ -59,11 +59,9 @@ _SHORTENED_WARNED: set[str] = set()  # pools (by location) warned of a shortened
 
 def _warn_if_shortened(session: PoolSession, label: str) -> None:
     """Say once per pool and process that a label is too long to be stored as it is."""
-    where = str(session.location)
-    if where in _SHORTENED_WARNED:
-        return
     stored = stored_label(label)
-    if stored == label:
+    where = str(session.location) if stored != label else ""
+    if not where or where in _SHORTENED_WARNED:
         return
     _SHORTENED_WARNED.add(where)
     logger.warning(
