@@ -225,6 +225,11 @@ class RecordResult:
     applied: int
     late: int
 
+    @property
+    def outcomes(self) -> int:
+        """Outcomes the write counted in the pool (applied or late)."""
+        return self.applied + self.late
+
 
 @dataclass
 class PoolState:

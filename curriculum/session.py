@@ -304,9 +304,7 @@ class PoolSession:
             queue.opened_at = time.monotonic()
         batch.add_outcome(slot, task_id, label_id, score, steps, priority)
         self.registry.ended(task_id)
-        views = self.views
-        views.outcomes_since += 1
-        views.own_outcomes += 1
+        self.views.outcomes_since += 1
         if (
             len(batch.outcome_slots) >= self._outcomes_per_write
             or time.monotonic() - queue.opened_at >= self.config.write_max_delay_s
@@ -334,7 +332,6 @@ class PoolSession:
             kept += 1
         batch.steps += steps if kept == len(task_ids) else round(steps * kept / len(task_ids))
         self.views.outcomes_since += kept
-        self.views.own_outcomes += kept
         self.flush_if_due(force=True)
 
     def record_failure(self, task_id: int) -> None:
@@ -383,6 +380,7 @@ class PoolSession:
             self.outage.reachable()
 
     def _write(self, *, wait: bool = True) -> RecordResult:
+        counted = self.queue.outcomes_in_flight  # a batch sent ahead counted when sent
         try:
             result = self.queue.flush(self.backend, wait=wait)
         except (*TRANSIENT, PoolLostError):
@@ -391,6 +389,8 @@ class PoolSession:
             self.dropped_outcomes += self.queue.drop_head()
             raise
         self.late_outcomes += result.late
+        # the writers estimate counts this process's outcomes as the pool does: once written
+        self.views.own_outcomes += result.outcomes + self.queue.outcomes_in_flight - counted
         return result
 
     def flush(self) -> RecordResult:

@@ -17,7 +17,8 @@ after every ``max(write_batch_size, capacity // 8)`` outcomes this process recor
 process with a seed picks the same tasks for the same outcomes.
 
 Sharing: each refresh compares how many outcomes the pool gained since the last one with how
-many this process recorded: a smoothed estimate of the number of processes writing at this one's
+many this process wrote (counted when written, as the pool counts them: an outcome queued or
+buffered through an outage is not another process's): a smoothed estimate of the number of processes writing at this one's
 pace (:attr:`ViewCache.writers`, shown as ``health/writers``). It is a figure only: dividing the
 write batch and refresh thresholds by it kept views closer to the pool but cost two processes
 most of their scaling (BENCHMARKS.md, "The hot loop"), while the quality benchmark found the
@@ -87,7 +88,7 @@ class ViewCache:
         self.outcomes_since = 0  # outcomes this process recorded since the last refresh
         self.maybe_free_slots = True  # a free slot may exist (false after a create failed)
         self.writers = 1.0  # estimated processes writing to the pool at this one's pace
-        self.own_outcomes = 0  # outcomes this process recorded, ever
+        self.own_outcomes = 0  # outcomes this process wrote, ever (the pool counts them so)
         self._mark: tuple[int, int] | None = None  # (pool completed, own outcomes) at a refresh
 
     def due(self) -> bool:

@@ -65,6 +65,12 @@ class WriteQueue:
         sealed = sum(len(w.outcome_slots) for w in self.sealed if isinstance(w, WriteBatch))
         return len(self.open.outcome_slots) + sealed
 
+    @property
+    def outcomes_in_flight(self) -> int:
+        """Outcomes of the batch sent ahead whose reply is unread (0 when none is)."""
+        head = self.sealed[0] if self.in_flight and self.sealed else None
+        return len(head.outcome_slots) if isinstance(head, WriteBatch) else 0
+
     def pending_slots(self) -> set[int]:
         """Slots with outcomes not yet applied."""
         slots = set(self.open.outcome_slots)

@@ -422,3 +422,31 @@ def test_only_in_memory_reads_make_a_stale_view_wait() -> None:
     assert call.waits == []  # Redis: never waits
     assert not refresher.overdue(views, catch_up=True)  # type: ignore[arg-type]
     assert call.waits == [STALE_WAIT_S]
+
+
+def test_a_lone_process_counts_one_writer_through_batches_and_an_outage(curricula) -> None:
+    """The writers estimate compares the pool's outcomes with this process's over a span: an
+    outcome recorded before a span and written in it (queued in a batch, or buffered through an
+    outage) must not count as another process's."""
+    curriculum = curricula(
+        num_active_tasks=16, write_batch_size=64, snapshot_max_age_s=0.0, outage_retry_s=0.001
+    )
+    backend = curriculum.backend
+    real_record, real_send = backend.record, backend.record_send
+
+    def unreachable(batch, *, wait=True):
+        raise BackendUnavailableError("connection refused (the test's outage)")
+
+    estimates = []
+    for episode in range(3000):
+        if episode == 1000:
+            backend.record = backend.record_send = unreachable  # type: ignore[method-assign]
+        if episode == 1400:
+            backend.record, backend.record_send = real_record, real_send  # type: ignore[method-assign]
+        task = curriculum.get_task()
+        curriculum.update_task_performance(task.task_id, float(episode % 3 == 0))
+        estimates.append(curriculum.health()["health/writers"])
+    assert curriculum.health()["health/outages"] >= 1
+    # the buffer was written: what is left is at most the open batch and one sent ahead
+    assert curriculum.health()["health/pending_outcomes"] < 2 * 64
+    assert max(estimates) == pytest.approx(1.0)
