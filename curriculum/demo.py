@@ -21,6 +21,7 @@ demo prints its progress as text and skips the picture.
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing as mp
 import os
 import sys
@@ -68,7 +69,7 @@ class Timeline:
         if len(self.episodes) < 2:
             return dict.fromkeys(CATEGORIES, 0.0)
         weights = np.diff(np.asarray(self.episodes, dtype=np.float64))
-        lp = np.asarray(self.lp, dtype=np.float64)[1:]
+        lp = np.nan_to_num(np.asarray(self.lp, dtype=np.float64)[1:])  # no active task: 0
         means = weights @ lp / weights.sum() if weights.sum() > 0 else lp.mean(axis=0)
         return {name: float(value) for name, value in zip(CATEGORIES, means, strict=True)}
 
@@ -93,6 +94,11 @@ class Timeline:
 
 def _category_label(category: str) -> str:
     return category if category in ("impossible", "trivial") else f"graded|difficulty:{category}"
+
+
+def _figure(value: float, width: int, digits: int) -> str:
+    """A table cell: ``-`` for a figure with nothing to average (NaN)."""
+    return f"{'-':>{width}}" if math.isnan(value) else f"{value:>{width}.{digits}f}"
 
 
 def _category_figure(stats: dict[str, float], category: str, figure: str) -> float:
@@ -246,7 +252,8 @@ def label_table(stats: dict[str, float], timeline: Timeline | None = None) -> st
         run = f"{by_label[name]:>10.4f}" if name in by_label else f"{'-':>10}"
         lines.append(
             f"{name:<26}{stats[key + '/samples']:>9.0f}{stats[key + '/samples'] / total:>8.1%}"
-            f"{stats[key + '/mean_reward']:>8.2f}{run}{stats[key + '/mean_lp']:>10.4f}"
+            f"{_figure(stats[key + '/mean_reward'], 8, 2)}{run}"
+            f"{_figure(stats[key + '/mean_lp'], 10, 4)}"
             f"{stats[key + '/evictions']:>9.0f}"
         )
     return "\n".join(lines)

@@ -107,7 +107,7 @@ The terminal info
 with a :class:`~curriculum.StagedCurriculum`; else 0.0), and, for the episode's label,
 ``label_completions``, ``label_samples``, ``label_evictions``, ``label_failures``,
 ``label_mean_reward``, ``label_success_rate`` and ``label_mean_lp`` (the ``label/<label>/...``
-stats keys of the same names; floats).
+stats keys of the same names; floats; the three averages NaN while there is nothing to average).
 
 The label figures come from ``Curriculum.stats()``, which flushes the write buffer and reads and
 scores the whole pool: far too expensive for every episode. They are read from a stats dict

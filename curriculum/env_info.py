@@ -18,6 +18,7 @@ import numpy as np
 
 from backends.layout import stored_label
 from curriculum import forks
+from curriculum.stats import NO_DATA
 
 INFO_KEY = "curriculum"
 """The key of the terminal step's info under which the wrapper puts its dict."""
@@ -35,6 +36,9 @@ LABEL_FIGURES = (
     "success_rate",
     "mean_lp",
 )
+# Label figures that average over the label's outcomes or active tasks: NaN when there are none
+# (curriculum.stats.NO_DATA), also for a label the cached stats do not know yet.
+AVERAGES = frozenset({"mean_reward", "success_rate", "mean_lp"})
 INFO_KEYS = ("task_id", "score", "stage", *(f"label_{name}" for name in LABEL_FIGURES))
 """The keys of ``info["curriculum"]``, in order (``task_id`` an int64, the others floats)."""
 
@@ -78,7 +82,10 @@ def terminal_info(
         cache = _STATS_CACHES[source] = _StatsCache()
     stats = cache.get(source, max_age_s)
     prefix = f"label/{stored_label(label)}/"  # a label too long for the pool: its stored name
-    figures = {f"label_{n}": float(stats.get(prefix + n, 0.0)) for n in LABEL_FIGURES}
+    figures = {
+        f"label_{n}": float(stats.get(prefix + n, NO_DATA if n in AVERAGES else 0.0))
+        for n in LABEL_FIGURES
+    }
     return {
         "task_id": np.int64(task_id),
         "score": float(score),

@@ -21,6 +21,7 @@ import numpy as np
 
 from backends.layout import is_shortened
 from curriculum.algorithms import PoolView
+from curriculum.stats import NO_DATA
 
 
 def bucket_values(label: str) -> dict[str, str]:
@@ -63,7 +64,8 @@ def slice_stats(view: PoolView, max_axes: int) -> dict[str, float]:
         scored = index[played[index]]
         prefix = f"slice/{axis}/{value}"
         stats[f"{prefix}/tasks"] = float(len(index))
-        stats[f"{prefix}/mean_score"] = float(mean_scores[scored].mean()) if len(scored) else 0.0
-        stats[f"{prefix}/score_std"] = float(mean_scores[scored].std()) if len(scored) else 0.0
+        none = not len(scored)
+        stats[f"{prefix}/mean_score"] = NO_DATA if none else float(mean_scores[scored].mean())
+        stats[f"{prefix}/score_std"] = NO_DATA if none else float(mean_scores[scored].std())
         stats[f"{prefix}/sampling_share"] = float(view.probabilities[index].sum())
     return stats

@@ -29,12 +29,17 @@ Keys (stable; ``<label>`` is a task label such as ``nav|difficulty:0.5``):
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from curriculum.algorithms import PoolView
 from curriculum.algorithms.learning_progress import ZERO_LP
+
+NO_DATA = math.nan
+"""An average over nothing (a label without outcomes or without active tasks, an empty pool):
+NaN, so that no dashboard reads it as a measured 0."""
 
 
 def gini(values: np.ndarray) -> float:
@@ -50,7 +55,7 @@ def gini(values: np.ndarray) -> float:
 
 def _summary(prefix: str, values: np.ndarray) -> dict[str, float]:
     if len(values) == 0:
-        return {f"{prefix}/{k}": 0.0 for k in ("mean", "std", "min", "max", "median")}
+        return {f"{prefix}/{k}": NO_DATA for k in ("mean", "std", "min", "max", "median")}
     return {
         f"{prefix}/mean": float(values.mean()),
         f"{prefix}/std": float(values.std()),
@@ -91,10 +96,10 @@ def compute_stats(view: PoolView, min_samples_for_lp: int) -> dict[str, float]:
     stats["lp/num_warm"] = float(np.count_nonzero(warm))
     completed = counters["num_completed"]
     stats["reward/mean"] = (
-        float(snapshot.labels["score_sum"].sum() / completed) if completed else 0.0
+        float(snapshot.labels["score_sum"].sum() / completed) if completed else NO_DATA
     )
     played = rows["n_outcomes"] > 0
-    stats["reward/active_mean"] = float(rows["reward"][played].mean()) if played.any() else 0.0
+    stats["reward/active_mean"] = float(rows["reward"][played].mean()) if played.any() else NO_DATA
 
     n_labels = len(snapshot.labels)
     label_ids = rows["label_id"]
@@ -117,12 +122,13 @@ def compute_stats(view: PoolView, min_samples_for_lp: int) -> dict[str, float]:
         stats[f"{prefix}/failures"] = float(record["failures"])
         stats[f"{prefix}/created"] = float(record["created"])
         stats[f"{prefix}/active_tasks"] = float(active)
-        stats[f"{prefix}/mean_lp"] = float(lp_sum_per_label[label_id] / active) if active else 0.0
+        mean_lp = float(lp_sum_per_label[label_id] / active) if active else NO_DATA
+        stats[f"{prefix}/mean_lp"] = mean_lp
         stats[f"{prefix}/mean_reward"] = (
-            float(record["score_sum"] / completions) if completions else 0.0
+            float(record["score_sum"] / completions) if completions else NO_DATA
         )
         stats[f"{prefix}/success_rate"] = (
-            float(record["successes"] / completions) if completions else 0.0
+            float(record["successes"] / completions) if completions else NO_DATA
         )
     return stats
 
@@ -147,7 +153,7 @@ def task_figures(view: PoolView, task_id: int) -> dict[str, Any] | None:
         "samples": int(row["n_samples"]),
         "successes": int(row["n_success"]),
         "failures": int(row["n_failures"]),
-        "mean_score": float(row["score_sum"] / outcomes) if outcomes else 0.0,
+        "mean_score": float(row["score_sum"] / outcomes) if outcomes else NO_DATA,
         "fast_ema": float(row["fast"]),
         "slow_ema": float(row["slow"]),
         "performance": float(row["perf"]),

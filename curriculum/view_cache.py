@@ -18,11 +18,12 @@ process with a seed picks the same tasks for the same outcomes.
 
 Sharing: each refresh compares how many outcomes the pool gained since the last one with how
 many this process wrote (counted when written, as the pool counts them: an outcome queued or
-buffered through an outage is not another process's): a smoothed estimate of the number of processes writing at this one's
-pace (:attr:`ViewCache.writers`, shown as ``health/writers``). It is a figure only: dividing the
-write batch and refresh thresholds by it kept views closer to the pool but cost two processes
-most of their scaling (BENCHMARKS.md, "The hot loop"), while the quality benchmark found the
-shared pool within 1% of one process without it.
+buffered through an outage is not another process's): a smoothed estimate of the number of
+processes writing at this one's pace (:attr:`ViewCache.writers`, shown as ``health/writers``).
+It is a figure only: dividing the write batch and refresh thresholds by it kept views closer to
+the pool but cost two processes most of their scaling (BENCHMARKS.md, "The hot loop"), while
+the quality benchmark finds 4 processes within 2% of one process's AUC without it (BENCHMARKS.md,
+"Sharing lag over many seeds").
 """
 
 from __future__ import annotations

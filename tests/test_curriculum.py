@@ -466,3 +466,33 @@ def test_a_task_in_a_long_episode_is_never_forgotten_by_the_process_playing_it()
         if other is not None:
             other.close()
         player.close()
+
+
+def test_figures_with_nothing_to_average_are_nan_not_zero(curricula) -> None:
+    """A label or slice without outcomes has no mean score nor success rate, and a label
+    without active tasks has no learning progress: NaN, never a 0 that reads as measured."""
+    curriculum = curricula(num_active_tasks=1, max_task_failures=1)
+    first = curriculum.get_task()
+    stats = curriculum.stats()
+    prefix = f"label/{first.get_label()}"
+    assert stats[f"{prefix}/completions"] == 0.0 and stats[f"{prefix}/active_tasks"] == 1.0
+    for key in (f"{prefix}/mean_reward", f"{prefix}/success_rate", "reward/mean"):
+        assert math.isnan(stats[key]), key
+    assert math.isnan(stats["reward/active_mean"])
+    slices = [k for k in stats if k.startswith("slice/") and k.endswith(("/mean_score", "_std"))]
+    assert slices and all(math.isnan(stats[k]) for k in slices)
+    assert math.isnan(curriculum.task_stats(first.task_id)["mean_score"])
+    assert stats[f"{prefix}/mean_lp"] == 0.0  # an active task that has not moved: measured
+
+    curriculum.update_task_performance(first.task_id, 1.0)
+    task = curriculum.get_task()  # the only slot: the same task
+    for _ in range(100):  # its env config fails: replaced, until by a task of another label
+        curriculum.report_task_failure(task.task_id)
+        task = curriculum.get_task()
+        if task.get_label() != first.get_label():
+            break
+    assert task.get_label() != first.get_label()
+    stats = curriculum.stats()
+    assert stats[f"{prefix}/active_tasks"] == 0.0
+    assert math.isnan(stats[f"{prefix}/mean_lp"])
+    assert stats[f"{prefix}/mean_reward"] == 1.0 and stats[f"{prefix}/success_rate"] == 1.0
