@@ -48,7 +48,8 @@ every student (and, tracked, within 2% of its AUC).
 
 ``python benchmarks/bench_quality.py`` runs every student with 3 seeds, and 8 for the rows whose
 ratio is a goal (``LP defaults``, ``LP 2 / 4 processes``, ``ADR`` and ``ADR 2 processes``;
-``--parity-seeds N``): about 20 minutes on an idle 2-core machine (a run takes 3-7 s of CPU);
+``--parity-seeds N``; a run takes 3-7 s of CPU, the noisy and noisy-binarised students took 528 s
+on a loaded 2-core machine, every student over an hour there);
 ``--quick`` the graded and noisy students with 2 seeds, without presets. ``--students a,b``
 picks students, ``--seeds N`` the seeds, ``--no-syllabus`` skips Syllabus; ``--learning-rate``,
 ``--budget`` and ``--pool-size`` run the graded student alone with those settings. ``--ablation``
