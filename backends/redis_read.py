@@ -108,6 +108,14 @@ def decode_snapshot(raw: RawPool, capacity: int) -> PoolSnapshot:
     except ValueError as exc:
         raise PoolCorruptedError(f"Redis key {key!r} holds an unreadable counter: {exc}") from None
     rows = decode_rows(raw.rows, capacity, raw.keys.rows)
+    stored = len(raw.rows) - (MARKER_FIELD in raw.rows)
+    if stored + raw.free_slots != capacity:
+        raise PoolCorruptedError(
+            f"Redis key {raw.keys.rows!r} holds {stored} rows and {raw.keys.free!r} "
+            f"{raw.free_slots} free slots, but every one of the pool's {capacity} slots has "
+            "exactly one of the two (a row or a free slot deleted or added by hand?); "
+            "restore a checkpoint, or destroy() the pool"
+        )
     labels, names = decode_labels(raw.labels, counters["num_labels"], raw.keys.labels)
     return PoolSnapshot(version, rows, labels, names, counters)
 

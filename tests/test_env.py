@@ -36,6 +36,7 @@ from curriculum import (
     StagedCurriculumConfig,
 )
 from curriculum.env import INFO_KEY, INFO_KEYS
+from curriculum.env_info import terminal_info
 from curriculum.errors import ConfigError, ScoreError
 
 NEXT_STEP = gym.vector.AutoresetMode.NEXT_STEP
@@ -669,3 +670,17 @@ def test_a_label_too_long_for_the_pool_is_warned_and_its_figures_still_found(
     assert infos[-1]["label_completions"] > 0
     assert stats[f"label/{stored}/completions"] >= infos[-1]["label_completions"]
     assert not [k for k in stats if k.startswith("slice/")]
+
+
+def test_label_averages_of_a_label_the_stats_do_not_know_are_nan(
+    toy_curricula: Callable[..., Curriculum],
+) -> None:
+    """A label the cached stats do not hold yet (created since they were taken) has nothing to
+    average: its three averages are NaN (they read 0.0, a measured value), its counts 0."""
+    curriculum = toy_curricula()
+    info = terminal_info(curriculum, 600.0, 7, 1.0, 0, "a label created since")
+    check_terminal_info(info)
+    for figure in ("mean_reward", "success_rate", "mean_lp"):
+        assert math.isnan(info[f"label_{figure}"]), figure
+    for figure in ("completions", "samples", "evictions", "failures"):
+        assert info[f"label_{figure}"] == 0.0, figure

@@ -206,3 +206,27 @@ def test_a_refused_config_get_says_nothing(caplog: pytest.LogCaptureFixture) -> 
             _play(cur, 10)
             cur.destroy()
     assert not [r for r in caplog.records if "maxmemory" in r.getMessage()]
+
+
+@pytest.mark.parametrize("damage", ["row deleted", "free slot deleted", "free slot added"])
+def test_a_slot_without_row_nor_free_entry_raises_pool_corrupted_error(
+    url: str, damage: str
+) -> None:
+    """Before: a row deleted by hand (HDEL) read as an empty slot that was never free again,
+    and a free slot deleted by hand was never used again: the pool shrank silently."""
+    with _curriculum(url, on_pool_lost="raise", num_active_tasks=16) as cur:
+        _play(cur, 10)  # 10 of the 16 slots hold a task
+        cur.flush()
+        keys = PoolKeys.of(cur.session_id)
+        client = redis.Redis.from_url(url)
+        taken = sorted(int(f) for f in client.hkeys(keys.rows) if f != MARKER_FIELD)
+        if damage == "row deleted":
+            client.hdel(keys.rows, taken[0])
+        elif damage == "free slot deleted":  # a slot, not the marker (score -1)
+            client.zrem(keys.free, client.zrangebyscore(keys.free, 0, "+inf")[0])
+        else:
+            client.zadd(keys.free, {str(taken[0]): taken[0]})
+        client.close()
+        with pytest.raises(PoolCorruptedError, match=r"curriculum:\{.*\}:rows.*restore"):
+            cur.stats()
+        cur.backend.destroy()

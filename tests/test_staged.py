@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -493,7 +494,8 @@ def test_a_range_expansion_stage_keeps_its_own_range_through_stages_and_checkpoi
 
 def _pool_figures(curriculum: StagedCurriculum) -> list[dict[str, float]]:
     """Every stage pool's figures, without this process's health figures and without the label
-    names a load leaves in a table (labels are never removed; theirs count nothing)."""
+    names a load leaves in a table (labels are never removed; theirs count nothing: 0, or NaN
+    for an average)."""
     figures = []
     for index in range(len(curriculum.config.stages)):
         stats = curriculum._stage(index).stats()
@@ -502,7 +504,7 @@ def _pool_figures(curriculum: StagedCurriculum) -> list[dict[str, float]]:
                 k: v
                 for k, v in stats.items()
                 if not k.startswith(("health/", "label/", "curriculum/num_labels"))
-                or (k.startswith("label/") and v)
+                or (k.startswith("label/") and v and not math.isnan(v))
             }
         )
     return figures
