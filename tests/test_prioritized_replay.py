@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import multiprocessing as mp
 import os
 import re
@@ -119,6 +120,14 @@ def test_score_functions(function: str, field: str, value: float, expected: floa
     rows[field] = value
     config = PrioritizedLevelReplayConfig(score_function=function)
     assert task_scores(rows, config)[0] == pytest.approx(expected)
+
+
+def test_figures_over_the_seen_tasks_are_nan_while_none_is_seen() -> None:
+    rows = pool_rows([0.0, 0.0], [0, 0], [0, 0])
+    stats = make_algorithm(PrioritizedLevelReplayConfig()).view(snapshot_of(rows, 2)).extra_stats()
+    assert stats["plr/num_seen"] == 0.0 and stats["plr/unseen_share"] == 1.0
+    for key in ("mean_staleness", "max_staleness", "score_mean", "score_std", "score_max"):
+        assert math.isnan(stats[f"plr/{key}"]), key
 
 
 def test_draws_explore_each_unseen_task_once_then_evict_the_lowest_scoring() -> None:

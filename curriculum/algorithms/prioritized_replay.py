@@ -18,6 +18,7 @@ task's staleness counts every process's draws (``last_sampled`` is kept by the p
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -216,11 +217,12 @@ class PrioritizedReplayAlgorithm(CurriculumAlgorithm):
             "plr/unseen_share": float(n_unseen / len(active)) if len(active) else 0.0,
             "plr/explore_share": float(explore),
             "plr/num_evictable": float(len(candidates)),
-            "plr/mean_staleness": float(stale[seen].mean()) if n_seen else 0.0,
-            "plr/max_staleness": float(stale[seen].max()) if n_seen else 0.0,
-            "plr/score_mean": float(scores[seen].mean()) if n_seen else 0.0,
-            "plr/score_std": float(scores[seen].std()) if n_seen else 0.0,
-            "plr/score_max": float(scores[seen].max()) if n_seen else 0.0,
+            # over the seen tasks: NaN while none is (curriculum.stats.NO_DATA)
+            "plr/mean_staleness": float(stale[seen].mean()) if n_seen else math.nan,
+            "plr/max_staleness": float(stale[seen].max()) if n_seen else math.nan,
+            "plr/score_mean": float(scores[seen].mean()) if n_seen else math.nan,
+            "plr/score_std": float(scores[seen].std()) if n_seen else math.nan,
+            "plr/score_max": float(scores[seen].max()) if n_seen else math.nan,
         }
         return ReplayView(
             snapshot=snapshot,
