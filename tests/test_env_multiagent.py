@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from conftest import make_config
 
+from backends.shared_memory import segment_path
 from curriculum import BucketedTaskGenerator, Curriculum, CurriculumEnv, SingleTaskGenerator
 from curriculum.env import INFO_KEY
 
@@ -179,11 +180,15 @@ def test_multi_agent_env_under_pufferlib(backend: str) -> None:
                 envs.step(actions)
         finally:
             envs.close()
+            for process in getattr(envs, "processes", []):  # terminated, not joined, by close()
+                process.join(timeout=30)
         stats = curriculum.stats()
         assert stats["curriculum/num_completed"] == 16
         assert stats["reward/mean"] == pytest.approx(0.3)  # mean return 3 of range (0, 10)
     finally:
         curriculum.close()
+    # the workers were killed while attached; joined, they left the parent the last one out
+    assert not segment_path(curriculum.session_id).exists()
 
 
 def test_team_reward_and_shared_done_flags_broadcast(team: Curriculum) -> None:
