@@ -48,8 +48,8 @@ every student (and, tracked, within 2% of its AUC).
 
 ``python benchmarks/bench_quality.py`` runs every student with 3 seeds, and 8 for the rows whose
 ratio is a goal (``LP defaults``, ``LP 2 / 4 processes``, ``ADR`` and ``ADR 2 processes``;
-``--parity-seeds N``; a run takes 3-7 s of CPU, the noisy and noisy-binarised students took 528 s
-on a loaded 2-core machine, every student over an hour there);
+``--parity-seeds N``; a run takes 3-7 s of CPU; on a loaded 2-core machine the noisy and
+noisy-binarised students took 528 s, the graded student alone about 30 minutes);
 ``--quick`` the graded and noisy students with 2 seeds, without presets. ``--students a,b``
 picks students, ``--seeds N`` the seeds, ``--no-syllabus`` skips Syllabus; ``--learning-rate``,
 ``--budget`` and ``--pool-size`` run the graded student alone with those settings. ``--ablation``
