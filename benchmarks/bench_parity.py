@@ -21,30 +21,11 @@ import argparse
 import json
 import multiprocessing as mp
 import sys
-from typing import Any
 
 import checkout  # noqa: F401  (this checkout's package, in workers too)
 import numpy as np
-import quality_runs
-from quality_runs import Row, Run, run_pool
-from students import STUDENTS, Student
-
-from curriculum import CurriculumConfig
-
-_DEFAULT_CONFIG = quality_runs.curriculum_config
-
-
-def _overridden(fields: dict[str, Any]):
-    def config(row: Row, seed: int, plan: Student) -> CurriculumConfig:
-        return _DEFAULT_CONFIG(row, seed, plan).model_copy(update=fields)
-
-    return config
-
-
-def _one(job: tuple[int, Student, dict[str, Any]]) -> Run:
-    seed, plan, fields = job
-    quality_runs.curriculum_config = _overridden(fields)
-    return run_pool(Row("LP defaults", "lp"), seed, plan)
+from quality_runs import Row, Run, ratio_with_error, run_one, run_pool
+from students import STUDENTS
 
 
 def _aucs(runs: list[Run]) -> np.ndarray:
@@ -74,16 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     settings = f" with {fields}" if fields else ""
     print(f"{args.student} student, LP defaults{settings}, seeds {seeds.start}-{seeds.stop - 1}")
+    single = Row("LP defaults", "lp", config=fields)
     with mp.get_context("spawn").Pool(2) as pool:
-        one = _aucs(pool.map(_one, [(s, plan, fields) for s in seeds], chunksize=1))
+        one = _aucs(pool.map(run_one, [(single, s, plan) for s in seeds], chunksize=1))
     print(_line("1 process", one))
-    quality_runs.curriculum_config = _overridden(fields)
     for count in (int(c) for c in args.processes.split(",")):
-        row = Row(f"LP {count} processes", "lp", processes=count)
+        row = Row(f"LP {count} processes", "lp", processes=count, config=fields)
         multi = _aucs([run_pool(row, seed, plan) for seed in seeds])
-        ratio = multi.mean() / one.mean()
-        relative = [a.std(ddof=1) / a.mean() / np.sqrt(len(a)) for a in (multi, one)]
-        error = ratio * float(np.sqrt(np.sum(np.square(relative))))
+        ratio, error = ratio_with_error(multi, one)
         print(_line(f"{count} processes", multi) + f"; {ratio:.3f}x of 1 process (± {error:.3f})")
     return 0
 

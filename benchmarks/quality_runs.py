@@ -40,6 +40,11 @@ class Row:
     # at least this many seeds, whatever the table's count: the rows whose AUC ratios are
     # compared (one process and its multi-process rows), whose seed spread would hide a 2% gap
     min_seeds: int = 0
+    config: dict[str, Any] = field(default_factory=dict)  # other CurriculumConfig fields
+
+    def seed_count(self, seeds: int) -> int:
+        """The seeds this row runs when its table runs ``seeds``."""
+        return max(seeds, self.min_seeds)
 
 
 @dataclass
@@ -77,7 +82,16 @@ def curriculum_config(row: Row, seed: int, plan: Student) -> CurriculumConfig:
         num_active_tasks=plan.pool,
         algorithm_config=algorithm_config(row, session),
         seed=seed,
+        **row.config,
     )
+
+
+def ratio_with_error(multi: np.ndarray, one: np.ndarray) -> tuple[float, float]:
+    """``multi``'s mean over ``one``'s (per-seed values), and that ratio's standard error from
+    the two samples' standard errors (how far apart two runs of one curriculum land by chance)."""
+    ratio = float(multi.mean() / one.mean())
+    relative = [a.std(ddof=1) / a.mean() / np.sqrt(len(a)) for a in (multi, one) if len(a) > 1]
+    return ratio, ratio * float(np.sqrt(np.sum(np.square(relative))))
 
 
 def play(curriculum: Curriculum, student: SimulatedStudent, episodes: int, seed: Any) -> None:
@@ -264,13 +278,12 @@ def run_rows(rows: list[Row], seeds: int, plan: Student, parallel: int) -> dict[
         (row, seed, plan)
         for row in rows
         if row.processes == 1
-        for seed in range(max(seeds, row.min_seeds))
+        for seed in range(row.seed_count(seeds))
     ]
     with mp.get_context("spawn").Pool(parallel) as pool:
         for (row, _, _), run in zip(single, pool.map(run_one, single, chunksize=1), strict=True):
             results[row.name].append(run)
     for row in rows:
         if row.processes > 1:
-            count = max(seeds, row.min_seeds)
-            results[row.name] = [run_pool(row, seed, plan) for seed in range(count)]
+            results[row.name] = [run_pool(row, seed, plan) for seed in range(row.seed_count(seeds))]
     return results
