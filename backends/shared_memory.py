@@ -81,7 +81,6 @@ from backends.shm_segment import (  # noqa: F401 - re-exported for tools and tes
 )
 from backends.stage_state import StageState, StageUpdate, apply_stage_update
 from curriculum import forks
-from curriculum.ema import rounds
 from curriculum.errors import (
     BackendError,
     PoolClosedError,
@@ -324,11 +323,10 @@ class SharedMemoryBackend(TaskMemoryBackend):
         Only the rows change; entries whose task was evicted meanwhile go to their label's stored
         counters (and count as late). The order of application is computed before the lock.
         """
-        prepared = PreparedBatch.of(batch, [])
+        prepared = PreparedBatch.of(batch)
         touched = prepared.touched_slots(len(self._rows))
         if len(touched) and (touched.min() < 0 or touched.max() >= len(self._rows)):
             raise BackendError(f"batch names slots outside the pool: {touched.tolist()}")
-        prepared.rounds = rounds(prepared.slots)
         with self._locked():
             masks = prepared.live_masks(self._rows)
             self._change(touched, prepared.late_labels(masks))

@@ -21,9 +21,18 @@ from backends.layout import (
     fold_row_into_label,
 )
 from backends.shm_journal import _CRASH_AT, crash_point
-from curriculum.ema import EmaParams, apply_outcomes, apply_priorities
+from curriculum.ema import (
+    EmaParams,
+    apply_in_order,
+    apply_outcomes,
+    apply_priorities,
+    first_and_repeats,
+)
 
 COUNTER_INDEX = {name: i for i, name in enumerate(COUNTER_NAMES)}
+# A batch of at most this many outcomes is applied one outcome at a time (apply_in_order): for
+# so few, cheaper than a vectorised pass over numpy's record fields (~30 us of fixed cost).
+IN_ORDER_BATCH = 8
 OVERFLOW = OVERFLOW_LABEL.encode()
 _NO_INTS = np.empty(0, dtype=np.int64)
 _NO_BOOLS = np.empty(0, dtype=bool)
@@ -136,15 +145,17 @@ def label_ids(*ids: int) -> np.ndarray:
 
 @dataclass
 class PreparedBatch:
-    """A batch as arrays, its rounds (computed before the lock) and, under the lock, which of
-    its entries still find their task and what it touches."""
+    """A batch as arrays, its outcomes split into each slot's first and the repeats (before the
+    lock) and, under the lock, which of its entries still find their task and what it touches."""
 
     slots: np.ndarray
     task_ids: np.ndarray
     labels: np.ndarray
     scores: np.ndarray
     priorities: np.ndarray | None  # per outcome, NaN where none came; None: no priorities
-    rounds: list[np.ndarray]
+    # positions of each slot's first outcome (:func:`first_and_repeats`; none in a small batch)
+    first: np.ndarray
+    repeats: np.ndarray  # positions of the other outcomes, in arrival order
     sample_slots: np.ndarray
     sample_task_ids: np.ndarray
     sample_labels: np.ndarray
@@ -154,8 +165,8 @@ class PreparedBatch:
     steps: int
 
     @classmethod
-    def of(cls, batch: WriteBatch, rounds: list[np.ndarray]) -> PreparedBatch:
-        """Arrays of ``batch``; ``rounds`` as :func:`curriculum.ema.rounds` split its slots."""
+    def of(cls, batch: WriteBatch) -> PreparedBatch:
+        """Arrays of ``batch``, its outcomes split into each slot's first and the repeats."""
 
         def ints(values: list[int]) -> np.ndarray:
             return np.asarray(values, dtype=np.int64) if values else _NO_INTS
@@ -164,13 +175,19 @@ class PreparedBatch:
         if batch.priority_positions:
             priorities = np.full(len(batch.outcome_slots), np.nan)
             priorities[ints(batch.priority_positions)] = batch.priority_values
+        slots = ints(batch.outcome_slots)
+        if len(slots) <= IN_ORDER_BATCH:  # a few outcomes: all one at a time
+            first, repeats = _NO_INTS, np.arange(len(slots))
+        else:
+            first, repeats = first_and_repeats(slots)
         return cls(
-            slots=ints(batch.outcome_slots),
+            slots=slots,
             task_ids=ints(batch.outcome_task_ids),
             labels=ints(batch.outcome_labels),
             scores=np.asarray(batch.outcome_scores, dtype=np.float64),
             priorities=priorities,
-            rounds=rounds,
+            first=first,
+            repeats=repeats,
             sample_slots=ints(batch.sample_slots),
             sample_task_ids=ints(batch.sample_task_ids),
             sample_labels=ints(batch.sample_labels),
@@ -229,16 +246,20 @@ def apply_batch(
     live, sample_live, failure_live = masks
     slots, scores = batch.slots, batch.scores
     all_live = bool(live.all())
-    for number, positions in enumerate(batch.rounds):
-        chosen = positions if all_live else positions[live[positions]]
+    if len(batch.first):  # each slot's first outcome, vectorised
+        chosen = batch.first if all_live else batch.first[live[batch.first]]
         row_index = slots[chosen]
         updated = pool.rows[row_index]  # fancy indexing: a copy
         apply_outcomes(updated, scores[chosen], ema)
         if batch.priorities is not None:
             apply_priorities(updated, batch.priorities[chosen], ema)
         pool.rows[row_index] = updated  # whole records, one copy each
-        if _CRASH_AT and number == len(batch.rounds) // 2:
+        if _CRASH_AT:
             crash_point("applying")
+    if len(batch.repeats):  # each slot's later outcomes, in order
+        chosen = batch.repeats if all_live else batch.repeats[live[batch.repeats]]
+        priorities = None if batch.priorities is None else batch.priorities[chosen]
+        apply_in_order(pool.rows, slots[chosen], scores[chosen], priorities, ema)
     applied = len(slots)
     if not all_live:
         late = ~live

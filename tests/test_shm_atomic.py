@@ -233,24 +233,15 @@ def _raise_midway(*args: Any, **kwargs: Any) -> None:
 def test_a_write_that_raises_midway_changes_nothing(
     session_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An exception inside a write (here: in the EMA update of the second round) rolls the
-    write back before it propagates."""
+    """An exception inside a write (here: in the EMA update of the repeated slots, after each
+    slot's first outcome was applied) rolls the write back before it propagates."""
     import backends.shm_records as records
 
     backend = SharedMemoryBackend(session_id, params())
     try:
         fill(backend)
         before = backend.export_state()
-        calls = []
-        real = records.apply_outcomes
-
-        def flaky(*args: Any, **kwargs: Any) -> None:
-            calls.append(1)
-            if len(calls) == 2:
-                _raise_midway()
-            real(*args, **kwargs)
-
-        monkeypatch.setattr(records, "apply_outcomes", flaky)
+        monkeypatch.setattr(records, "apply_in_order", _raise_midway)
         with pytest.raises(RuntimeError, match="midway"):
             backend.record(batch_for(backend.snapshot(), 200, seed=5))
         state = backend.export_state()
