@@ -82,7 +82,7 @@ class ViewRefresher:
     """
 
     def __init__(self) -> None:
-        self.call: BackgroundCall[tuple[PoolView | None, float]] | None = None
+        self.call: BackgroundCall[tuple[PoolView | None, float, int]] | None = None
         self.placed: list[tuple[int, int, int, int, int]] = []
 
     @property
@@ -94,13 +94,14 @@ class ViewRefresher:
         """Re-read and re-score the pool in a helper thread (when it changed since ``version``)."""
         score = views.score
 
-        def work() -> tuple[PoolView | None, float]:
+        def work() -> tuple[PoolView | None, float, int]:
             started = time.thread_time()  # its CPU time: not the waits for the caller's GIL
             if backend.version() == version:
-                return None, time.thread_time() - started
+                return None, time.thread_time() - started, views.own_outcomes
+            own_outcomes = views.own_outcomes  # what the snapshot counts of this process's
             view = score(backend.snapshot())
             view.prepare_sampling()  # here, not at the caller's next sample
-            return view, time.thread_time() - started
+            return view, time.thread_time() - started, own_outcomes
 
         self.placed = []
         self.call = BackgroundCall(work)
@@ -143,7 +144,7 @@ class ViewRefresher:
         self.drop()
         assert call is not None
         call.wait()
-        view, cost = call.result()
+        view, cost, own_outcomes = call.result()
         if view is None and views.view is None:
             return  # this process changed the pool since: the next call refreshes inline
         replayed = set()
@@ -152,7 +153,7 @@ class ViewRefresher:
                 if view.task_id(slot) == replaced:  # read before this process's placement
                     view.place_new_task(slot, task_id, label_id, seq)
                     replayed.add(slot)
-        views.install(view, cost)
+        views.install(view, cost, own_outcomes)
         if replayed:  # their eviction scores were the replaced tasks'
             views.evictions = [s for s in views.evictions if s not in replayed]
 

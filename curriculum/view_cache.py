@@ -17,13 +17,13 @@ after every ``max(write_batch_size, capacity // 8)`` outcomes this process recor
 process with a seed picks the same tasks for the same outcomes.
 
 Sharing: each refresh compares how many outcomes the pool gained since the last one with how
-many this process wrote (counted when written, as the pool counts them: an outcome queued or
-buffered through an outage is not another process's): a smoothed estimate of the number of
-processes writing at this one's pace (:attr:`ViewCache.writers`, shown as ``health/writers``).
-It is a figure only: dividing the write batch and refresh thresholds by it kept views closer to
-the pool but cost two processes most of their scaling (BENCHMARKS.md, "The hot loop"), while
-the quality benchmark finds 4 processes within 2% of one process's AUC without it (BENCHMARKS.md,
-"Sharing lag over many seeds").
+many this process wrote (both as the snapshot counted them: an outcome written after a helper
+thread read the pool is not in its count, and an outcome queued or buffered through an outage is
+not another process's): a smoothed estimate of the number of processes writing at this one's pace
+(:attr:`ViewCache.writers`, shown as ``health/writers``). It is a figure only. Dividing the write
+batch by it cost two processes of the hot loop a fifth of their throughput (a write has a fixed
+cost); dividing the refresh threshold by it changed no AUC of the quality benchmark beyond its
+noise (both: BENCHMARKS.md, "Sharing lag").
 """
 
 from __future__ import annotations
@@ -109,15 +109,19 @@ class ViewCache:
         view = None if snapshot is None else self.score(snapshot)
         return self.install(view, time.thread_time() - started)
 
-    def install(self, view: PoolView | None, cost_s: float) -> PoolView:
+    def install(
+        self, view: PoolView | None, cost_s: float, own_outcomes: int | None = None
+    ) -> PoolView:
         """Take ``view`` (None: the pool did not change) as the current one; the refresh that
-        made it (or found the pool unchanged) took ``cost_s`` of CPU time."""
+        made it (or found the pool unchanged) took ``cost_s`` of CPU time. ``own_outcomes``:
+        :attr:`own_outcomes` when its snapshot was read (None: now)."""
         if view is not None:
             view.running, view.played = self.running, self.played
             self.view = view
             self.evictions = view.eviction_order[::-1]
             if self.by_time:
-                self._estimate_writers(int(view.snapshot.counters["num_completed"]))
+                own = self.own_outcomes if own_outcomes is None else own_outcomes
+                self._estimate_writers(int(view.snapshot.counters["num_completed"]), own)
             if len(view.active) < self.capacity:
                 self.maybe_free_slots = True
             self.cost_s = min(cost_s, self._last_cost_s)
@@ -127,19 +131,20 @@ class ViewCache:
         assert self.view is not None
         return self.view
 
-    def _estimate_writers(self, pool_completed: int) -> None:
-        """Update :attr:`writers` from the pool's and this process's outcomes since the last
-        refresh (only over spans with enough of this process's outcomes to mean something)."""
+    def _estimate_writers(self, pool_completed: int, own_outcomes: int) -> None:
+        """Update :attr:`writers` from the pool's and this process's outcomes (both as the
+        snapshot counted them) since the last refresh (only over spans with enough of this
+        process's outcomes to mean something)."""
         mark = self._mark
         if mark is None or pool_completed < mark[0]:  # first view, or the pool was replaced
-            self._mark = (pool_completed, self.own_outcomes)
+            self._mark = (pool_completed, own_outcomes)
             return
-        own = self.own_outcomes - mark[1]
+        own = own_outcomes - mark[1]
         if own < 16:
             return
         ratio = min(max((pool_completed - mark[0]) / own, 1.0), MAX_WRITERS)
         self.writers += 0.5 * (ratio - self.writers)
-        self._mark = (pool_completed, self.own_outcomes)
+        self._mark = (pool_completed, own_outcomes)
 
     def score(self, snapshot: PoolSnapshot) -> PoolView:
         """The algorithm's view, with tasks whose env config keeps failing evicted first."""

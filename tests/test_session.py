@@ -382,9 +382,9 @@ def test_a_stale_view_waits_for_its_refresh_on_shared_memory() -> None:
             lags: list[int] = []
             install = views.install
 
-            def record(view, cost):  # type: ignore[no-untyped-def]
+            def record(view, cost, own_outcomes=None):  # type: ignore[no-untyped-def]
                 lags.append(views.outcomes_since)
-                return install(view, cost)
+                return install(view, cost, own_outcomes)
 
             views.install = record  # type: ignore[method-assign]
             _play(curriculum, 8000)
