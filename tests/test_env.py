@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import pickle
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -500,12 +501,15 @@ def test_nan_in_info_score_raises(toy_curricula: Callable[..., Curriculum]) -> N
 
 
 def test_out_of_range_scores_are_clipped_and_counted_on_request(
-    toy_curricula: Callable[..., Curriculum],
+    toy_curricula: Callable[..., Curriculum], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("curriculum.env_scores._warned_clipping", False)  # a fresh process
     curriculum = toy_curricula()
     scores = iter([1.5, -0.25, 0.5])
     env = make_toy_env(curriculum, score_fn=lambda info, ret: next(scores), out_of_range="clip")
-    assert [finish_episode(env)[INFO_KEY]["score"] for _ in range(3)] == [1.0, 0.0, 0.5]
+    with pytest.warns(RuntimeWarning, match="clipped the score 1.5") as said:
+        assert [finish_episode(env)[INFO_KEY]["score"] for _ in range(3)] == [1.0, 0.0, 0.5]
+    assert len(said) == 1  # once per process
     assert env.clipped_scores == 2
     stats = curriculum.stats()
     assert stats["curriculum/num_completed"] == 3
@@ -519,7 +523,9 @@ def test_score_from_the_return(toy_curricula: Callable[..., Curriculum]) -> None
     env = CurriculumEnv(
         ToyEnv(emit_score=False), curriculum, score_range=(0.0, 2.0), out_of_range="clip"
     )
-    assert finish_episode(env)[INFO_KEY]["score"] == 1.0  # return 3, clipped
+    with warnings.catch_warnings():  # warned once per process: maybe here, maybe before
+        warnings.simplefilter("ignore", RuntimeWarning)
+        assert finish_episode(env)[INFO_KEY]["score"] == 1.0  # return 3, clipped
     assert env.clipped_scores == 1
     env = CurriculumEnv(ToyEnv(), curriculum, score_fn=lambda info, ret: ret / 10)
     assert finish_episode(env)[INFO_KEY]["score"] == pytest.approx(0.3)
