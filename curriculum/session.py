@@ -93,6 +93,7 @@ class PoolSession:
             max_task_failures=config.max_task_failures,
             by_time=not config.deterministic,
             cost_factor=refresh_cost_factor(config, self.capacity),
+            shared_cost_factor=1.0 / config.refresh_cpu_share,
             running=self.registry.running,
             played=self.registry.issued,
         )
@@ -218,6 +219,8 @@ class PoolSession:
         if views.view is not None and not fresh:
             if self.outage.active():
                 return views.view
+            if views.by_time and self.queue.open_outcomes and not refresher.running:
+                self.flush_if_due(force=True)  # the new view shows them, and so do others'
             if self._background and views.cost_s > BACKGROUND_REFRESH_S:
                 if not refresher.running:
                     refresher.start(self.backend, views, views.view.snapshot.version)
@@ -477,11 +480,7 @@ class PoolSession:
             if self.config.on_pool_lost == "raise":
                 raise
             dropped = self._forget_lost_pool()
-            logger.warning(
-                "%s; closing without it: dropped %d outcomes this process had not yet written",
-                exc,
-                dropped,
-            )
+            logger.warning("%s; closing without it: %d unwritten outcomes dropped", exc, dropped)
         finally:
             if self._exit_flush is not None:
                 self._exit_flush.cancel()

@@ -76,7 +76,7 @@ def play(curriculum: Curriculum, episodes: int, seed: int = 0, continuous: bool 
         curriculum.update_task_performance(task.task_id, score, priority=priority)
 
 
-def build_pool(url: str, episodes: int = 400, plr: str | None = None, **lp_fields: object) -> Pool:
+def build_pool(url: str, episodes: int = 800, plr: str | None = None, **lp_fields: object) -> Pool:
     """A pool on ``url`` with ``episodes`` played and flushed (caller destroys it): learning
     progress with ``lp_fields``, or Prioritized Level Replay with the score function ``plr``
     (learnable tasks then score in [0, 1])."""

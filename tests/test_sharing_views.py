@@ -1,5 +1,7 @@
-"""The writers estimate (``health/writers``) counts this process's outcomes as the snapshot it
-compares with did, whether the view was refreshed inline or in a helper thread."""
+"""Sharing a pool: the writers estimate (``health/writers``) counts this process's outcomes as the
+snapshot it compares with did, whether the view was refreshed inline or in a helper thread;
+other writers bring the refresh forward (within its CPU budget), and a refresh writes this
+process's queued outcomes first."""
 
 from __future__ import annotations
 
@@ -67,3 +69,56 @@ def test_an_inline_refresh_counts_own_outcomes_now() -> None:
     views.own_outcomes = 100
     views.refreshed(snapshot(2, 200), time.thread_time())
     assert views.writers == pytest.approx(1.5)  # 2 writers seen, smoothed from 1
+
+
+def test_other_writers_bring_a_refresh_forward_within_its_budget() -> None:
+    """With 4 writers, a quarter of the refresh threshold of this process's outcomes makes the
+    view due, but only once it is ``shared_cost_factor`` times its refresh cost old (a small
+    pool's own threshold has no such bound)."""
+    views = ViewCache(
+        DiscreteRandomAlgorithm(),
+        capacity=8,
+        max_age_s=60.0,
+        refresh_after_outcomes=64,
+        max_task_failures=3,
+        cost_factor=0.0,
+        shared_cost_factor=10.0,
+    )
+    views.install(views.score(snapshot(1, 0)), 0.001)
+    views.cost_s = 0.001
+    views.outcomes_since = 16
+    views.taken_at = time.monotonic() - 0.02  # twice the budget: 10 x 1 ms
+    assert not views.due(), "one writer: a quarter of the threshold is not enough"
+    views.writers = 4.0
+    assert views.due()
+    views.outcomes_since = 15
+    assert not views.due()
+    views.outcomes_since = 16
+    views.taken_at = time.monotonic()  # younger than its budget
+    assert not views.due(), "brought forward although the refresh budget is spent"
+    views.outcomes_since = 64
+    assert views.due(), "this process's own threshold is not bound by the budget"
+
+
+def test_a_refresh_writes_the_queued_outcomes_first(curricula) -> None:
+    """Outcomes below a batch are written when the view is refreshed: the new view, and the
+    other processes' next ones, show them (deterministic mode did so already)."""
+    curriculum = curricula(
+        num_active_tasks=8, write_batch_size=64, write_max_delay_s=600.0, snapshot_max_age_s=5.0
+    )
+    tasks = [curriculum.get_task() for _ in range(12)]  # the pool is full: later draws sample
+    for task in tasks[:10]:
+        curriculum.update_task_performance(task.task_id, 1.0)
+
+    queue = curriculum._session.queue
+
+    def completed() -> float:
+        return float(curriculum.backend.snapshot().counters["num_completed"])
+
+    curriculum.get_task()
+    assert (completed(), queue.open_outcomes) == (0, 10), "written before the view was due"
+    curriculum._session.views.taken_at -= 10.0  # the view is now older than snapshot_max_age_s
+    curriculum.get_task()
+    assert queue.open_outcomes == 0
+    # written, or on Redis sent ahead of its reply (which fakeredis runs when the reply is read)
+    assert max(completed(), queue.outcomes_in_flight) == 10
