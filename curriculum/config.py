@@ -268,7 +268,8 @@ class CurriculumConfig(FrozenModel):
         seed: Seeds the task ids of a pool this process creates and this process's sampling.
         max_labels: Capacity of the pool's label table; labels past it count under "(other)".
         write_batch_size: Outcomes buffered per process before they are written under one lock
-            acquisition; 1 writes every outcome immediately.
+            acquisition (the buffer is also written before each refresh of the scored view);
+            1 writes every outcome immediately.
         write_max_delay_s: Buffered outcomes older than this are written at the next call.
         snapshot_max_age_s: How stale the scored snapshot used for sampling may get while other
             processes write to the pool.
@@ -286,11 +287,11 @@ class CurriculumConfig(FrozenModel):
         outage_retry_s: How often, during an outage, the hot path tries the server again.
         max_buffered_outcomes: Outcomes a process may buffer during an outage; one more raises
             ``BackendUnavailableError`` (the buffer is kept).
-        deterministic: Refresh the scored view by outcome count instead of by time (and write
-            the queue before each refresh), so that one process with a seed picks the same tasks
-            for the same outcomes, and a checkpoint restored into a new process continues the
-            same sequence. For reproducible single-process runs and tests; with several
-            processes the order of their writes still varies.
+        deterministic: Refresh the scored view by outcome count instead of by time, so that
+            one process with a seed picks the same tasks for the same outcomes, and a
+            checkpoint restored into a new process continues the same sequence. For
+            reproducible single-process runs and tests; with several processes the order of
+            their writes still varies.
         background_refresh: Refresh the scored view of a large pool (512 slots or more, once
             a refresh costs more than a millisecond) in a short-lived helper thread,
             sampling from the current view meanwhile, so that ``get_task`` never waits for a
