@@ -19,7 +19,8 @@ Goals (the issue's): /dev/shm loop >= 0.35x the in-process loop, Redis >= 0.12x;
 10,000 tasks <= 2x p50 at 1,000, p99.9 <= 1 ms and max <= 10 ms at 10,000 on both backends;
 2 processes >= 1.5x one on both.
 
-``python benchmarks/bench_hot_loop.py [--quick] [--redis-url URL | --spawn-redis] [--json PATH]``
+``python benchmarks/bench_hot_loop.py [--quick] [--redis-url URL | --spawn-redis] [--json PATH]
+[--process-tasks N]`` (``N``: the pool size of section 3, default 1,000)
 (full run about 2 minutes on the 2-core VM, ``--quick`` about one; ``--smoke`` is a tiny run for
 tests). Redis defaults to 127.0.0.1:6379; ``--spawn-redis`` starts a private redis-server for
 the run. Pools get session ids unique to the
@@ -100,6 +101,7 @@ class Run:
     plan: Plan
     run_id: str
     backends: dict[str, str | None]
+    process_tasks: int = LOOP_TASKS  # the pool size of section 3
 
     def config(self, backend: str, num_tasks: int, name: str) -> CurriculumConfig:
         """The default learning-progress config, in a pool unique to this run and backend."""
@@ -269,7 +271,8 @@ def print_results(run: Run, res: Results) -> None:
             )
         )
     print_rows(
-        f"3. one and two spawned processes, {LOOP_TASKS:,} tasks, {run.plan.mp_rounds} rounds",
+        f"3. one and two spawned processes, {run.process_tasks:,} tasks, "
+        f"{run.plan.mp_rounds} rounds",
         ("loop", "1 process", "2 processes", "2 / 1 [IQR]", "of the machine's 2 / 1"),
         rows,
     )
@@ -342,8 +345,8 @@ def measure(run: Run, started: float) -> Results:
             progress(f"latency, {backend}, {num_tasks:,} tasks")
             latency.append(measure_latency(run, backend, num_tasks))
     progress("one and two processes")
-    configs = {name: run.config(name, LOOP_TASKS, "procs") for name in run.backends}
-    plan = ProcessPlan(LOOP_TASKS, run.plan.mp_rounds, run.plan.mp_chunk_s)
+    configs = {name: run.config(name, run.process_tasks, "procs") for name in run.backends}
+    plan = ProcessPlan(run.process_tasks, run.plan.mp_rounds, run.plan.mp_chunk_s)
     ping_url = run.backends.get(REDIS)
     processes, error = measure_processes(configs, LearningProgressConfig(), plan, ping_url)
     return Results(loop, latency, processes, error)
@@ -358,6 +361,12 @@ def main() -> int:
     where.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="Redis server to measure")
     where.add_argument("--spawn-redis", action="store_true", help="start a private redis-server")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON (- stdout)")
+    parser.add_argument(
+        "--process-tasks",
+        type=int,
+        default=LOOP_TASKS,
+        help=f"pool size of the one-and-two-process section (default {LOOP_TASKS:,})",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     with contextlib.ExitStack() as stack:
@@ -370,7 +379,8 @@ def main() -> int:
             redis_text = f"Redis {server} at {redact_url(url)}"
             backends[REDIS] = url
         plan = SMOKE if args.smoke else QUICK if args.quick else FULL
-        run = Run(plan, f"bench-hot-{os.getpid()}-{secrets.token_hex(3)}", backends)
+        run_id = f"bench-hot-{os.getpid()}-{secrets.token_hex(3)}"
+        run = Run(plan, run_id, backends, args.process_tasks)
         kind = "smoke" if args.smoke else "quick" if args.quick else "full"
         print(f"{machine_text()}; {redis_text}")
         print(f"{kind} run; config: LearningProgressConfig() defaults, bench generator, seed 0")
