@@ -216,26 +216,27 @@ class PoolSession:
         if not fresh and not views.due():
             assert views.view is not None
             return views.view
+        in_helper = False  # the refresh runs in a helper thread
         if views.view is not None and not fresh:
             if self.outage.active():
                 return views.view
-            if views.by_time and self.queue.open_outcomes and not refresher.running:
-                self.flush_if_due(force=True)  # the new view shows them, and so do others'
-            if self._background and views.cost_s > BACKGROUND_REFRESH_S:
-                if not refresher.running:
-                    refresher.start(self.backend, views, views.view.snapshot.version)
+            in_helper = self._background and views.cost_s > BACKGROUND_REFRESH_S
+            if in_helper and refresher.running:
                 return views.view
         started = time.thread_time()
         try:
-            if not views.by_time:  # deterministic: the view shows every outcome recorded so far
-                self._write()
+            if not views.by_time or self.queue.open_outcomes:  # waited for: the new view shows
+                self._write()  # every outcome recorded so far, and so do the others' next
             view = views.view
-            changed = view is None or self.backend.version() != view.snapshot.version
-            view = views.refreshed(self.backend.snapshot() if changed else None, started)
+            if in_helper and view is not None:
+                refresher.start(self.backend, views, view.snapshot.version)
+            else:
+                changed = view is None or self.backend.version() != view.snapshot.version
+                view = views.refreshed(self.backend.snapshot() if changed else None, started)
         except TRANSIENT as exc:
             if views.view is None or fresh:
                 raise
-            self.outage.failed(exc)
+            self.outage.failed(exc)  # buffer mode: go on from this view; raise mode: raise
             return views.view
         self.outage.reachable()
         return view

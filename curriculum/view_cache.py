@@ -26,8 +26,8 @@ about as far as one process alone would between refreshes; and the session write
 outcomes before each refresh, so that the other processes see them as soon. Those earlier
 refreshes are taken only within the refresh budget (``shared_cost_factor`` times the refresh's
 CPU time, also for small pools), so a loop too fast for them keeps its batches. Four processes
-of the quality benchmark's noisy student reached 0.992x one process's AUC with them, against
-0.977x without on the same seeds; dividing the write batch itself by the estimate cost two
+of the quality benchmark's noisy student reached 0.985-0.989x one process's AUC with them,
+against 0.977-0.986x without; dividing the write batch itself by the estimate cost two
 processes of the hot loop a fifth of their throughput, a write having a fixed cost (both:
 BENCHMARKS.md, "Sharing lag").
 """

@@ -649,14 +649,16 @@ def test_close_after_the_pool_was_lost_drops_the_buffer_and_does_not_raise(
     caplog.set_level(logging.WARNING, logger="curriculum")
     cur = Curriculum(config)
     try:
-        play(cur, 20, np.random.default_rng(5))  # 20 outcomes buffered
-        assert cur.health()["health/pending_outcomes"] == 20
+        play(cur, 20, np.random.default_rng(5))  # buffered since the first view was read
+        pending = int(cur.health()["health/pending_outcomes"])
+        assert pending > 0
         volatile_server.kill()
         volatile_server.start()  # empty: the pool is lost
         cur.close()
     finally:
         assert cur._closed  # the handle is closed either way
-    assert any(sid in r.getMessage() and "dropped" in r.getMessage() for r in caplog.records)
+    said = f"{pending} unwritten outcomes dropped"
+    assert any(sid in r.getMessage() and said in r.getMessage() for r in caplog.records)
 
 
 def test_a_retried_attach_that_recreated_the_pool_still_counts_as_created(

@@ -14,6 +14,7 @@ from backends.base import PoolSnapshot
 from backends.layout import LABEL_DTYPE, empty_rows
 from curriculum.algorithms import DiscreteRandomAlgorithm
 from curriculum.background import ViewRefresher
+from curriculum.errors import BackendUnavailableError
 from curriculum.view_cache import ViewCache
 
 
@@ -122,3 +123,58 @@ def test_a_refresh_writes_the_queued_outcomes_first(curricula) -> None:
     assert queue.open_outcomes == 0
     # written, or on Redis sent ahead of its reply (which fakeredis runs when the reply is read)
     assert max(completed(), queue.outcomes_in_flight) == 10
+
+
+@pytest.mark.parametrize(
+    ("mode", "background"), [("buffer", False), ("raise", False), ("buffer", True)]
+)
+def test_a_refresh_whose_write_fails_does_not_wait_for_the_server_again(
+    curricula, monkeypatch, mode: str, background: bool
+) -> None:
+    """The server hangs: the write before a refresh fails, and the call does not also try the
+    read (which would wait as long again): buffer mode samples from the last view, raise mode
+    raises the write's error. The outcomes stay queued and are written once afterwards."""
+    from curriculum import session as session_module
+
+    if background:  # the refresh would run in a helper thread
+        monkeypatch.setattr(session_module, "BACKGROUND_REFRESH_S", -1.0)
+        monkeypatch.setattr(session_module, "BACKGROUND_MIN_TASKS", 1)
+    curriculum = curricula(
+        num_active_tasks=8,
+        write_batch_size=64,
+        write_max_delay_s=600.0,
+        snapshot_max_age_s=5.0,
+        on_backend_unavailable=mode,
+    )
+    tasks = [curriculum.get_task() for _ in range(12)]
+    for task in tasks[:10]:
+        curriculum.update_task_performance(task.task_id, 1.0)
+    backend = curriculum.backend
+    attempts: list[str] = []
+
+    def hung(name: str):  # type: ignore[no-untyped-def]
+        def call(*args, **kwargs):  # type: ignore[no-untyped-def]
+            attempts.append(name)
+            raise BackendUnavailableError("no reply from the server within 5 s")
+
+        return call
+
+    saved = {
+        name: getattr(backend, name) for name in ("record", "record_send", "version", "snapshot")
+    }
+    for name in saved:
+        setattr(backend, name, hung(name))
+    curriculum._session.views.taken_at -= 10.0  # the view is due
+    try:
+        if mode == "raise":
+            with pytest.raises(BackendUnavailableError, match="no reply"):
+                curriculum.get_task()
+        else:
+            curriculum.get_task()
+    finally:
+        for name, method in saved.items():
+            setattr(backend, name, method)
+    assert len(attempts) == 1, attempts
+    assert curriculum.health()["health/pending_outcomes"] == 10
+    curriculum.flush()
+    assert curriculum.backend.snapshot().counters["num_completed"] == 10
