@@ -37,7 +37,7 @@ class Pool:
         return self.current
 
 
-def cache() -> ViewCache:
+def cache(shared_cost_factor: float = 10.0) -> ViewCache:
     return ViewCache(
         DiscreteRandomAlgorithm(),
         capacity=8,
@@ -45,6 +45,7 @@ def cache() -> ViewCache:
         refresh_after_outcomes=64,
         max_task_failures=3,
         cost_factor=0.0,
+        shared_cost_factor=shared_cost_factor,
     )
 
 
@@ -76,15 +77,7 @@ def test_other_writers_bring_a_refresh_forward_within_its_budget() -> None:
     """With 4 writers, a quarter of the refresh threshold of this process's outcomes makes the
     view due, but only once it is ``shared_cost_factor`` times its refresh cost old (a small
     pool's own threshold has no such bound)."""
-    views = ViewCache(
-        DiscreteRandomAlgorithm(),
-        capacity=8,
-        max_age_s=60.0,
-        refresh_after_outcomes=64,
-        max_task_failures=3,
-        cost_factor=0.0,
-        shared_cost_factor=10.0,
-    )
+    views = cache(shared_cost_factor=10.0)
     views.install(views.score(snapshot(1, 0)), 0.001)
     views.cost_s = 0.001
     views.outcomes_since = 16
